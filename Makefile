@@ -1,0 +1,84 @@
+# vmon build.  `make` builds build/vmon; `make check` runs every test;
+# `make demo` installs what is missing, builds, fetches the guest kit and
+# boots it; `make bench` runs the benchmarks.
+
+CC ?= cc
+CFLAGS_BASE := -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter \
+	-Wshadow -Wstrict-prototypes -Wmissing-prototypes -fno-strict-aliasing \
+	-D_GNU_SOURCE -I.
+OPT ?= -O2 -g
+PKGS := libcapstone
+LIBS := -lpthread -lrt $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+CFLAGS_PKGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+
+# Every subsystem folder contributes its .c files to libvmon.a; programs and
+# tests link that library.  Adding a file needs no Makefile change.
+SUBDIRS := util cpu accel machine hw boot chardev config emu block virtio net \
+	monitor migration
+LIB_SRCS := $(foreach d,$(SUBDIRS),$(wildcard $(d)/*.c $(d)/*/*.c))
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+TOOL_SRCS := $(wildcard tools/*.c)
+
+define build_variant
+# $(1) = output dir, $(2) = extra CFLAGS, $(3) = extra LDFLAGS
+$(1)_OBJS := $$(patsubst %.c,$(1)/obj/%.o,$$(LIB_SRCS))
+$(1)/obj/%.o: %.c
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$(CFLAGS_BASE) $$(CFLAGS_PKGS) $(2) $$(CFLAGS) -MMD -MP -c $$< -o $$@
+$(1)/libvmon.a: $$($(1)_OBJS)
+	@rm -f $$@
+	ar rcs $$@ $$^
+$(1)/vmon: $(1)/obj/main.o $(1)/libvmon.a
+	$$(CC) $(2) $(3) $$(LDFLAGS) -o $$@ $$^ $$(LIBS)
+$(1)/tools/%: $(1)/obj/tools/%.o $(1)/libvmon.a
+	@mkdir -p $$(dir $$@)
+	$$(CC) $(2) $(3) $$(LDFLAGS) -o $$@ $$^ $$(LIBS)
+$(1)/tests/%: $(1)/obj/tests/unit/%.o $(1)/libvmon.a
+	@mkdir -p $$(dir $$@)
+	$$(CC) $(2) $(3) $$(LDFLAGS) -o $$@ $$^ $$(LIBS) -lcmocka
+-include $$(shell find $(1)/obj -name '*.d' 2>/dev/null)
+endef
+
+SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+B ?= build
+BA ?= build-asan
+$(eval $(call build_variant,$(B),$(OPT),))
+$(eval $(call build_variant,$(BA),-O1 -g $(SAN),$(SAN)))
+
+TOOLS := $(patsubst tools/%.c,%,$(TOOL_SRCS))
+UNIT_TESTS := $(patsubst tests/unit/%.c,%,$(UNIT_SRCS))
+
+.PHONY: all check unit-test system-test guest-tests demo bench deps guest-kit clean
+all: $(B)/vmon $(addprefix $(B)/tools/,$(TOOLS))
+	@for t in $(TOOLS); do ln -sf tools/$$t $(B)/$$t; done
+
+guest-tests:
+	$(MAKE) -C tests/guest OUT=$(abspath $(B))/guest-tests
+
+unit-test: $(addprefix $(BA)/tests/,$(UNIT_TESTS))
+	@set -e; for t in $^; do echo "== $$t"; $$t; done
+
+system-test: all $(BA)/vmon guest-tests
+	VMON=$(abspath $(B))/vmon VMON_ASAN=$(abspath $(BA))/vmon GUEST_TESTS=$(abspath $(B))/guest-tests \
+		/usr/bin/python3 -m pytest -q tests/system $(PYTEST_ARGS)
+
+# Unit tests run under ASan+UBSan; system tests run the optimised binary and,
+# where a test asks for it, the sanitized one (VMON_ASAN).
+check: unit-test system-test
+
+deps:
+	scripts/install-deps.sh
+
+guest-kit:
+	scripts/guest-kit.sh build/guest
+
+demo: deps
+	$(MAKE) all guest-tests
+	scripts/guest-kit.sh build/guest
+	scripts/demo.sh
+
+bench: all guest-tests
+	bench/run-all.sh
+
+clean:
+	rm -rf build build-asan

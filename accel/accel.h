@@ -1,0 +1,51 @@
+/* The accelerator interface: the only way the machine runs guest code.
+ *
+ * Two implementations: kvm (accel/kvm*.c) and emu (accel/emu.c on top of
+ * emu/).  Both present the same CPUID model (cpu/cpuid.h) and move state
+ * through struct cpu_state, so a vCPU can be moved from one to the other. */
+#ifndef VMON_ACCEL_ACCEL_H
+#define VMON_ACCEL_ACCEL_H
+
+#include "machine/machine.h"
+
+struct accel_ops {
+    const char *name;
+    /* All vCPUs on one thread, round robin (emu), or a thread each (kvm). */
+    bool single_thread;
+
+    /* Can this accelerator run here?  If not, write why into why. */
+    bool (*available)(char *why, size_t why_len);
+    /* Create the VM: register guest RAM, interrupt controllers, clocks. */
+    int (*init)(struct machine *m);
+    void (*destroy)(struct machine *m);
+
+    int (*vcpu_init)(struct vcpu *v);
+    void (*vcpu_destroy)(struct vcpu *v);
+    /* Run the vCPU, dispatching port/MMIO exits to machine_pio/mmio, until
+     * something the machine must handle happens (enum vcpu_exit). */
+    enum vcpu_exit (*vcpu_run)(struct vcpu *v);
+    /* single_thread only: every vCPU returned VCPU_EXIT_HALT; sleep until an
+     * interrupt, a timer or a kick makes one runnable. */
+    void (*idle_wait)(struct machine *m);
+    /* Make vcpu_run return VCPU_EXIT_STOP soon; callable from any thread. */
+    void (*vcpu_kick)(struct vcpu *v);
+    /* Move state between the accelerator and v->state.  Only while the vCPU
+     * is not running. */
+    int (*get_state)(struct vcpu *v, struct cpu_state *s);
+    int (*set_state)(struct vcpu *v, const struct cpu_state *s);
+
+    /* Interrupt lines and MSIs (route to in-kernel or vmon's own models). */
+    void (*set_irq)(struct machine *m, unsigned gsi, int level);
+    void (*send_msi)(struct machine *m, uint64_t addr, uint32_t data);
+};
+
+extern const struct accel_ops accel_kvm_ops;
+extern const struct accel_ops accel_emu_ops;
+
+/* Resolve an -accel name ("kvm", "emu", "tcg", "auto") to an accelerator,
+ * explaining the choice under -d accel.  NULL + error message on failure. */
+const struct accel_ops *accel_select(const char *name);
+/* True if the host CPU has vmx or svm (real hardware virtualization). */
+bool accel_host_has_hw_virt(void);
+
+#endif

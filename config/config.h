@@ -1,0 +1,39 @@
+/* The VM's configuration, filled from the command line (config/cli.c) and
+ * read by everything else.  Nothing here is guest-controlled. */
+#ifndef VMON_CONFIG_CONFIG_H
+#define VMON_CONFIG_CONFIG_H
+
+#include "util/types.h"
+
+#define CONFIG_MAX_DEVICES 32
+
+enum serial_backend { SERIAL_DEFAULT, SERIAL_STDIO, SERIAL_FILE, SERIAL_NONE };
+
+struct vm_config {
+    const char *kernel;
+    const char *initrd;    /* comma-separated list for Multiboot modules */
+    const char *append;
+    uint64_t ram_size;
+    unsigned smp;
+    const char *accel;     /* "kvm", "emu", "tcg", "auto" */
+    const char *name;
+    bool nographic;
+    bool display_none;
+    bool nodefaults;
+    bool no_reboot;
+    enum serial_backend serial;
+    const char *serial_path;
+    /* -device arguments, verbatim ("isa-debug-exit,iobase=0xf4"); the board
+     * resolves the drivers. */
+    const char *devices[CONFIG_MAX_DEVICES];
+    int nr_devices;
+};
+
+/* Parse argv into cfg.  Returns 0 to run, 1 if the process should exit 0
+ * (after --help/--version), -1 after printing a one-line error. */
+int config_parse_cli(struct vm_config *cfg, int argc, char **argv);
+/* Parse a size with an optional K/M/G/T suffix; a bare number is MiB when
+ * default_unit is MiB, as QEMU's -m. Returns 0 or -1. */
+int parse_size(const char *s, uint64_t default_unit, uint64_t *out);
+
+#endif

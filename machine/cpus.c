@@ -1,0 +1,200 @@
+/* vCPU threads.  Under a multi-threaded accelerator (kvm) each vCPU has a
+ * thread running accel->vcpu_run in a loop; a single-threaded one (emu) runs
+ * every vCPU round robin on one thread.  Threads park when the machine asks
+ * them to stop (pause, reset, snapshot): parked, their state is in
+ * v->state, which is what everything outside the accelerator reads. */
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "accel/accel.h"
+#include "config/config.h"
+#include "machine/machine.h"
+#include "util/log.h"
+
+static pthread_cond_t park_cond = PTHREAD_COND_INITIALIZER;    /* parked threads */
+static pthread_cond_t parked_cond = PTHREAD_COND_INITIALIZER;  /* the pauser */
+
+int machine_create_vcpus(struct machine *m)
+{
+    unsigned n = m->cfg->smp ? m->cfg->smp : 1;
+
+    for (unsigned i = 0; i < n; i++) {
+        struct vcpu *v = calloc(1, sizeof(*v));
+        int ret;
+
+        if (!v)
+            return -ENOMEM;
+        v->index = (int)i;
+        v->m = m;
+        for (int k = 0; k < STAT_NR; k++)
+            v->stats[k].min_ns = UINT64_MAX;
+        cpu_state_reset(&v->state, i, i == 0);
+        m->vcpus[m->nr_vcpus++] = v;
+        ret = m->accel->vcpu_init(v);
+        if (ret < 0) {
+            error_report("vCPU %u: %s accelerator could not create it: %s", i,
+                         m->accel->name, strerror(-ret));
+            return ret;
+        }
+    }
+    return 0;
+}
+
+void vcpu_stat_add(struct vcpu *v, enum vcpu_stat_kind kind, uint64_t ns)
+{
+    struct vcpu_stat *s = &v->stats[kind];
+
+    s->count++;
+    s->total_ns += ns;
+    if (ns < s->min_ns)
+        s->min_ns = ns;
+    if (ns > s->max_ns)
+        s->max_ns = ns;
+}
+
+/* Park the calling vCPU thread until the machine lets it go.  The vCPUs it
+ * runs save their state first, and load it again on the way out, because
+ * whoever paused them may have changed it (reset, snapshot load, switch). */
+static void park(struct machine *m, struct vcpu **vs, int n)
+{
+    machine_lock();
+    for (int i = 0; i < n; i++)
+        m->accel->get_state(vs[i], &vs[i]->state);
+    m->nr_parked++;
+    pthread_cond_broadcast(&parked_cond);
+    while (atomic_load(&m->vcpus_should_stop) && !atomic_load(&m->shutdown_requested))
+        machine_cond_wait(&park_cond);
+    m->nr_parked--;
+    if (!atomic_load(&m->shutdown_requested))
+        for (int i = 0; i < n; i++)
+            m->accel->set_state(vs[i], &vs[i]->state);
+    machine_unlock();
+}
+
+static void fatal_guest_error(struct machine *m)
+{
+    machine_request_shutdown(m, SHUTDOWN_GUEST_PANIC, 2);
+}
+
+static void *vcpu_thread(void *arg)
+{
+    struct vcpu *v = arg;
+    struct machine *m = v->m;
+
+    while (!atomic_load(&m->shutdown_requested)) {
+        if (atomic_load(&m->vcpus_should_stop)) {
+            park(m, &v, 1);
+            continue;
+        }
+        switch (m->accel->vcpu_run(v)) {
+        case VCPU_EXIT_FATAL:
+            fatal_guest_error(m);
+            return NULL;
+        default:
+            break;
+        }
+    }
+    return NULL;
+}
+
+static void *single_thread(void *arg)
+{
+    struct machine *m = arg;
+
+    while (!atomic_load(&m->shutdown_requested)) {
+        bool all_halted = true;
+
+        if (atomic_load(&m->vcpus_should_stop)) {
+            park(m, m->vcpus, m->nr_vcpus);
+            continue;
+        }
+        for (int i = 0; i < m->nr_vcpus; i++) {
+            enum vcpu_exit e = m->accel->vcpu_run(m->vcpus[i]);
+
+            if (e == VCPU_EXIT_FATAL) {
+                fatal_guest_error(m);
+                return NULL;
+            }
+            if (e != VCPU_EXIT_HALT)
+                all_halted = false;
+            if (atomic_load(&m->vcpus_should_stop))
+                break;
+        }
+        if (all_halted && m->accel->idle_wait && !atomic_load(&m->vcpus_should_stop))
+            m->accel->idle_wait(m);
+    }
+    return NULL;
+}
+
+static void kick_signal_handler(int sig)
+{
+    /* Only interrupts blocking calls (KVM_RUN, sleeps) in the vCPU thread. */
+}
+
+int machine_start_vcpus(struct machine *m)
+{
+    struct sigaction sa = { .sa_handler = kick_signal_handler };
+    int ret;
+
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGUSR1, &sa, NULL);
+
+    if (m->accel->single_thread) {
+        m->nr_vcpu_threads = 1;
+        ret = pthread_create(&m->vcpus[0]->thread, NULL, single_thread, m);
+        if (ret)
+            return -ret;
+        for (int i = 0; i < m->nr_vcpus; i++) {
+            m->vcpus[i]->thread = m->vcpus[0]->thread;
+            m->vcpus[i]->thread_started = true;
+        }
+        return 0;
+    }
+    m->nr_vcpu_threads = m->nr_vcpus;
+    for (int i = 0; i < m->nr_vcpus; i++) {
+        ret = pthread_create(&m->vcpus[i]->thread, NULL, vcpu_thread, m->vcpus[i]);
+        if (ret)
+            return -ret;
+        m->vcpus[i]->thread_started = true;
+    }
+    return 0;
+}
+
+/* Called with the machine lock held (main loop). */
+void machine_pause_vcpus(struct machine *m)
+{
+    atomic_store(&m->vcpus_should_stop, 1);
+    machine_kick_vcpus(m);
+    while (m->nr_parked < m->nr_vcpu_threads && !atomic_load(&m->shutdown_requested))
+        machine_cond_wait(&parked_cond);
+}
+
+void machine_resume_vcpus(struct machine *m)
+{
+    if (m->paused)
+        return;
+    atomic_store(&m->vcpus_should_stop, 0);
+    pthread_cond_broadcast(&park_cond);
+}
+
+/* Called without the machine lock, after the main loop has ended. */
+void machine_stop_vcpus(struct machine *m)
+{
+    atomic_store(&m->shutdown_requested, 1);
+    machine_lock();
+    pthread_cond_broadcast(&park_cond);
+    machine_unlock();
+    machine_kick_vcpus(m);
+    if (m->accel->single_thread) {
+        if (m->nr_vcpus && m->vcpus[0]->thread_started)
+            pthread_join(m->vcpus[0]->thread, NULL);
+    } else {
+        for (int i = 0; i < m->nr_vcpus; i++)
+            if (m->vcpus[i]->thread_started)
+                pthread_join(m->vcpus[i]->thread, NULL);
+    }
+    for (int i = 0; i < m->nr_vcpus; i++)
+        m->vcpus[i]->thread_started = false;
+}
