@@ -48,7 +48,7 @@ $(eval $(call build_variant,$(BA),-O1 -g $(SAN),$(SAN)))
 TOOLS := $(patsubst tools/%.c,%,$(TOOL_SRCS))
 UNIT_TESTS := $(patsubst tests/unit/%.c,%,$(UNIT_SRCS))
 
-.PHONY: all check unit-test system-test guest-tests demo bench deps guest-kit clean
+.PHONY: all check unit-test system-test slow-test guest-tests demo bench deps guest-kit clean
 all: $(B)/vmon $(addprefix $(B)/tools/,$(TOOLS))
 	@for t in $(TOOLS); do ln -sf tools/$$t $(B)/$$t; done
 
@@ -66,15 +66,20 @@ system-test: all $(BA)/vmon guest-tests
 # where a test asks for it, the sanitized one (VMON_ASAN).
 check: unit-test system-test
 
+# Opt-in and slow: the Linux guest kit under -accel kvm (see the test's doc).
+slow-test: all guest-kit
+	VMON=$(abspath $(B))/vmon GUEST_KIT=$(abspath $(B))/guest \
+		/usr/bin/python3 -m pytest -s -q tests/slow $(PYTEST_ARGS)
+
 deps:
 	scripts/install-deps.sh
 
 guest-kit:
-	scripts/guest-kit.sh build/guest
+	scripts/guest-kit.sh $(B)/guest
 
 demo: deps
 	$(MAKE) all guest-tests
-	scripts/guest-kit.sh build/guest
+	scripts/guest-kit.sh $(B)/guest
 	scripts/demo.sh
 
 bench: all guest-tests
