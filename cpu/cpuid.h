@@ -19,6 +19,10 @@ struct cpuid_model {
     struct cpuid_entry e[CPUID_MAX_ENTRIES];
 };
 
+/* Family 6, model 0x0f, stepping 11: CPUID.1:EAX, and EDX after reset/INIT.
+ * A model Linux has no PMU or errata special case for. */
+#define CPUID_VMON_SIGNATURE 0x000006fbu
+
 /* Build vmon's model for a machine of nr_vcpus CPUs. */
 void cpuid_model_build(struct cpuid_model *model, unsigned nr_vcpus);
 /* Look up a leaf; entries for unknown leaves follow Intel's rule (the
