@@ -8,5 +8,8 @@
 int board_init(struct machine *m);
 /* Reset every device in creation order. */
 void board_reset(struct machine *m);
+/* True when vmon must model the LAPIC/IOAPIC/PIC/PIT itself (the
+ * accelerator has no in-kernel ones): the condition of their board rows. */
+bool board_user_irqchip(const struct machine *m);
 
 #endif
