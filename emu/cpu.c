@@ -1,0 +1,443 @@
+/* The run loop, the cache of decoded blocks and exception plumbing.
+ *
+ * A block is a run of decoded instructions starting at a guest-physical
+ * address, ending at a branch, at the end of its 4 KiB page or after
+ * BLOCK_MAX instructions.  Blocks never span pages, so a write to a page
+ * invalidates exactly the blocks of that page: the soft-TLB marks writable
+ * mappings of code pages NOTDIRTY, which sends the first write to the slow
+ * path, which drops the page's blocks.  Storage is two arenas allocated
+ * once; when either fills, the whole cache is flushed. */
+#include <errno.h>
+#include <stdlib.h>
+
+#include "emu/exec.h"
+
+#define BLOCK_MAX 64
+#define CACHE_BLOCKS 32768
+#define CACHE_INSNS (CACHE_BLOCKS * 16)
+#define HASH_BITS 15
+#define NO_BLOCK 0xffffffffu
+
+struct emu_block {
+    gpa_t gpa;
+    uint32_t insn0;
+    uint32_t hash_next;
+    uint32_t page_next;
+    uint16_t n;
+    uint8_t mode;
+};
+
+struct emu_cache {
+    struct machine *m;
+    struct emu_block *blocks;
+    uint32_t nblocks;
+    struct emu_insn *insns;
+    uint32_t ninsns;
+    uint32_t hash[1u << HASH_BITS];
+    uint32_t *page_head;   /* per RAM page: first block on it */
+    uint64_t npages_low, npages;
+    struct emu_cpu *cpus[MACHINE_MAX_VCPUS];
+    int ncpus;
+    uint64_t flushes;
+};
+
+static int64_t cache_page_index(const struct emu_cache *cache, gpa_t gpa)
+{
+    uint64_t pfn = gpa >> 12;
+
+    if (pfn < cache->npages_low)
+        return (int64_t)pfn;
+    if (gpa >= MACHINE_HIGHMEM_BASE) {
+        uint64_t k = ((gpa - MACHINE_HIGHMEM_BASE) >> 12) + cache->npages_low;
+
+        if (k < cache->npages)
+            return (int64_t)k;
+    }
+    return -1;
+}
+
+struct emu_cache *emu_cache_new(struct machine *m)
+{
+    struct emu_cache *cache = calloc(1, sizeof(*cache));
+
+    if (!cache)
+        return NULL;
+    cache->m = m;
+    cache->npages_low = m->lowmem_size >> 12;
+    cache->npages = cache->npages_low + (m->highmem_size >> 12);
+    cache->blocks = calloc(CACHE_BLOCKS, sizeof(*cache->blocks));
+    cache->insns = calloc(CACHE_INSNS, sizeof(*cache->insns));
+    cache->page_head = malloc((cache->npages + 1) * sizeof(uint32_t));
+    if (!cache->blocks || !cache->insns || !cache->page_head) {
+        emu_cache_free(cache);
+        return NULL;
+    }
+    emu_cache_flush(cache);
+    return cache;
+}
+
+void emu_cache_free(struct emu_cache *cache)
+{
+    if (!cache)
+        return;
+    free(cache->blocks);
+    free(cache->insns);
+    free(cache->page_head);
+    free(cache);
+}
+
+void emu_cache_flush(struct emu_cache *cache)
+{
+    cache->nblocks = 0;
+    cache->ninsns = 0;
+    memset(cache->hash, 0xff, sizeof(cache->hash));
+    memset(cache->page_head, 0xff, (cache->npages + 1) * sizeof(uint32_t));
+    cache->flushes++;
+    /* NOTDIRTY marks in TLBs are now stale; they clear themselves on the
+     * next write to each page. */
+}
+
+static inline uint32_t cache_hash(gpa_t gpa, unsigned mode)
+{
+    return (uint32_t)(((gpa ^ ((uint64_t)mode << 52)) * 0x9e3779b97f4a7c15ULL) >> (64 - HASH_BITS));
+}
+
+bool emu_cache_page_has_code(struct emu_cache *cache, gpa_t gpa)
+{
+    int64_t k = cache_page_index(cache, gpa);
+
+    return k >= 0 && cache->page_head[k] != NO_BLOCK;
+}
+
+static void cache_drop_page(struct emu_cache *cache, int64_t k)
+{
+    uint32_t b = cache->page_head[k];
+
+    while (b != NO_BLOCK) {
+        struct emu_block *blk = &cache->blocks[b];
+        uint32_t *pp = &cache->hash[cache_hash(blk->gpa, blk->mode)];
+
+        while (*pp != NO_BLOCK && *pp != b)
+            pp = &cache->blocks[*pp].hash_next;
+        if (*pp == b)
+            *pp = blk->hash_next;
+        b = blk->page_next;
+    }
+    cache->page_head[k] = NO_BLOCK;
+}
+
+void emu_cache_page_written(struct emu_cpu *c, gpa_t gpa)
+{
+    int64_t k = cache_page_index(c->cache, gpa);
+
+    if (k < 0 || c->cache->page_head[k] == NO_BLOCK)
+        return;
+    LOG(LOG_IN_ASM, "emu: code page %#llx written, dropping its blocks\n",
+        (unsigned long long)(gpa & ~0xfffULL));
+    cache_drop_page(c->cache, k);
+    /* The running block may be one of them: finish this instruction only. */
+    c->break_block = true;
+}
+
+void emu_cache_invalidate_range(struct emu_cache *cache, gpa_t gpa, uint64_t len)
+{
+    for (gpa_t p = gpa & ~0xfffULL; p < gpa + len; p += 0x1000) {
+        int64_t k = cache_page_index(cache, p);
+
+        if (k >= 0 && cache->page_head[k] != NO_BLOCK)
+            cache_drop_page(cache, k);
+    }
+}
+
+/* A page now holds code: writable TLB entries of every vCPU must take the
+ * slow path on their next write. */
+static void cache_mark_code_page(struct emu_cache *cache, gpa_t page)
+{
+    for (int n = 0; n < cache->ncpus; n++) {
+        struct emu_cpu *c = cache->cpus[n];
+
+        for (int k = 0; k < 2; k++) {
+            for (unsigned j = 0; j < EMU_TLB_SIZE; j++) {
+                struct emu_tlb_entry *e = &c->tlb[k][j];
+
+                if (e->gpa == page && !(e->tag_write & EMU_TLB_INVALID))
+                    e->tag_write |= EMU_TLB_NOTDIRTY;
+            }
+        }
+    }
+}
+
+/* --- instruction fetch and block building --------------------------------- */
+
+static bool insn_ends_block(const struct emu_insn *i)
+{
+    emu_exec_fn f = i->fn;
+
+    return f == exec_jcc || f == exec_jmp_rel || f == exec_call_rel || f == exec_jmp_E ||
+           f == exec_call_E || f == exec_ret || f == exec_loop || f == exec_jrcxz ||
+           f == exec_int3 || f == exec_int || f == exec_into || f == exec_hlt ||
+           f == emu_exec_ud || f == emu_exec_gp_len || f == exec_ud2 || f == exec_sti ||
+           f == exec_cli || f == exec_popf || f == exec_mov_sreg_E || f == exec_pop_sreg;
+}
+
+static struct emu_block *cache_build(struct emu_cpu *c, gpa_t gpa, const uint8_t *host,
+                                     unsigned avail)
+{
+    struct emu_cache *cache = c->cache;
+    int64_t k = cache_page_index(cache, gpa);
+    struct emu_block *b;
+    unsigned off = 0;
+
+    if (k < 0)
+        return NULL;
+    if (cache->nblocks >= CACHE_BLOCKS || cache->ninsns + BLOCK_MAX > CACHE_INSNS)
+        emu_cache_flush(cache);
+    b = &cache->blocks[cache->nblocks];
+    b->gpa = gpa;
+    b->mode = c->mode;
+    b->insn0 = cache->ninsns;
+    b->n = 0;
+    while (b->n < BLOCK_MAX && off < avail) {
+        struct emu_insn *i = &cache->insns[b->insn0 + b->n];
+        int len = emu_decode(i, host + off, avail - off, c->mode);
+
+        if (len == 0)
+            break;  /* the instruction continues on the next page */
+        b->n++;
+        off += len;
+        if (insn_ends_block(i))
+            break;
+    }
+    if (b->n == 0)
+        return NULL;
+    cache->ninsns += b->n;
+    if (cache->page_head[k] == NO_BLOCK)
+        cache_mark_code_page(cache, gpa & ~0xfffULL);
+    b->page_next = cache->page_head[k];
+    cache->page_head[k] = cache->nblocks;
+    b->hash_next = cache->hash[cache_hash(gpa, b->mode)];
+    cache->hash[cache_hash(gpa, b->mode)] = cache->nblocks;
+    cache->nblocks++;
+    return b;
+}
+
+static struct emu_block *cache_lookup(struct emu_cache *cache, gpa_t gpa, unsigned mode)
+{
+    uint32_t n = cache->hash[cache_hash(gpa, mode)];
+
+    while (n != NO_BLOCK) {
+        struct emu_block *b = &cache->blocks[n];
+
+        if (b->gpa == gpa && b->mode == mode)
+            return b;
+        n = b->hash_next;
+    }
+    return NULL;
+}
+
+/* Decode one instruction the slow way (crossing a page, or not in RAM),
+ * fetching byte by byte so a fault names the first byte that is missing. */
+static void fetch_slow(struct emu_cpu *c, uint64_t la, struct emu_insn *i)
+{
+    uint8_t buf[16];
+
+    for (unsigned k = 0; k < 15; k++) {
+        uint64_t a = c->mode == EMU_MODE_64 ? la + k : (uint32_t)(la + k);
+
+        buf[k] = (uint8_t)emu_read_slow(c, a, 1, ACC_EXEC);
+        if (emu_decode(i, buf, k + 1, c->mode) > 0)
+            return;
+    }
+    emu_decode(i, buf, 15, c->mode);
+}
+
+static inline void exec_one(struct emu_cpu *c, const struct emu_insn *i)
+{
+    struct cpu_state *s = c->s;
+
+    c->insn_rip = s->rip;
+    s->rip += i->len;
+    if (unlikely(c->mode != EMU_MODE_64))
+        s->rip &= c->mode == EMU_MODE_32 ? 0xffffffffULL : 0xffffULL;
+    i->fn(c, i);
+    c->budget--;
+    c->icount++;
+}
+
+/* --- exceptions ------------------------------------------------------------ */
+
+void emu_raise_exception(struct emu_cpu *c, unsigned vector, bool has_error, uint32_t error)
+{
+    c->exc_vector = vector;
+    c->exc_has_error = has_error;
+    c->exc_error = error;
+    c->exc_is_trap = false;
+    LOG(LOG_INT, "emu: exception %u err=%#x rip=%#llx\n", vector, has_error ? error : 0,
+        (unsigned long long)c->insn_rip);
+    _longjmp(c->jb, 1);
+}
+
+void emu_raise_trap(struct emu_cpu *c, unsigned vector)
+{
+    c->exc_vector = vector;
+    c->exc_has_error = false;
+    c->exc_error = 0;
+    c->exc_is_trap = true;
+    LOG(LOG_INT, "emu: trap %u rip=%#llx\n", vector, (unsigned long long)c->s->rip);
+    _longjmp(c->jb, 1);
+}
+
+void emu_exec_ud(struct emu_cpu *c, const struct emu_insn *i)
+{
+    LOG(LOG_UNIMP, "emu: #UD at rip=%#llx (opcode map %u byte %#x)\n",
+        (unsigned long long)c->insn_rip, i->map, i->op);
+    emu_fault(c, EXC_UD);
+}
+
+void emu_exec_gp_len(struct emu_cpu *c, const struct emu_insn *i)
+{
+    emu_fault_err(c, EXC_GP, 0);
+}
+
+/* --- state ------------------------------------------------------------------- */
+
+void emu_update_mode(struct emu_cpu *c)
+{
+    struct cpu_state *s = c->s;
+    const struct x86_segment *cs = &s->seg[S_CS];
+
+    if (!(s->cr0 & X86_CR0_PE))
+        c->mode = EMU_MODE_REAL;
+    else if ((s->efer & X86_EFER_LMA) && cs->l)
+        c->mode = EMU_MODE_64;
+    else
+        c->mode = cs->db ? EMU_MODE_32 : EMU_MODE_16;
+    c->cpl = (s->cr0 & X86_CR0_PE) ? s->seg[S_SS].dpl : 0;
+    if (s->rflags & X86_RFLAGS_VM)
+        c->cpl = 3;
+    c->mmu_idx = c->cpl == 3;
+}
+
+void emu_sync_state(struct emu_cpu *c)
+{
+    c->s->rflags = emu_get_rflags(c);
+    emu_cc_set_flags(c, c->s->rflags);
+}
+
+void emu_invalidate(struct emu_cpu *c)
+{
+    emu_cc_set_flags(c, c->s->rflags);
+    emu_update_mode(c);
+    emu_tlb_flush(c, false);
+}
+
+int emu_cpu_init(struct emu_cpu *c, struct cpu_state *s, struct machine *m,
+                 struct emu_cache *cache)
+{
+    memset(c, 0, sizeof(*c));
+    c->s = s;
+    c->m = m;
+    c->cache = cache;
+    c->phys_bits = 40;
+    c->deliver_exceptions = true;
+    if (cache) {
+        if (cache->ncpus >= MACHINE_MAX_VCPUS)
+            return -ENOSPC;
+        cache->cpus[cache->ncpus++] = c;
+    }
+    emu_invalidate(c);
+    return 0;
+}
+
+void emu_cpu_destroy(struct emu_cpu *c)
+{
+    struct emu_cache *cache = c->cache;
+
+    if (!cache)
+        return;
+    for (int n = 0; n < cache->ncpus; n++) {
+        if (cache->cpus[n] == c) {
+            cache->cpus[n] = cache->cpus[--cache->ncpus];
+            break;
+        }
+    }
+}
+
+void emu_kick(struct emu_cpu *c)
+{
+    __atomic_store_n(&c->kick, 1, __ATOMIC_RELEASE);
+}
+
+/* --- the run loop ---------------------------------------------------------- */
+
+static void run_blocks(struct emu_cpu *c)
+{
+    struct cpu_state *s = c->s;
+
+    while (c->budget && !c->stop_req) {
+        struct emu_tlb_entry *e;
+        struct emu_block *b;
+        const struct emu_insn *i;
+        uint64_t la;
+        uint8_t *host;
+        gpa_t gpa;
+        unsigned n;
+
+        if (unlikely(__atomic_load_n(&c->kick, __ATOMIC_ACQUIRE))) {
+            c->kick = 0;
+            c->stop_req = EMU_STOP_KICK + 1;
+            break;
+        }
+        c->insn_rip = s->rip;
+        la = emu_linear(c, S_CS, s->rip, 1, ACC_EXEC);
+        e = emu_tlb_entry(c, la);
+        if (likely(e->tag_code == (la & ~0xfffULL))) {
+            host = (uint8_t *)(uintptr_t)(la + e->addend);
+            gpa = e->gpa | (la & 0xfff);
+        } else {
+            gpa = emu_translate(c, la, ACC_EXEC, &host);
+        }
+        b = host ? cache_lookup(c->cache, gpa, c->mode) : NULL;
+        if (!b && host)
+            b = cache_build(c, gpa, host, 0x1000 - (la & 0xfff));
+        if (!b) {
+            struct emu_insn one;
+
+            fetch_slow(c, la, &one);
+            exec_one(c, &one);
+            continue;
+        }
+        n = b->n;
+        if (n > c->budget)
+            n = (unsigned)c->budget;
+        i = &c->cache->insns[b->insn0];
+        for (unsigned k = 0; k < n; k++, i++) {
+            exec_one(c, i);
+            if (unlikely(c->break_block)) {
+                c->break_block = false;
+                break;
+            }
+        }
+    }
+}
+
+enum emu_stop emu_run(struct emu_cpu *c, uint64_t budget)
+{
+    struct cpu_state *s = c->s;
+
+    c->budget = budget;
+    c->stop_req = 0;
+    c->break_block = false;
+    if (_setjmp(c->jb)) {
+        /* An instruction raised an exception: no side effects; RIP back
+         * at the instruction unless it was a trap. */
+        if (!c->exc_is_trap)
+            s->rip = c->insn_rip;
+        c->break_block = false;
+        return EMU_STOP_EXCEPTION;
+    }
+    run_blocks(c);
+    if (c->stop_req)
+        return (enum emu_stop)(c->stop_req - 1);
+    return EMU_STOP_BUDGET;
+}

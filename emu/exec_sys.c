@@ -1,0 +1,129 @@
+/* System and I/O instructions. */
+#include <x86intrin.h>
+
+#include "emu/exec_ops.h"
+
+static inline unsigned sys_iopl(struct emu_cpu *c)
+{
+    return (c->s->rflags >> 12) & 3;
+}
+
+EMU_HANDLER(exec_hlt)
+{
+    if (c->cpl)
+        emu_fault_err(c, EXC_GP, 0);
+    c->s->mp_state = MP_HALTED;
+    c->stop_req = EMU_STOP_HALT + 1;
+}
+
+EMU_HANDLER(exec_cli)
+{
+    if (c->cpl > sys_iopl(c))
+        emu_fault_err(c, EXC_GP, 0);
+    c->s->rflags &= ~X86_RFLAGS_IF;
+}
+
+EMU_HANDLER(exec_sti)
+{
+    if (c->cpl > sys_iopl(c))
+        emu_fault_err(c, EXC_GP, 0);
+    if (!(c->s->rflags & X86_RFLAGS_IF))
+        c->s->events.interrupt_shadow |= 1;  /* one more instruction first */
+    c->s->rflags |= X86_RFLAGS_IF;
+}
+
+EMU_HANDLER(exec_cpuid)
+{
+    struct cpu_state *s = c->s;
+    uint32_t out[4];
+    unsigned apic_id = s->lapic[0x23];  /* ID register bits 31:24 */
+
+    cpuid_query(&c->m->cpuid, apic_id, (uint32_t)s->gpr[R_EAX], (uint32_t)s->gpr[R_ECX], out);
+    s->gpr[R_EAX] = out[0];
+    s->gpr[R_EBX] = out[1];
+    s->gpr[R_ECX] = out[2];
+    s->gpr[R_EDX] = out[3];
+}
+
+EMU_HANDLER(exec_rdtsc)
+{
+    uint64_t t;
+
+    if ((c->s->cr4 & X86_CR4_TSD) && c->cpl)
+        emu_fault_err(c, EXC_GP, 0);
+    t = __rdtsc() + (uint64_t)c->tsc_offset;
+    c->s->gpr[R_EAX] = (uint32_t)t;
+    c->s->gpr[R_EDX] = t >> 32;
+}
+
+uint64_t emu_pio_in(struct emu_cpu *c, uint16_t port, unsigned size)
+{
+    uint64_t v = 0;
+
+    machine_lock();
+    machine_pio(c->m, port, &v, size, false);
+    machine_unlock();
+    return v & emu_mask(size);
+}
+
+void emu_pio_out(struct emu_cpu *c, uint16_t port, unsigned size, uint64_t v)
+{
+    machine_lock();
+    machine_pio(c->m, port, &v, size, true);
+    machine_unlock();
+}
+
+/* The TSS I/O permission bitmap is not consulted yet: CPL > IOPL faults. */
+static void io_check(struct emu_cpu *c)
+{
+    if (c->mode != EMU_MODE_REAL && c->cpl > sys_iopl(c))
+        emu_fault_err(c, EXC_GP, 0);
+}
+
+EMU_HANDLER(exec_in)
+{
+    unsigned size = i->opsize == 8 ? 4 : i->opsize;
+    uint16_t port = (i->op & 8) ? (uint16_t)c->s->gpr[R_EDX] : (uint16_t)i->imm;
+
+    io_check(c);
+    emu_set_reg(c, R_EAX, size, emu_pio_in(c, port, size));
+}
+
+EMU_HANDLER(exec_out)
+{
+    unsigned size = i->opsize == 8 ? 4 : i->opsize;
+    uint16_t port = (i->op & 8) ? (uint16_t)c->s->gpr[R_EDX] : (uint16_t)i->imm;
+
+    io_check(c);
+    emu_pio_out(c, port, size, emu_reg(c, R_EAX, size));
+}
+
+EMU_HANDLER(exec_ud2)
+{
+    emu_fault(c, EXC_UD);
+}
+
+/* 0F AE: fences and CLFLUSH now; FXSAVE/FXRSTOR/LDMXCSR/STMXCSR come with
+ * the SSE work. */
+EMU_HANDLER(exec_grp15)
+{
+    if (!i->mem) {
+        if (i->rep || i->pfx66)
+            emu_exec_ud(c, i);  /* RDFSBASE & co: FSGSBASE not advertised */
+        switch (i->sub) {
+        case 5: /* LFENCE */
+        case 7: /* SFENCE */
+            return;
+        case 6: /* MFENCE */
+            __atomic_thread_fence(__ATOMIC_SEQ_CST);
+            return;
+        }
+        emu_exec_ud(c, i);
+    }
+    if (i->sub == 7 && !i->rep) {
+        /* CLFLUSH/CLFLUSHOPT: caches are coherent; only the access check. */
+        emu_read(c, i->seg, emu_ea(c, i), 1);
+        return;
+    }
+    emu_exec_ud(c, i);
+}

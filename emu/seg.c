@@ -1,0 +1,121 @@
+/* Segmentation: descriptor loads for the data and stack segment registers.
+ * Real mode and virtual-8086 take the "base = selector << 4" path, so
+ * adding those modes later needs no change here.  SDM vol. 3, 3.4-3.5 and
+ * 5.5-5.8. */
+#include "emu/seg.h"
+
+void emu_seg_from_desc(struct x86_segment *sg, uint16_t sel, uint64_t d)
+{
+    uint32_t limit = (uint32_t)((d & 0xffff) | ((d >> 32) & 0xf0000));
+
+    sg->selector = sel;
+    sg->base = ((d >> 16) & 0xffffff) | ((d >> 32) & 0xff000000);
+    sg->type = (d >> 40) & 15;
+    sg->s = (d >> 44) & 1;
+    sg->dpl = (d >> 45) & 3;
+    sg->present = (d >> 47) & 1;
+    sg->avl = (d >> 52) & 1;
+    sg->l = (d >> 53) & 1;
+    sg->db = (d >> 54) & 1;
+    sg->g = (d >> 55) & 1;
+    sg->limit = sg->g ? (limit << 12) | 0xfff : limit;
+    sg->unusable = 0;
+}
+
+/* Descriptor-table reads are supervisor accesses even at CPL 3. */
+static uint64_t seg_sys_read(struct emu_cpu *c, uint64_t la, unsigned size)
+{
+    uint8_t idx = c->mmu_idx;
+    uint64_t v;
+
+    c->mmu_idx = 0;
+    v = emu_read_la(c, la, size);
+    c->mmu_idx = idx;
+    return v;
+}
+
+static void seg_sys_write(struct emu_cpu *c, uint64_t la, unsigned size, uint64_t v)
+{
+    uint8_t idx = c->mmu_idx;
+
+    c->mmu_idx = 0;
+    emu_write_la(c, la, size, v);
+    c->mmu_idx = idx;
+}
+
+uint64_t emu_read_descriptor(struct emu_cpu *c, uint16_t sel, uint64_t *la_out)
+{
+    struct cpu_state *s = c->s;
+    uint64_t base, limit, off = sel & ~7u;
+
+    if (sel & 4) {
+        if (s->ldt.unusable || !s->ldt.present)
+            emu_fault_err(c, EXC_GP, sel & ~3u);
+        base = s->ldt.base;
+        limit = s->ldt.limit;
+    } else {
+        base = s->gdt.base;
+        limit = s->gdt.limit;
+    }
+    if (off + 7 > limit)
+        emu_fault_err(c, EXC_GP, sel & ~3u);
+    if (c->mode != EMU_MODE_64)
+        base = (uint32_t)base;
+    *la_out = base + off;
+    return seg_sys_read(c, base + off, 8);
+}
+
+void emu_load_seg(struct emu_cpu *c, unsigned sr, uint16_t sel)
+{
+    struct cpu_state *s = c->s;
+    struct x86_segment *sg = &s->seg[sr];
+    unsigned rpl = sel & 3, dpl;
+    uint64_t d, la;
+
+    if (c->mode == EMU_MODE_REAL || (s->rflags & X86_RFLAGS_VM)) {
+        sg->selector = sel;
+        sg->base = (uint64_t)sel << 4;
+        sg->present = 1;
+        sg->unusable = 0;
+        return;
+    }
+    if ((sel & ~3u) == 0) {
+        if (sr == S_SS && (c->mode != EMU_MODE_64 || c->cpl == 3 || rpl != c->cpl))
+            emu_fault_err(c, EXC_GP, 0);
+        sg->selector = sel;
+        sg->unusable = 1;
+        sg->present = 0;
+        if (c->mode != EMU_MODE_64)
+            sg->base = 0;
+        if (sr == S_SS)
+            sg->dpl = rpl;
+        return;
+    }
+    d = emu_read_descriptor(c, sel, &la);
+    dpl = (d >> 45) & 3;
+    if (!((d >> 44) & 1))
+        emu_fault_err(c, EXC_GP, sel & ~3u);  /* system descriptor */
+    if (sr == S_SS) {
+        /* Writable data, RPL = DPL = CPL. */
+        if ((d >> 43) & 1 || !((d >> 41) & 1) || rpl != c->cpl || dpl != c->cpl)
+            emu_fault_err(c, EXC_GP, sel & ~3u);
+        if (!((d >> 47) & 1))
+            emu_fault_err(c, EXC_SS, sel & ~3u);
+    } else {
+        bool code = (d >> 43) & 1, readable = (d >> 41) & 1, conforming = (d >> 42) & 1;
+
+        if (code && !readable)
+            emu_fault_err(c, EXC_GP, sel & ~3u);
+        if ((!code || !conforming) && (dpl < rpl || dpl < c->cpl))
+            emu_fault_err(c, EXC_GP, sel & ~3u);
+        if (!((d >> 47) & 1))
+            emu_fault_err(c, EXC_NP, sel & ~3u);
+    }
+    if (!((d >> 40) & 1)) {
+        d |= 1ULL << 40;
+        seg_sys_write(c, la + 5, 1, (d >> 40) & 0xff);
+    }
+    emu_seg_from_desc(sg, sel, d);
+    if (sr == S_SS)
+        emu_update_mode(c);
+}

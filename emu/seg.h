@@ -1,0 +1,16 @@
+/* Segment register loads (descriptor tables, hidden parts, checks). */
+#ifndef VMON_EMU_SEG_H
+#define VMON_EMU_SEG_H
+
+#include "emu/emu_int.h"
+
+/* Load data/stack segment register sr (not CS) with selector sel as
+ * MOV/POP would; raises #GP/#NP/#SS with the selector as error code. */
+void emu_load_seg(struct emu_cpu *c, unsigned sr, uint16_t sel);
+/* Read the 8-byte descriptor for sel from the GDT or LDT; raises
+ * #GP(sel) if it lies beyond the table limit. */
+uint64_t emu_read_descriptor(struct emu_cpu *c, uint16_t sel, uint64_t *la_out);
+/* Expand a descriptor into the hidden part of a segment register. */
+void emu_seg_from_desc(struct x86_segment *sg, uint16_t sel, uint64_t d);
+
+#endif
