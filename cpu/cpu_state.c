@@ -58,8 +58,8 @@ void cpu_state_reset(struct cpu_state *s, unsigned apic_id, bool bsp)
                    (bsp ? X86_APIC_BASE_BSP : 0);
 
     s->msr.pat = 0x0007040600070406ULL;
-    /* IA32_MISC_ENABLE: fast strings (bit 0) as on real Intel parts. */
-    s->msr.misc_enable = 1;
+    /* IA32_MISC_ENABLE: fast strings; BTS and PEBS unavailable. */
+    s->msr.misc_enable = 0x1801;
 
     /* FINIT state; MXCSR_MASK is what FXSAVE reports for SSE2 with DAZ. */
     s->fpu.fcw = 0x037f;
