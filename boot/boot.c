@@ -181,7 +181,7 @@ int boot_place(struct boot_plan *p, const struct boot_file *who, const char *nam
         return -EINVAL;
     }
     if (!boot_ram_usable(p->m, gpa, size)) {
-        error_report("%s %s: %s at 0x%llx-0x%llx is outside guest RAM (-m %llu)", who->flag,
+        error_report("%s %s: %s at 0x%llx-0x%llx is not in usable guest RAM (-m %llu)", who->flag,
                      who->path, name, (unsigned long long)gpa,
                      (unsigned long long)(gpa + size - 1),
                      (unsigned long long)(p->m->ram_size / MiB));
