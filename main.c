@@ -14,6 +14,7 @@
 #include "config/config.h"
 #include "hw/board.h"
 #include "machine/machine.h"
+#include "monitor/monitor.h"
 #include "util/log.h"
 #include "util/main_loop.h"
 
@@ -87,6 +88,8 @@ int main(int argc, char **argv)
     const struct accel_ops *accel;
     int ret, status;
 
+    if (argc > 1 && !strcmp(argv[1], "stat"))
+        return monitor_stat_main(argc - 1, argv + 1);
     ret = config_parse_cli(&cfg, argc, argv);
     if (ret)
         return ret < 0 ? 1 : 0;
@@ -118,12 +121,16 @@ int main(int argc, char **argv)
     if (watch_signals(&machine) < 0)
         fatal("cannot watch termination signals: %s", strerror(errno));
 
+    if (monitor_init(&machine) < 0)
+        goto fail;
+
     ret = machine_start_vcpus(&machine);
     if (ret < 0) {
         error_report("cannot start vCPU threads: %s", strerror(-ret));
         machine_request_shutdown(&machine, SHUTDOWN_HOST_QUIT, 1);
     }
     main_loop_run();
+    monitor_cleanup();
     machine_stop_vcpus(&machine);
     status = machine.exit_status;
     machine_destroy(&machine);

@@ -10,6 +10,7 @@
 #include "config/config.h"
 #include "machine/machine.h"
 #include "util/log.h"
+#include "util/trace.h"
 #include "version.h"
 
 struct cli_option {
@@ -255,6 +256,27 @@ static int opt_device(struct vm_config *cfg, const char *opt, const char *arg)
     return 0;
 }
 
+static int opt_qmp(struct vm_config *cfg, const char *opt, const char *arg)
+{
+    if (cfg->nr_qmp >= CONFIG_MAX_QMP) {
+        error_report("-qmp %s: too many QMP endpoints (at most %d)", arg, CONFIG_MAX_QMP);
+        return -1;
+    }
+    cfg->qmp[cfg->nr_qmp++] = arg;
+    return 0;
+}
+
+static int opt_S(struct vm_config *cfg, const char *opt, const char *arg)
+{
+    cfg->start_paused = true;
+    return 0;
+}
+
+static int opt_trace(struct vm_config *cfg, const char *opt, const char *arg)
+{
+    return trace_parse_option(arg);
+}
+
 static int opt_help(struct vm_config *cfg, const char *opt, const char *arg);
 
 static int opt_version(struct vm_config *cfg, const char *opt, const char *arg)
@@ -280,6 +302,9 @@ static const struct cli_option options[] = {
     { "d", "ITEMS", "enable debug log items (-d help lists them)", opt_d },
     { "D", "FILE", "write the debug log to FILE", opt_D },
     { "device", "DRIVER[,PROP=VAL...]", "add a device (e.g. isa-debug-exit,iobase=0xf4,iosize=0x04)", opt_device },
+    { "qmp", "DEV", "QMP server: unix:PATH,server=on,wait=off or tcp:HOST:PORT,server=on,wait=off", opt_qmp },
+    { "S", NULL, "do not start the CPUs until QMP 'cont'", opt_S },
+    { "trace", "[enable=]PATTERN", "trace events matching PATTERN (also events=FILE, file=PATH)", opt_trace },
     { "h", NULL, "print this help", opt_help },
     { "help", NULL, "print this help", opt_help },
     { "version", NULL, "print the version", opt_version },

@@ -6,6 +6,7 @@
 #include "util/types.h"
 
 #define CONFIG_MAX_DEVICES 32
+#define CONFIG_MAX_QMP 8
 
 enum serial_backend { SERIAL_DEFAULT, SERIAL_STDIO, SERIAL_FILE, SERIAL_NONE };
 
@@ -27,6 +28,10 @@ struct vm_config {
      * resolves the drivers. */
     const char *devices[CONFIG_MAX_DEVICES];
     int nr_devices;
+    /* -qmp endpoints, verbatim ("unix:PATH,server=on,wait=off"). */
+    const char *qmp[CONFIG_MAX_QMP];
+    int nr_qmp;
+    bool start_paused;     /* -S: vCPUs wait for QMP "cont" */
 };
 
 /* Parse argv into cfg.  Returns 0 to run, 1 if the process should exit 0

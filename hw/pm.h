@@ -22,4 +22,9 @@
 #define PM_RESET_PORT 0xcf9
 #define PM_RESET_VALUE 0x06
 
+struct machine;
+/* Press the ACPI power button: PWRBTN_STS in PM1 status and an SCI if the
+ * guest enabled it (QMP system_powerdown).  -ENODEV without a PM block. */
+int pm_power_button(struct machine *m);
+
 #endif

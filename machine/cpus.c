@@ -7,11 +7,13 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "accel/accel.h"
 #include "config/config.h"
 #include "machine/machine.h"
 #include "util/log.h"
+#include "util/trace.h"
 
 static pthread_cond_t park_cond = PTHREAD_COND_INITIALIZER;    /* parked threads */
 static pthread_cond_t parked_cond = PTHREAD_COND_INITIALIZER;  /* the pauser */
@@ -42,9 +44,24 @@ int machine_create_vcpus(struct machine *m)
     return 0;
 }
 
+const char *vcpu_stat_name(enum vcpu_stat_kind kind)
+{
+    static const char *const names[STAT_NR] = {
+        [STAT_EXIT_IO] = "io", [STAT_EXIT_MMIO] = "mmio", [STAT_EXIT_HLT] = "hlt",
+        [STAT_EXIT_SHUTDOWN] = "shutdown", [STAT_EXIT_SYSTEM_EVENT] = "system_event",
+        [STAT_EXIT_INTR] = "intr", [STAT_EXIT_IRQ_WINDOW] = "irq_window",
+        [STAT_EXIT_MSR] = "msr", [STAT_EXIT_OTHER] = "other",
+    };
+
+    return (unsigned)kind < STAT_NR && names[kind] ? names[kind] : "unknown";
+}
+
 void vcpu_stat_add(struct vcpu *v, enum vcpu_stat_kind kind, uint64_t ns)
 {
     struct vcpu_stat *s = &v->stats[kind];
+
+    TRACE(vcpu_exit, "cpu=%d reason=%s ns=%llu", v->index, vcpu_stat_name(kind),
+          (unsigned long long)ns);
 
     s->count++;
     s->total_ns += ns;
@@ -83,11 +100,13 @@ static void *vcpu_thread(void *arg)
     struct vcpu *v = arg;
     struct machine *m = v->m;
 
+    v->thread_id = gettid();
     while (!atomic_load(&m->shutdown_requested)) {
         if (atomic_load(&m->vcpus_should_stop)) {
             park(m, &v, 1);
             continue;
         }
+        TRACE(vcpu_run, "cpu=%d", v->index);
         switch (m->accel->vcpu_run(v)) {
         case VCPU_EXIT_FATAL:
             fatal_guest_error(m);
@@ -103,6 +122,8 @@ static void *single_thread(void *arg)
 {
     struct machine *m = arg;
 
+    for (int i = 0; i < m->nr_vcpus; i++)
+        m->vcpus[i]->thread_id = gettid();
     while (!atomic_load(&m->shutdown_requested)) {
         bool all_halted = true;
 

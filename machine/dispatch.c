@@ -7,6 +7,7 @@
 
 #include "machine/machine.h"
 #include "util/log.h"
+#include "util/trace.h"
 
 static uint64_t load_le(const void *data, unsigned size)
 {
@@ -143,11 +144,14 @@ bool machine_pio(struct machine *m, uint16_t port, void *data, unsigned size, bo
         /* An access straddling the region's end is the device's to clip: it
          * sees its own offset and the access size. */
         region_access(r, port - r->base, data, size, is_write);
+        TRACE(pio, "op=%s port=0x%x size=%u val=0x%llx dev=%s", is_write ? "write" : "read",
+              port, size, (unsigned long long)load_le(data, size), r->name);
         LOG(LOG_IOPORT, "pio %s port 0x%04x size %u value 0x%llx (%s)\n",
             is_write ? "write" : "read", port, size,
             (unsigned long long)load_le(data, size), r->name);
         return true;
     }
+    TRACE(pio_unassigned, "op=%s port=0x%x size=%u", is_write ? "write" : "read", port, size);
     LOG(LOG_UNIMP, "unassigned port %s 0x%04x size %u\n", is_write ? "write" : "read",
         port, size);
     if (!is_write)
@@ -164,11 +168,15 @@ bool machine_mmio(struct machine *m, gpa_t gpa, void *data, unsigned size, bool 
     r = machine_find_mmio(m, gpa);
     if (likely(r)) {
         region_access(r, gpa - r->base, data, size, is_write);
+        TRACE(mmio, "op=%s addr=0x%llx size=%u val=0x%llx dev=%s", is_write ? "write" : "read",
+              (unsigned long long)gpa, size, (unsigned long long)load_le(data, size), r->name);
         LOG(LOG_MMIO, "mmio %s 0x%llx size %u value 0x%llx (%s)\n",
             is_write ? "write" : "read", (unsigned long long)gpa, size,
             (unsigned long long)load_le(data, size), r->name);
         return true;
     }
+    TRACE(mmio_unassigned, "op=%s addr=0x%llx size=%u", is_write ? "write" : "read",
+          (unsigned long long)gpa, size);
     LOG(LOG_UNIMP, "unassigned MMIO %s 0x%llx size %u\n", is_write ? "write" : "read",
         (unsigned long long)gpa, size);
     if (!is_write)

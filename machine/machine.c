@@ -11,6 +11,7 @@
 #include "machine/machine.h"
 #include "util/log.h"
 #include "util/main_loop.h"
+#include "util/trace.h"
 
 static pthread_mutex_t machine_mutex = PTHREAD_MUTEX_INITIALIZER;
 
@@ -190,12 +191,14 @@ int machine_add_device(struct machine *m, const char *name, void *opaque,
 
 void machine_set_irq(struct machine *m, unsigned gsi, int level)
 {
+    TRACE(irq_set, "gsi=%u level=%d", gsi, level);
     if (m->accel && m->accel->set_irq)
         m->accel->set_irq(m, gsi, level);
 }
 
 void machine_send_msi(struct machine *m, uint64_t addr, uint32_t data)
 {
+    TRACE(msi_send, "addr=0x%llx data=0x%x", (unsigned long long)addr, data);
     if (m->accel && m->accel->send_msi)
         m->accel->send_msi(m, addr, data);
 }
@@ -215,6 +218,10 @@ static void kick_all_vcpus(struct machine *m)
 
 static void shutdown_bh(void *opaque)
 {
+    struct machine *m = opaque;
+
+    if (m->event_hook)
+        m->event_hook(m, MACHINE_EVENT_SHUTDOWN, m->shutdown_cause);
     main_loop_quit();
 }
 
@@ -226,6 +233,7 @@ void machine_request_shutdown(struct machine *m, enum shutdown_cause cause, int 
     if (!atomic_compare_exchange_strong(&m->shutdown_requested, &expected, 1))
         return;
     m->exit_status = exit_status;
+    m->shutdown_cause = cause;
     LOG(LOG_EXIT, "shutdown requested: cause %d, exit status %d\n", cause, exit_status);
     kick_all_vcpus(m);
     main_loop_call(shutdown_bh, m);
@@ -247,6 +255,8 @@ static void reset_bh(void *opaque)
         machine_request_shutdown(m, SHUTDOWN_GUEST_PANIC, 2);
         return;
     }
+    if (m->event_hook)
+        m->event_hook(m, MACHINE_EVENT_RESET, 0);
     machine_resume_vcpus(m);
 }
 

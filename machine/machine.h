@@ -70,9 +70,14 @@ struct vcpu {
     struct cpu_state state;
     void *accel_priv;
     struct vcpu_stat stats[STAT_NR];
+    int thread_id;           /* Linux TID of the thread running it (QMP) */
 };
 
 enum machine_run_state { RUN_STATE_RUNNING, RUN_STATE_PAUSED, RUN_STATE_SHUTDOWN };
+
+/* Run-state changes reported to an observer (the monitor), always on the
+ * main loop thread; cause is an enum shutdown_cause for SHUTDOWN. */
+enum machine_event { MACHINE_EVENT_RESET, MACHINE_EVENT_SHUTDOWN };
 
 struct machine {
     const struct vm_config *cfg;
@@ -120,6 +125,10 @@ struct machine {
      * set by whoever assembled the machine (main.c), since the machine
      * itself knows neither the board nor the boot protocol. */
     int (*reset_hook)(struct machine *m);
+
+    /* Set by the monitor; the machine calls it without knowing about QMP. */
+    void (*event_hook)(struct machine *m, enum machine_event ev, int cause);
+    int shutdown_cause;       /* enum shutdown_cause of the first request */
 };
 
 /* Lifecycle. */
@@ -201,5 +210,7 @@ void machine_resume_vcpus(struct machine *m);
 void machine_kick_vcpus(struct machine *m);
 /* Record one exit in a vCPU's statistics. */
 void vcpu_stat_add(struct vcpu *v, enum vcpu_stat_kind kind, uint64_t ns);
+/* Short lower-case name of an exit reason ("io", "hlt"): stats and traces. */
+const char *vcpu_stat_name(enum vcpu_stat_kind kind);
 
 #endif
