@@ -57,6 +57,8 @@
 #define LOADER_TYPE_UNDEFINED 0xff
 #define VID_MODE_NORMAL 0xffff
 #define STARTUP_64_OFFSET 0x200
+/* The limit before protocol 2.03 made it a field; used when the field is 0. */
+#define INITRD_ADDR_MAX_DEFAULT 0x37ffffff
 
 static unsigned proto_major(uint16_t v)
 {
@@ -261,6 +263,7 @@ int linux_load_bzimage(struct boot_plan *p)
     const struct boot_file *f = &p->kernel;
     struct bzimage bz;
     gpa_t load = BOOT_KERNEL_ADDR;
+    uint32_t initrd_max;
     uint8_t *zp;
     int ret;
 
@@ -316,8 +319,9 @@ int linux_load_bzimage(struct boot_plan *p)
     boot_put64(zp + HDR_HARDWARE_SUBARCH_DATA, 0);
     /* A pointer in the image would be followed by the kernel: clear it. */
     boot_put64(zp + HDR_SETUP_DATA, 0);
+    initrd_max = boot_get32(f->data + HDR_INITRD_ADDR_MAX);
     ret = linux_finish_zeropage(p, zp, boot_get32(f->data + HDR_CMDLINE_SIZE),
-                                boot_get32(f->data + HDR_INITRD_ADDR_MAX) + 1ULL);
+                                (initrd_max ? initrd_max : INITRD_ADDR_MAX_DEFAULT) + 1ULL);
     if (ret < 0)
         return ret;
 
