@@ -3,6 +3,8 @@
  * field of struct cpu_state survives set_state -> get_state.  Guest
  * supervisor code is kept tiny: PVM emulates it one instruction at a time. */
 #include <fcntl.h>
+#include <pthread.h>
+#include <time.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,6 +18,7 @@
 #include "accel/accel.h"
 #include "config/config.h"
 #include "machine/machine.h"
+#include "util/main_loop.h"
 
 struct fixture {
     struct vm_config cfg;
@@ -35,6 +38,8 @@ static int setup(void **st)
     memset(&f, 0, sizeof(f));
     f.cfg.ram_size = 16 * MiB;
     f.cfg.smp = 1;
+    f.cfg.no_reboot = true; /* a triple fault becomes a shutdown request */
+    assert_int_equal(main_loop_init(), 0);
     assert_int_equal(machine_init(&f.m, &f.cfg), 0);
     f.m.accel = &accel_kvm_ops;
     assert_int_equal(accel_kvm_ops.init(&f.m), 0);
@@ -48,8 +53,10 @@ static int teardown(void **st)
 {
     struct fixture *f = *st;
 
-    if (f)
+    if (f) {
         machine_destroy(&f->m);
+        main_loop_cleanup();
+    }
     return 0;
 }
 
@@ -410,12 +417,93 @@ static void test_reset_state_loads(void **st)
     assert_int_equal(got.mp_state, MP_RUNNABLE);
 }
 
+/* ---- leaving the guest when the machine asks ---- */
+
+static void *run_thread(void *arg)
+{
+    return (void *)(intptr_t)accel_kvm_ops.vcpu_run(arg);
+}
+
+static void test_kick_stops_spinning_guest(void **st)
+{
+    struct fixture *f = *st;
+    struct machine *m = &f->m;
+    struct vcpu *v = m->vcpus[0];
+    static const uint8_t spin[] = { 0xeb, 0xfe }; /* jmp $ */
+    struct cpu_state s;
+    struct timespec deadline;
+    void *ret;
+
+    assert_int_equal(machine_write_gpa(m, CODE_GPA, spin, sizeof(spin)), 0);
+    cpu_state_reset(&s, 0, true);
+    s.seg[S_CS].selector = 0;
+    s.seg[S_CS].base = 0;
+    s.rip = CODE_GPA;
+    assert_int_equal(accel_kvm_ops.set_state(v, &s), 0);
+
+    assert_int_equal(pthread_create(&v->thread, NULL, run_thread, v), 0);
+    v->thread_started = true;
+    usleep(100 * 1000); /* well inside KVM_RUN by now */
+    atomic_store(&m->vcpus_should_stop, 1);
+    accel_kvm_ops.vcpu_kick(v);
+
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += 10;
+    assert_int_equal(pthread_timedjoin_np(v->thread, &ret, &deadline), 0);
+    v->thread_started = false;
+    assert_int_equal((intptr_t)ret, VCPU_EXIT_STOP);
+    assert_true(v->stats[STAT_EXIT_INTR].count >= 1);
+    assert_int_equal(accel_kvm_ops.get_state(v, &s), 0);
+    assert_int_equal(s.rip, CODE_GPA);
+    atomic_store(&m->vcpus_should_stop, 0);
+}
+
+static void test_triple_fault(void **st)
+{
+    struct fixture *f = *st;
+    struct machine *m = &f->m;
+    struct vcpu *v = m->vcpus[0];
+    static const uint8_t code[] = { 0x0f, 0x0b }; /* ud2 */
+    struct cpu_state s;
+
+    /* 64-bit mode, identity-mapped 2 MiB page, empty IDT: #UD cannot be
+     * delivered, nor the #GP that follows, nor the #DF: shutdown. */
+    static const uint64_t pml4 = 0x3000 | 3, pdpt = 0x4000 | 3, pd = 0x0 | 0x83;
+    assert_int_equal(machine_write_gpa(m, 0x2000, &pml4, 8), 0);
+    assert_int_equal(machine_write_gpa(m, 0x3000, &pdpt, 8), 0);
+    assert_int_equal(machine_write_gpa(m, 0x4000, &pd, 8), 0);
+    assert_int_equal(machine_write_gpa(m, CODE_GPA, code, sizeof(code)), 0);
+    cpu_state_reset(&s, 0, true);
+    seg(&s.seg[S_CS], 0, 0xffffffff, 0x8, 0xb, 1, 0, 0, 1, 1);
+    for (int i = 0; i < S_NR; i++)
+        if (i != S_CS)
+            seg(&s.seg[i], 0, 0xffffffff, 0x10, 0x3, 1, 0, 1, 0, 1);
+    seg(&s.tr, 0, 0x67, 0x18, 0xb, 0, 0, 0, 0, 0);
+    s.cr0 = X86_CR0_PE | X86_CR0_ET | X86_CR0_NE | X86_CR0_PG;
+    s.cr3 = 0x2000;
+    s.cr4 = X86_CR4_PAE;
+    s.efer = X86_EFER_LME | X86_EFER_LMA;
+    s.rip = CODE_GPA;
+    s.idt.limit = 0;
+    assert_int_equal(accel_kvm_ops.set_state(v, &s), 0);
+
+    assert_int_equal(accel_kvm_ops.vcpu_run(v), VCPU_EXIT_STOP);
+    assert_int_equal(v->stats[STAT_EXIT_SHUTDOWN].count, 1);
+    /* -no-reboot (set by the fixture) turns the reset into a shutdown. */
+    assert_int_equal(atomic_load(&m->shutdown_requested), 1);
+    assert_int_equal(m->shutdown_cause, SHUTDOWN_GUEST_RESET);
+    /* It stays stopped; loading a new state revives it. */
+    assert_int_equal(accel_kvm_ops.vcpu_run(v), VCPU_EXIT_STOP);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_pio_and_mmio, setup, teardown),
         cmocka_unit_test_setup_teardown(test_state_round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reset_state_loads, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_kick_stops_spinning_guest, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_triple_fault, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
