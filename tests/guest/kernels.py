@@ -3,7 +3,7 @@ import os
 import shlex
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-BASE_ARGS = ["-M", "pc", "-m", "128", "-nographic", "-no-reboot",
+BASE_ARGS = ["-m", "128", "-nographic", "-no-reboot",
              "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]
 
 

@@ -30,7 +30,7 @@ def main():
     for k in ktab.load().values():
         if not k.image.endswith(".elf"):
             continue
-        cmd = ["qemu-system-x86_64", "-accel", a.accel, "-net", "none", *ktab.BASE_ARGS,
+        cmd = ["qemu-system-x86_64", "-accel", a.accel, "-M", "pc", "-net", "none", *ktab.BASE_ARGS,
                "-kernel", os.path.join(a.dir, k.image), *k.args, *k.qemu_args]
         # QEMU joins repeated -append? No: the last wins, so merge them.
         if cmd.count("-append") > 1:

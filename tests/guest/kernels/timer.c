@@ -110,7 +110,8 @@ static void test_pit(void)
     pit_stop();
     ioapic_mask(mi.ioapic_base, pin);
     if (!ok)
-        test_fail("pit: %u of %u ticks through the I/O APIC", pit_ticks, TICKS);
+        test_fail("pit: %u of %u ticks through I/O APIC pin %u (IRQ0 = GSI %u)",
+                  pit_ticks, TICKS, pin, mi.irq0_gsi);
     kprintf("timer: pit via ioapic ok\n");
 }
 

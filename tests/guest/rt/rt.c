@@ -173,9 +173,10 @@ NORETURN void debug_exit(uint32_t v)
 {
     outl(DEBUG_EXIT_PORT, v);
     /* No debug-exit device: an empty IDT turns the next exception into a
-     * triple fault, which ends the VM under -no-reboot. */
+     * triple fault, which ends the VM under -no-reboot.  (ud2, not int3:
+     * PVM hosts cannot emulate int3 in supervisor code.) */
     static const struct { uint16_t limit; uint64_t base; } __attribute__((packed)) none = { 0, 0 };
-    __asm__ volatile("lidt %0; int3" :: "m"(none));
+    __asm__ volatile("lidt %0; ud2" :: "m"(none));
     for (;;)
         __asm__ volatile("cli; hlt");
 }

@@ -1,0 +1,158 @@
+"""The command line as QEMU users type it: every error is one line on
+stderr with exit status 1 and starts no guest; --help/--version; serial
+backends; -no-reboot; exit statuses."""
+import os
+import subprocess
+import time
+
+import pytest
+
+from conftest import VMON, guest_args, kernel_path, run_vmon, serial_text
+
+# A guest must never start for these, so a short timeout is plenty.
+ERR_TIMEOUT = 30
+
+
+def assert_cli_error(args, *needles):
+    status, out, err = run_vmon(args, timeout=ERR_TIMEOUT)
+    assert status == 1, f"status {status}, stderr: {err!r}"
+    assert out == "", "a guest ran (stdout not empty)"
+    lines = err.splitlines()
+    assert len(lines) == 1, f"want one stderr line, got: {err!r}"
+    for n in needles:
+        assert n in lines[0], f"{n!r} not in {lines[0]!r}"
+
+
+@pytest.fixture
+def hello(kernels):
+    return kernel_path(kernels["hello"].image)
+
+
+def test_unknown_flag(vmon, hello):
+    assert_cli_error(["-kernel", hello, "-bogus-flag"], "-bogus-flag")
+
+
+def test_positional_argument(vmon, hello):
+    assert_cli_error(["-kernel", hello, "stray"], "stray")
+
+
+def test_missing_option_argument(vmon, hello):
+    assert_cli_error(["-kernel", hello, "-m"], "-m")
+
+
+@pytest.mark.parametrize("size", ["abc", "0", "1K", "4097K", "2T", "-5", "12Q"])
+def test_bad_ram_size(vmon, hello, size):
+    assert_cli_error(["-kernel", hello, "-m", size], "-m", size)
+
+
+@pytest.mark.parametrize("smp", ["0", "abc", "65", "2,bogus=1", "-1"])
+def test_bad_smp(vmon, hello, smp):
+    assert_cli_error(["-kernel", hello, "-smp", smp], "-smp")
+
+
+def test_bogus_accel(vmon, hello):
+    assert_cli_error(["-kernel", hello, "-accel", "bogus"], "-accel", "bogus")
+
+
+def test_no_kernel(vmon):
+    assert_cli_error(["-nographic"], "-kernel")
+
+
+def test_missing_kernel_file(vmon, tmp_path):
+    missing = str(tmp_path / "no-such-kernel")
+    assert_cli_error(["-kernel", missing], missing)
+
+
+def test_not_a_kernel(vmon, tmp_path):
+    junk = tmp_path / "junk.bin"
+    junk.write_bytes(b"this is not a kernel image\n" * 100)
+    assert_cli_error(["-nographic", "-kernel", str(junk)], str(junk))
+
+
+def test_empty_kernel(vmon, tmp_path):
+    empty = tmp_path / "empty"
+    empty.write_bytes(b"")
+    assert_cli_error(["-nographic", "-kernel", str(empty)], str(empty))
+
+
+def test_bad_serial_backend(vmon, hello):
+    assert_cli_error(["-kernel", hello, "-serial", "bogus:x"], "-serial")
+
+
+def test_help(vmon):
+    for flag in ["--help", "-h", "-help"]:
+        status, out, err = run_vmon([flag], timeout=ERR_TIMEOUT)
+        assert status == 0, flag
+        assert out.startswith("usage: vmon"), flag
+        for opt in ["-kernel", "-append", "-m", "-smp", "-accel", "-serial", "-no-reboot"]:
+            assert opt in out, f"{opt} missing from {flag}"
+        assert err == ""
+
+
+def test_version(vmon):
+    status, out, err = run_vmon(["--version"], timeout=ERR_TIMEOUT)
+    assert status == 0
+    assert out.startswith("vmon ") or out.lower().startswith("vmon version"), out
+    assert err == ""
+
+
+def test_serial_file(accel, kernels, tmp_path):
+    k = kernels["hello"]
+    log = tmp_path / "serial.log"
+    args = [a for a in guest_args(k, accel) if a != "-nographic"]
+    status, out, err = run_vmon(args + ["-display", "none", "-serial", f"file:{log}"])
+    assert status == 1, f"stderr: {err}"
+    assert out == ""
+    assert serial_text(log.read_text()) == k.expected()
+
+
+def test_serial_none(accel, kernels):
+    k = kernels["hello"]
+    status, out, err = run_vmon(guest_args(k, accel, ["-serial", "none"]))
+    assert status == 1, f"stderr: {err}"
+    assert out == ""
+
+
+def test_exit_status_poweroff(accel, kernels):
+    status, _, err = run_vmon(guest_args(kernels["poweroff"], accel))
+    assert status == 0, f"stderr: {err}"
+
+
+def test_exit_status_debug_exit(accel, kernels):
+    status, _, err = run_vmon(guest_args(kernels["hello"], accel))
+    assert status == 1, f"stderr: {err}"       # debug-exit 0 -> (0 << 1) | 1
+
+
+def test_no_reboot_exits_on_reset(accel, kernels):
+    """Without isa-debug-exit the kernel ends with a triple fault; -no-reboot
+    turns that reset into an exit."""
+    k = kernels["hello"]
+    args = ["-accel", accel, "-m", "128", "-nographic", "-no-reboot",
+            "-kernel", kernel_path(k.image)]
+    status, out, err = run_vmon(args)
+    assert "PASS" in serial_text(out)
+    assert status == 0, f"stderr: {err}"
+
+
+def test_reset_reboots_without_no_reboot(accel, kernels):
+    """Without -no-reboot a triple fault resets the machine and the kernel
+    boots again."""
+    k = kernels["hello"]
+    args = [VMON, "-accel", accel, "-m", "128", "-nographic",
+            "-kernel", kernel_path(k.image)]
+    p = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    os.set_blocking(p.stdout.fileno(), False)
+    buf = b""
+    deadline = time.monotonic() + 240
+    try:
+        while buf.count(b"Hello from vmon test kernel") < 2 and time.monotonic() < deadline:
+            if p.poll() is not None:
+                buf += p.stdout.read() or b""
+                break
+            time.sleep(0.1)
+            buf += p.stdout.read() or b""
+    finally:
+        p.kill()
+        p.wait()
+    assert buf.count(b"Hello from vmon test kernel") >= 2, buf.decode(errors="replace")
