@@ -7,9 +7,14 @@ CFLAGS_BASE := -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter \
 	-Wshadow -Wstrict-prototypes -Wmissing-prototypes -fno-strict-aliasing \
 	-D_GNU_SOURCE -I.
 OPT ?= -O2 -g
-PKGS := libcapstone
-LIBS := -lpthread -lrt $(shell pkg-config --libs $(PKGS) 2>/dev/null)
-CFLAGS_PKGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKGS := capstone zlib libzstd jansson
+ifneq ($(filter-out deps clean demo,$(MAKECMDGOALS))$(if $(MAKECMDGOALS),,all),)
+ifneq ($(shell pkg-config --exists $(PKGS) && echo ok),ok)
+$(error missing libraries ($(PKGS)): run scripts/install-deps.sh)
+endif
+endif
+LIBS := -lpthread -lrt $(shell pkg-config --libs $(PKGS))
+CFLAGS_PKGS := $(shell pkg-config --cflags $(PKGS))
 
 # Every subsystem folder contributes its .c files to libvmon.a; programs and
 # tests link that library.  Adding a file needs no Makefile change.
