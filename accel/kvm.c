@@ -32,6 +32,7 @@ static const struct {
     { KVM_CAP_MP_STATE, "KVM_CAP_MP_STATE" },
     { KVM_CAP_VCPU_EVENTS, "KVM_CAP_VCPU_EVENTS" },
     { KVM_CAP_SIGNAL_MSI, "KVM_CAP_SIGNAL_MSI" },
+    { KVM_CAP_IRQ_ROUTING, "KVM_CAP_IRQ_ROUTING" },
 };
 
 int kvm_ioctl(int fd, unsigned long req, void *arg)
@@ -207,6 +208,42 @@ static int kvm_intersect_cpuid(struct kvm_vm *vm, struct cpuid_model *model)
     return 0;
 }
 
+/* GSI routing as on a PC chipset (and as QEMU sets it up): ISA IRQs 0-15 go
+ * to the PICs and to the same I/O APIC pins, except IRQ0 (the PIT), which is
+ * wired to pin 2 (the MADT's interrupt source override); GSI 2, the PIC
+ * cascade, goes nowhere.  GSIs 16-23 are the PCI pins. */
+#define KVM_IOAPIC_PINS 24
+
+static int kvm_setup_irq_routing(struct kvm_vm *vm)
+{
+    struct kvm_irq_routing *r;
+    int ret;
+
+    r = calloc(1, sizeof(*r) + 48 * sizeof(r->entries[0]));
+    if (!r)
+        return -ENOMEM;
+    for (uint32_t i = 0; i < 16; i++) {
+        if (i == 2)
+            continue;
+        r->entries[r->nr++] = (struct kvm_irq_routing_entry){
+            .gsi = i, .type = KVM_IRQ_ROUTING_IRQCHIP,
+            .u.irqchip = { .irqchip = i < 8 ? KVM_IRQCHIP_PIC_MASTER : KVM_IRQCHIP_PIC_SLAVE,
+                           .pin = i & 7 },
+        };
+    }
+    for (uint32_t i = 0; i < KVM_IOAPIC_PINS; i++) {
+        if (i == 2)
+            continue;
+        r->entries[r->nr++] = (struct kvm_irq_routing_entry){
+            .gsi = i, .type = KVM_IRQ_ROUTING_IRQCHIP,
+            .u.irqchip = { .irqchip = KVM_IRQCHIP_IOAPIC, .pin = i == 0 ? 2 : i },
+        };
+    }
+    ret = kvm_ioctl(vm->vm_fd, KVM_SET_GSI_ROUTING, r);
+    free(r);
+    return ret < 0 ? ret : 0;
+}
+
 static int kvm_init(struct machine *m)
 {
     struct kvm_vm *vm;
@@ -268,6 +305,11 @@ static int kvm_init(struct machine *m)
     ret = kvm_ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP, NULL);
     if (ret < 0) {
         error_report("-accel kvm: KVM_CREATE_IRQCHIP: %s", strerror(-ret));
+        goto err_close;
+    }
+    ret = kvm_setup_irq_routing(vm);
+    if (ret < 0) {
+        error_report("-accel kvm: KVM_SET_GSI_ROUTING: %s", strerror(-ret));
         goto err_close;
     }
     struct kvm_pit_config pit = { .flags = KVM_PIT_SPEAKER_DUMMY };
