@@ -221,9 +221,11 @@ static bool parse_requests(json_t *providers, struct stats_request *reqs, int *n
 static int vcpu_from_path(struct machine *m, const char *path)
 {
     int idx;
-    char tail;
+    char tail, extra;
 
-    if (sscanf(path, "/machine/unattached/device[%d]%c", &idx, &tail) != 2 || tail != ']')
+    /* Exactly ".../device[N]", nothing after. */
+    if (sscanf(path, "/machine/unattached/device[%d%c%c", &idx, &tail, &extra) != 2 ||
+        tail != ']')
         return -1;
     return idx >= 0 && idx < m->nr_vcpus ? idx : -1;
 }
@@ -324,10 +326,11 @@ static json_t *cmd_query_stats_schemas(struct machine *m, json_t *args, struct q
         int n = provider_names(t, names, 16);
 
         for (int i = 0; i < n; i++) {
-            json_t *stats = json_array();
+            json_t *stats;
 
             if (want && strcmp(want, names[i]))
                 continue;
+            stats = json_array();
             for (int j = 0; j < stats_nr_providers(); j++) {
                 const struct stats_provider *p = stats_provider_at(j);
 
