@@ -34,6 +34,11 @@ struct accel_ops {
     int (*get_state)(struct vcpu *v, struct cpu_state *s);
     int (*set_state)(struct vcpu *v, const struct cpu_state *s);
 
+    /* Machine reset, with every vCPU parked: put what the accelerator owns
+     * (kvm: the in-kernel PIC, I/O APIC and PIT) back in its power-on
+     * state.  Optional (NULL: nothing to do). */
+    void (*reset)(struct machine *m);
+
     /* Interrupt lines and MSIs (route to in-kernel or vmon's own models). */
     void (*set_irq)(struct machine *m, unsigned gsi, int level);
     void (*send_msi)(struct machine *m, uint64_t addr, uint32_t data);

@@ -318,6 +318,19 @@ static int kvm_init(struct machine *m)
         error_report("-accel kvm: KVM_CREATE_PIT2: %s", strerror(-ret));
         goto err_close;
     }
+    for (int i = 0; i < 3; i++) {
+        vm->chip_reset[i].chip_id = (uint32_t)i;
+        ret = kvm_ioctl(vm->vm_fd, KVM_GET_IRQCHIP, &vm->chip_reset[i]);
+        if (ret < 0) {
+            error_report("-accel kvm: KVM_GET_IRQCHIP %d: %s", i, strerror(-ret));
+            goto err_close;
+        }
+    }
+    ret = kvm_ioctl(vm->vm_fd, KVM_GET_PIT2, &vm->pit_reset);
+    if (ret < 0) {
+        error_report("-accel kvm: KVM_GET_PIT2: %s", strerror(-ret));
+        goto err_close;
+    }
     /* Keep pending and injected exceptions apart in KVM_GET_VCPU_EVENTS, as
      * struct x86_events does. */
     if (check_ext(vm->vm_fd, KVM_CAP_EXCEPTION_PAYLOAD)) {
@@ -386,6 +399,25 @@ static void kvm_destroy(struct machine *m)
     m->accel_priv = NULL;
 }
 
+/* KVM has no reset for its devices: load the state they were created in.
+ * The LAPICs are per-vCPU state and come back with set_state. */
+static void kvm_reset(struct machine *m)
+{
+    struct kvm_vm *vm = kvm_vm_of(m);
+    int r;
+
+    if (!vm)
+        return;
+    for (int i = 0; i < 3; i++) {
+        r = kvm_ioctl(vm->vm_fd, KVM_SET_IRQCHIP, &vm->chip_reset[i]);
+        if (r < 0)
+            error_report("kvm: reset: KVM_SET_IRQCHIP %d: %s", i, strerror(-r));
+    }
+    r = kvm_ioctl(vm->vm_fd, KVM_SET_PIT2, &vm->pit_reset);
+    if (r < 0)
+        error_report("kvm: reset: KVM_SET_PIT2: %s", strerror(-r));
+}
+
 static void kvm_set_irq(struct machine *m, unsigned gsi, int level)
 {
     struct kvm_vm *vm = kvm_vm_of(m);
@@ -430,6 +462,7 @@ const struct accel_ops accel_kvm_ops = {
     .vcpu_kick = kvm_vcpu_kick,
     .get_state = kvm_get_state,
     .set_state = kvm_set_state,
+    .reset = kvm_reset,
     .set_irq = kvm_set_irq,
     .send_msi = kvm_send_msi,
 };

@@ -24,6 +24,9 @@ struct kvm_vm {
      * vCPU, since KVM_GET_MSR_INDEX_LIST omits some it handles (MTRRs). */
     bool msrs_probed;
     bool msr_ok[KVM_STATE_MAX_MSRS];
+    /* The in-kernel devices as created, restored on machine reset. */
+    struct kvm_irqchip chip_reset[3]; /* PIC master, PIC slave, I/O APIC */
+    struct kvm_pit_state2 pit_reset;
 };
 
 struct kvm_vcpu_priv {

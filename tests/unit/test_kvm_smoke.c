@@ -11,11 +11,13 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 #include <x86intrin.h>
 #include <cmocka.h>
 
 #include "accel/accel.h"
+#include "accel/kvm_internal.h"
 #include "config/config.h"
 #include "machine/machine.h"
 #include "util/main_loop.h"
@@ -496,6 +498,48 @@ static void test_triple_fault(void **st)
     assert_int_equal(accel_kvm_ops.vcpu_run(v), VCPU_EXIT_STOP);
 }
 
+/* ---- machine reset of the in-kernel devices ---- */
+
+static uint8_t pic_master_imr(struct machine *m)
+{
+    struct kvm_irqchip chip = { .chip_id = KVM_IRQCHIP_PIC_MASTER };
+
+    assert_int_equal(ioctl(kvm_vm_of(m)->vm_fd, KVM_GET_IRQCHIP, &chip), 0);
+    return chip.chip.pic.imr;
+}
+
+static void test_reset_restores_irqchip(void **st)
+{
+    struct fixture *f = *st;
+    struct machine *m = &f->m;
+    struct vcpu *v = m->vcpus[0];
+    struct probe done = { .m = m };
+    static const uint8_t code[] = {
+        0xb0, 0xa5,             /* mov al, 0xa5 */
+        0xe6, 0x21,             /* out 0x21, al: PIC master IMR */
+        0xe6, 0xe9,             /* out 0xe9, al: done */
+        0xeb, 0xfe,             /* jmp $ */
+    };
+    struct cpu_state s;
+    uint8_t imr0 = pic_master_imr(m);
+
+    assert_int_not_equal(imr0, 0xa5);
+    assert_int_equal(machine_register_pio(m, 0xe9, 1, &done_ops, &done, "done"), 0);
+    assert_int_equal(machine_write_gpa(m, CODE_GPA, code, sizeof(code)), 0);
+    cpu_state_reset(&s, 0, true);
+    s.seg[S_CS].selector = 0;
+    s.seg[S_CS].base = 0;
+    s.rip = CODE_GPA;
+    assert_int_equal(accel_kvm_ops.set_state(v, &s), 0);
+    assert_int_equal(accel_kvm_ops.vcpu_run(v), VCPU_EXIT_STOP);
+    assert_int_equal(done.nr_writes, 1);
+    assert_int_equal(pic_master_imr(m), 0xa5); /* the in-kernel PIC took it */
+
+    accel_kvm_ops.reset(m);
+    assert_int_equal(pic_master_imr(m), imr0);
+    atomic_store(&m->vcpus_should_stop, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -504,6 +548,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reset_state_loads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kick_stops_spinning_guest, setup, teardown),
         cmocka_unit_test_setup_teardown(test_triple_fault, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reset_restores_irqchip, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
