@@ -1,0 +1,379 @@
+/* The irqchip glue: ISA/GSI routing to the PIC and IOAPIC, PIT -> IRQ0 ->
+ * IOAPIC pin 2, level EOIs from the LAPIC back to the IOAPIC, ExtINT in
+ * virtual-wire mode, MSI decoding, the per-vCPU LAPIC page, timer
+ * deadlines, and the KVM state conversions (round trips both ways). */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "hw/irqchip.h"
+#include "hw/kvm_irqchip_state.h"
+
+#define T0 3000000000ull
+
+static uint64_t fake_now = T0;
+static uint64_t fake_clock(void)
+{
+    return fake_now;
+}
+
+struct fix {
+    struct irqchip *c;
+    struct cpu_state cpu[2];
+    int kicks[2];
+};
+
+static void h_kick(void *v)
+{
+    (*(int *)v)++;
+}
+static const struct lapic_host_ops host_ops = { .kick = h_kick };
+
+static int setup(void **state)
+{
+    struct fix *f = test_calloc(1, sizeof(*f));
+    fake_now = T0;
+    f->c = irqchip_new(NULL, fake_clock);
+    assert_non_null(f->c);
+    for (int i = 0; i < 2; i++) {
+        cpu_state_reset(&f->cpu[i], (unsigned)i, i == 0);
+        assert_int_equal(irqchip_attach_vcpu(f->c, i, &f->cpu[i], &host_ops, &f->kicks[i]), 0);
+    }
+    irqchip_reset(f->c);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fix *f = *state;
+    irqchip_free(f->c);
+    irqchip_set_current_cpu(-1);
+    test_free(f);
+    return 0;
+}
+
+static void apic_wr(struct fix *f, int cpu, unsigned off, uint32_t v)
+{
+    irqchip_set_current_cpu(cpu);
+    irqchip_mmio_write(f->c, X86_APIC_DEFAULT_BASE + off, v, 4);
+}
+
+static uint32_t apic_rd(struct fix *f, int cpu, unsigned off)
+{
+    irqchip_set_current_cpu(cpu);
+    return (uint32_t)irqchip_mmio_read(f->c, X86_APIC_DEFAULT_BASE + off, 4);
+}
+
+static void ioapic_route(struct fix *f, unsigned pin, uint64_t rte)
+{
+    irqchip_mmio_write(f->c, IOAPIC_BASE, 0x11 + 2 * pin, 4);
+    irqchip_mmio_write(f->c, IOAPIC_BASE + 0x10, (uint32_t)(rte >> 32), 4);
+    irqchip_mmio_write(f->c, IOAPIC_BASE, 0x10 + 2 * pin, 4);
+    irqchip_mmio_write(f->c, IOAPIC_BASE + 0x10, (uint32_t)rte, 4);
+}
+
+static void outb(struct fix *f, uint16_t port, uint8_t v)
+{
+    irqchip_port_write(f->c, port, v, 1);
+}
+
+static void pic_linux_init(struct fix *f)
+{
+    static const uint8_t seq[][2] = {
+        { 0x21, 0xff }, { 0xa1, 0xff }, { 0x20, 0x11 }, { 0x21, 0x20 }, { 0x21, 0x04 },
+        { 0x21, 0x01 }, { 0xa0, 0x11 }, { 0xa1, 0x28 }, { 0xa1, 0x02 }, { 0xa1, 0x01 },
+    };
+    for (size_t i = 0; i < sizeof(seq) / sizeof(seq[0]); i++)
+        outb(f, seq[i][0], seq[i][1]);
+}
+
+static void test_current_cpu_selects_lapic(void **state)
+{
+    struct fix *f = *state;
+    assert_int_equal(apic_rd(f, 0, 0x20), 0);
+    assert_int_equal(apic_rd(f, 1, 0x20), 1u << 24);
+    irqchip_set_current_cpu(-1);                         /* unset: vCPU 0 */
+    assert_int_equal(irqchip_mmio_read(f->c, X86_APIC_DEFAULT_BASE + 0x20, 4), 0);
+    irqchip_set_current_cpu(5);                          /* no such vCPU */
+    assert_int_equal(irqchip_mmio_read(f->c, X86_APIC_DEFAULT_BASE + 0x20, 4), ~0ull);
+    irqchip_mmio_write(f->c, X86_APIC_DEFAULT_BASE + 0x80, 0xff, 4);
+    assert_int_equal(irqchip_attach_vcpu(f->c, -1, &f->cpu[0], &host_ops, NULL), -EINVAL);
+    assert_int_equal(irqchip_attach_vcpu(f->c, MACHINE_MAX_VCPUS, &f->cpu[0], &host_ops, NULL),
+                     -EINVAL);
+}
+
+static void test_pit_through_ioapic_pin2(void **state)
+{
+    struct fix *f = *state;
+    apic_wr(f, 0, APIC_SVR, 0x1ff);
+    outb(f, 0x21, 0xff);                                 /* PIC fully masked */
+    ioapic_route(f, 2, 0x30);                            /* edge, fixed, dest 0 */
+    outb(f, 0x43, 0x34);                                 /* PIT mode 2, ~1 ms */
+    outb(f, 0x40, 1193 & 0xff);
+    outb(f, 0x40, 1193 >> 8);
+    uint64_t d = irqchip_next_deadline_ns(f->c);
+    assert_true(d > T0 && d < T0 + 1000000);
+    irqchip_timers_check(f->c, d - 1);
+    assert_int_equal(irqchip_pending(f->c, 0), -1);
+    irqchip_timers_check(f->c, d);
+    assert_int_equal(irqchip_pending(f->c, 0), 0x30);
+    assert_true(f->kicks[0] > 0);
+    assert_int_equal(irqchip_pending(f->c, 1), -1);
+    assert_int_equal(irqchip_ack(f->c, 0), 0x30);
+    assert_int_equal(irqchip_pending(f->c, 0), -1);
+    /* The LAPIC timer's deadline competes with the PIT's. */
+    apic_wr(f, 1, APIC_SVR, 0x1ff);
+    apic_wr(f, 1, APIC_TDCR, 0xb);
+    apic_wr(f, 1, APIC_LVTT, 0x40);
+    apic_wr(f, 1, APIC_TMICT, 1000);
+    assert_int_equal(irqchip_next_deadline_ns(f->c), T0 + 1000);
+    irqchip_timers_check(f->c, T0 + 1000);
+    assert_int_equal(irqchip_pending(f->c, 1), 0x40);
+    assert_int_equal(irqchip_next_deadline_ns(f->c), d + 999847);
+}
+
+static void test_level_eoi_redelivers(void **state)
+{
+    struct fix *f = *state;
+    apic_wr(f, 1, APIC_SVR, 0x1ff);
+    ioapic_route(f, 10, 0x0100000000008000ull | 0x3a);   /* level, dest 1 */
+    irqchip_set_irq(f->c, 10, 1);
+    assert_int_equal(irqchip_pending(f->c, 1), 0x3a);
+    assert_int_equal(irqchip_ack(f->c, 1), 0x3a);
+    apic_wr(f, 1, APIC_EOI, 0);                          /* line still high */
+    assert_int_equal(irqchip_pending(f->c, 1), 0x3a);
+    assert_int_equal(irqchip_ack(f->c, 1), 0x3a);
+    irqchip_set_irq(f->c, 10, 0);
+    apic_wr(f, 1, APIC_EOI, 0);
+    assert_int_equal(irqchip_pending(f->c, 1), -1);
+    assert_int_equal(f->c->ioapic.redir[10] & IOAPIC_RTE_REMOTE_IRR, 0);
+    /* GSIs above 15 reach only the IOAPIC; beyond 23 nothing. */
+    ioapic_route(f, 20, 0x0100000000000055ull);
+    irqchip_set_irq(f->c, 20, 1);
+    assert_int_equal(irqchip_pending(f->c, 1), 0x55);
+    struct pic pic_before = f->c->pic;
+    struct ioapic ioapic_before = f->c->ioapic;
+    irqchip_set_irq(f->c, 24, 1);
+    irqchip_set_irq(f->c, 2, 1);                          /* the cascade */
+    assert_memory_equal(&pic_before, &f->c->pic, sizeof(pic_before));
+    assert_memory_equal(&ioapic_before, &f->c->ioapic, sizeof(ioapic_before));
+}
+
+static void test_extint_virtual_wire(void **state)
+{
+    struct fix *f = *state;
+    pic_linux_init(f);
+    outb(f, 0x21, 0x00);
+    irqchip_set_irq(f->c, 1, 1);
+    /* LINT0 masked after reset: nobody takes the 8259's INTR. */
+    assert_int_equal(irqchip_pending(f->c, 0), -1);
+    apic_wr(f, 0, APIC_SVR, 0x1ff);
+    apic_wr(f, 0, APIC_LVT0, 0x700);                     /* ExtINT, unmasked */
+    assert_int_equal(irqchip_pending(f->c, 0), IRQCHIP_PENDING_EXTINT);
+    assert_int_equal(irqchip_pending(f->c, 1), -1);
+    assert_int_equal(irqchip_ack(f->c, 0), 0x21);
+    assert_int_equal(irqchip_pending(f->c, 0), -1);
+    int kicks = f->kicks[0];
+    irqchip_set_irq(f->c, 1, 0);
+    irqchip_port_write(f->c, 0x20, 0x20, 1);             /* EOI */
+    irqchip_set_irq(f->c, 12, 1);                        /* via the slave */
+    assert_true(f->kicks[0] > kicks);
+    assert_int_equal(irqchip_ack(f->c, 0), 0x2c);
+    /* A hardware-disabled APIC passes INTR straight through. */
+    irqchip_set_irq(f->c, 12, 0);
+    outb(f, 0xa0, 0x20);
+    outb(f, 0x20, 0x20);
+    f->cpu[1].apic_base &= ~X86_APIC_BASE_ENABLE;
+    irqchip_set_irq(f->c, 3, 1);
+    assert_int_equal(irqchip_pending(f->c, 1), IRQCHIP_PENDING_EXTINT);
+    /* An IOAPIC ExtINT message also fetches the vector from the 8259. */
+    apic_wr(f, 0, APIC_LVT0, 0x10700);
+    assert_int_equal(irqchip_pending(f->c, 0), -1);
+    ioapic_route(f, 5, 0x700);
+    irqchip_set_irq(f->c, 5, 1);
+    assert_int_equal(irqchip_pending(f->c, 0), IRQCHIP_PENDING_EXTINT);
+    assert_int_equal(irqchip_ack(f->c, 0), 0x23);
+}
+
+static void test_msi(void **state)
+{
+    struct fix *f = *state;
+    apic_wr(f, 0, APIC_SVR, 0x1ff);
+    apic_wr(f, 1, APIC_SVR, 0x1ff);
+    irqchip_send_msi(f->c, 0xfee01000, 0x0045);          /* physical dest 1 */
+    assert_int_equal(irqchip_pending(f->c, 1), 0x45);
+    assert_int_equal(irqchip_pending(f->c, 0), -1);
+    apic_wr(f, 0, APIC_LDR, 0x01000000);
+    apic_wr(f, 1, APIC_LDR, 0x02000000);
+    irqchip_send_msi(f->c, 0xfee03004, 0x0066);          /* logical, both */
+    assert_int_equal(irqchip_pending(f->c, 0), 0x66);
+    assert_int_equal(irqchip_pending(f->c, 1), 0x66);
+    irqchip_send_msi(f->c, 0xfed00000, 0x0077);          /* not an MSI address */
+    irqchip_send_msi(f->c, 0x1fee00000ull, 0x0077);
+    irqchip_send_msi(f->c, 0xfee00000, 0x0677);          /* SIPI: reserved */
+    irqchip_send_msi(f->c, 0xfee00000, 0x0007);          /* illegal vector */
+    assert_int_equal(irqchip_pending(f->c, 0), 0x66);
+    irqchip_send_msi(f->c, 0xfee00000, 0x0400);          /* NMI */
+}
+
+static void test_ports(void **state)
+{
+    struct fix *f = *state;
+    pic_linux_init(f);
+    outb(f, 0x21, 0x5a);
+    assert_int_equal(irqchip_port_read(f->c, 0x21, 1), 0x5a);
+    assert_int_equal(irqchip_port_read(f->c, 0x20, 2), 0x5a00);   /* IRR, IMR */
+    outb(f, 0x4d1, 0xff);
+    assert_int_equal(irqchip_port_read(f->c, 0x4d0, 2), 0xde00);
+    outb(f, 0x61, 0x01);
+    assert_int_equal(irqchip_port_read(f->c, 0x61, 1) & 0x0f, 0x01);
+    assert_int_equal(irqchip_port_read(f->c, 0x43, 1), 0xff);
+    assert_int_equal(irqchip_port_read(f->c, 0x44, 1), 0xff);     /* not ours */
+    irqchip_port_write(f->c, 0x44, 0xff, 4);
+}
+
+/* Build a busy state in every model. */
+static void make_state(struct fix *f)
+{
+    pic_linux_init(f);
+    outb(f, 0x21, 0x10);
+    outb(f, 0x4d1, 0x08);
+    irqchip_set_irq(f->c, 1, 1);
+    irqchip_set_irq(f->c, 3, 1);
+    pic_ack(&f->c->pic);                                 /* IRQ1 in service */
+    irqchip_set_irq(f->c, 11, 1);
+    apic_wr(f, 0, APIC_SVR, 0x1ff);
+    ioapic_route(f, 9, 0x0000000000008039ull);
+    ioapic_route(f, 4, 0x0100000000010824ull);
+    irqchip_set_irq(f->c, 9, 1);
+    irqchip_set_irq(f->c, 4, 1);
+    irqchip_mmio_write(f->c, IOAPIC_BASE, 0x13, 4);
+    outb(f, 0x43, 0x34);
+    outb(f, 0x40, 0x34);
+    outb(f, 0x40, 0x12);
+    outb(f, 0x61, 0x03);
+    outb(f, 0x43, 0xb0);
+    outb(f, 0x42, 0xff);                                 /* half-written word */
+    outb(f, 0x43, 0x00);                                 /* ch0 latched */
+    apic_wr(f, 0, APIC_TDCR, 0x1);
+    apic_wr(f, 0, APIC_LVTT, APIC_LVT_TIMER_PERIODIC | 0x41);
+    apic_wr(f, 0, APIC_TMICT, 300000);
+    fake_now += 123456;
+}
+
+static void test_kvm_round_trip_model_kvm_model(void **state)
+{
+    struct fix *f = *state;
+    make_state(f);
+    struct kvm_irqchip chips[3];
+    struct kvm_pit_state2 pit;
+    kvm_irqchip_to_kvm(f->c, chips, &pit);
+    assert_int_equal(chips[2].chip_id, KVM_IRQCHIP_IOAPIC);
+    assert_int_equal(chips[0].chip.pic.irq_base, 0x20);
+    assert_int_equal(chips[0].chip.pic.isr, 0x02);
+    assert_int_equal(chips[2].chip.ioapic.redirtbl[9].fields.vector, 0x39);
+    assert_int_equal(chips[2].chip.ioapic.redirtbl[9].fields.remote_irr, 1);
+    assert_int_equal(chips[2].chip.ioapic.redirtbl[4].fields.dest_id, 1);
+    assert_int_equal(pit.channels[0].count, 0x1234);
+    assert_true(pit.flags & KVM_PIT_FLAGS_SPEAKER_DATA_ON);
+
+    struct kvm_lapic_state kl;
+    kvm_irqchip_lapic_to_kvm(f->cpu[0].lapic, &kl);
+
+    /* A second chip, loaded from the KVM structs, later in host time. */
+    struct irqchip *c2 = irqchip_new(NULL, fake_clock);
+    struct cpu_state cpu2;
+    memset(&cpu2, 0, sizeof(cpu2));
+    cpu2.apic_base = f->cpu[0].apic_base;
+    kvm_irqchip_lapic_from_kvm(&kl, cpu2.lapic);
+    assert_int_equal(irqchip_attach_vcpu(c2, 0, &cpu2, &host_ops, NULL), 0);
+    assert_int_equal(kvm_irqchip_from_kvm(c2, chips, &pit), 0);
+
+    struct pic_chip expect0 = f->c->pic.chip[0], expect1 = f->c->pic.chip[1];
+    expect0.single = expect1.single = 0;
+    assert_memory_equal(&expect0, &c2->pic.chip[0], sizeof(expect0));
+    assert_memory_equal(&expect1, &c2->pic.chip[1], sizeof(expect1));
+    assert_int_equal(c2->ioapic.ioregsel, f->c->ioapic.ioregsel);
+    assert_int_equal(c2->ioapic.id, f->c->ioapic.id);
+    assert_int_equal(c2->ioapic.irr, f->c->ioapic.irr);
+    assert_memory_equal(c2->ioapic.redir, f->c->ioapic.redir, sizeof(c2->ioapic.redir));
+    assert_memory_equal(c2->pit.ch, f->c->pit.ch, sizeof(c2->pit.ch));
+    assert_int_equal(c2->pit.port61 & 3, f->c->pit.port61 & 3);
+    assert_int_equal(pit_next_deadline_ns(&c2->pit), pit_next_deadline_ns(&f->c->pit));
+    assert_memory_equal(cpu2.lapic, f->cpu[0].lapic, X86_LAPIC_REGS_SIZE);
+    struct lapic *l1 = irqchip_lapic(f->c, 0), *l2 = irqchip_lapic(c2, 0);
+    assert_int_equal(lapic_timer_current(l2, fake_now), lapic_timer_current(l1, fake_now));
+    assert_int_equal(lapic_next_deadline_ns(l2), lapic_next_deadline_ns(l1));
+    /* The copy behaves the same: the latched PIT count and the held IRQ. */
+    assert_int_equal(c2->pit.ch[0].count_latched, PIT_RW_WORD0);
+    irqchip_free(c2);
+}
+
+static void test_kvm_round_trip_kvm_model_kvm(void **state)
+{
+    struct fix *f = *state;
+    make_state(f);
+    struct kvm_irqchip chips[3], chips2[3];
+    struct kvm_pit_state2 pit, pit2;
+    kvm_irqchip_to_kvm(f->c, chips, &pit);
+    struct irqchip *c2 = irqchip_new(NULL, fake_clock);
+    assert_int_equal(kvm_irqchip_from_kvm(c2, chips, &pit), 0);
+    kvm_irqchip_to_kvm(c2, chips2, &pit2);
+    assert_memory_equal(chips, chips2, sizeof(chips));
+    assert_memory_equal(&pit, &pit2, sizeof(pit));
+    /* Wrong chip ids are refused. */
+    chips2[0].chip_id = KVM_IRQCHIP_IOAPIC;
+    assert_int_equal(kvm_irqchip_from_kvm(c2, chips2, &pit2), -EINVAL);
+    irqchip_free(c2);
+}
+
+static void test_kvm_hostile_state_sanitised(void **state)
+{
+    struct fix *f = *state;
+    struct kvm_irqchip chips[3];
+    struct kvm_pit_state2 pit;
+    kvm_irqchip_to_kvm(f->c, chips, &pit);
+    memset(&chips[0].chip.pic, 0xff, sizeof(chips[0].chip.pic));
+    memset(&chips[2].chip.ioapic, 0xff, sizeof(chips[2].chip.ioapic));
+    memset(&pit, 0xff, sizeof(pit));
+    assert_int_equal(kvm_irqchip_from_kvm(f->c, chips, &pit), 0);
+    struct pic_chip *m = &f->c->pic.chip[0];
+    assert_true(m->init_state <= 3 && m->priority_add <= 7 && m->read_reg_select <= 1);
+    assert_true(f->c->ioapic.id <= 0xf && f->c->ioapic.ioregsel <= 0xff);
+    assert_true(f->c->ioapic.irr < (1u << 24));
+    for (int i = 0; i < 3; i++) {
+        struct pit_channel *ch = &f->c->pit.ch[i];
+        assert_true(ch->count <= 0x10000);
+        assert_true(ch->mode <= 5 || ch->mode == 0xff);
+        assert_true(ch->read_state <= 4 && ch->write_state <= 4 && ch->count_latched <= 4);
+    }
+    /* And the models still work on it. */
+    irqchip_port_read(f->c, 0x40, 1);
+    irqchip_port_read(f->c, 0x20, 1);
+    irqchip_mmio_read(f->c, IOAPIC_BASE + 0x10, 4);
+    irqchip_timers_check(f->c, fake_now + 1000000000ull);
+    for (int pin = 0; pin < 24; pin++)
+        irqchip_set_irq(f->c, (unsigned)pin, 1);
+    irqchip_pending(f->c, 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_current_cpu_selects_lapic, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pit_through_ioapic_pin2, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_level_eoi_redelivers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_extint_virtual_wire, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_msi, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ports, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_kvm_round_trip_model_kvm_model, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_kvm_round_trip_kvm_model_kvm, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_kvm_hostile_state_sanitised, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
