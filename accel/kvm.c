@@ -149,6 +149,8 @@ static const struct {
     { 0x80000001, 0, 2, 0 }, { 0x80000001, 0, 3, 0 },
 };
 
+static const char *const reg_names[4] = { "EAX", "EBX", "ECX", "EDX" };
+
 static uint32_t *entry_reg(struct cpuid_entry *e, int reg)
 {
     uint32_t *regs[4] = { &e->eax, &e->ebx, &e->ecx, &e->edx };
@@ -199,7 +201,7 @@ static int kvm_intersect_cpuid(struct kvm_vm *vm, struct cpuid_model *model)
                 if (lost & (1u << b))
                     LOG(LOG_ACCEL,
                         "kvm: host KVM lacks CPUID.%xh:%s[%d] (%s): dropped from the model\n",
-                        e->function, (const char *[]){ "EAX", "EBX", "ECX", "EDX" }[feature_words[w].reg],
+                        e->function, reg_names[feature_words[w].reg],
                         b, model_bit_name(e->function, feature_words[w].reg, b));
             *val &= ~lost;
         }

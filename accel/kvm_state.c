@@ -76,6 +76,14 @@ static uint64_t *msr_slot(struct cpu_state *s, const struct msr_field *f)
     return (uint64_t *)((uint8_t *)s + f->offset);
 }
 
+static uint64_t msr_value(const struct cpu_state *s, const struct msr_field *f)
+{
+    uint64_t v;
+
+    memcpy(&v, (const uint8_t *)s + f->offset, sizeof(v));
+    return v;
+}
+
 void kvm_probe_msrs(struct kvm_vm *vm, int vcpu_fd)
 {
     for (size_t i = 0; i < ARRAY_SIZE(msr_fields); i++) {
@@ -364,7 +372,7 @@ static int set_msrs(struct vcpu *v, const struct cpu_state *s)
     int ret = 0;
 
     for (size_t i = 0; i < ARRAY_SIZE(msr_fields); i++) {
-        uint64_t val = *msr_slot((struct cpu_state *)s, &msr_fields[i]);
+        uint64_t val = msr_value(s, &msr_fields[i]);
 
         if (!vm->msr_ok[i])
             continue;
