@@ -2,6 +2,7 @@
  * machine's buses.  The wiring is described in hw/irqchip.h. */
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 #include "hw/irqchip.h"
 #include "util/log.h"
 #include "util/main_loop.h"
@@ -394,7 +395,7 @@ static void irqchip_destroy_cb(void *opaque)
     irqchip_free(opaque);
 }
 
-struct irqchip *irqchip_create(struct machine *m)
+int irqchip_board_create(struct machine *m)
 {
     static const struct { uint16_t base, len; const char *name; } ports[] = {
         { 0x20, 2, "pic-master" }, { 0xa0, 2, "pic-slave" }, { 0x4d0, 2, "elcr" },
@@ -409,35 +410,48 @@ struct irqchip *irqchip_create(struct machine *m)
         }
     if (slot == ARRAY_SIZE(registry)) {
         error_report("irqchip: too many machines");
-        return NULL;
+        return -ENOSPC;
     }
     struct irqchip *c = irqchip_new(m, NULL);
     if (!c) {
         error_report("irqchip: out of memory");
-        return NULL;
+        return -ENOMEM;
     }
-    int r = 0;
+    int r = 0, registered = 0;
     for (size_t i = 0; i < ARRAY_SIZE(ports) && r == 0; i++) {
         c->pio[i] = (struct irqchip_pio){ .c = c, .base = ports[i].base };
         r = machine_register_pio(m, ports[i].base, ports[i].len, &pio_ops, &c->pio[i],
                                  ports[i].name);
         if (r < 0)
-            error_report("irqchip: cannot register ports %#x-%#x (%s): %d", ports[i].base,
-                         ports[i].base + ports[i].len - 1, ports[i].name, r);
+            error_report("irqchip: cannot register ports %#x-%#x (%s): %s", ports[i].base,
+                         ports[i].base + ports[i].len - 1, ports[i].name, strerror(-r));
+        else
+            registered++;
     }
     if (r == 0 && (r = machine_register_mmio(m, X86_APIC_DEFAULT_BASE, LAPIC_MMIO_SIZE,
                                              &lapic_mmio_ops, c, "lapic")) < 0)
-        error_report("irqchip: cannot register the LAPIC page at %#llx: %d",
-                     X86_APIC_DEFAULT_BASE, r);
+        error_report("irqchip: cannot register the LAPIC page at %#llx: %s",
+                     X86_APIC_DEFAULT_BASE, strerror(-r));
     if (r == 0 && (r = machine_register_mmio(m, IOAPIC_BASE, IOAPIC_MMIO_SIZE,
                                              &ioapic_mmio_ops, c, "ioapic")) < 0)
-        error_report("irqchip: cannot register the IOAPIC page at %#llx: %d", IOAPIC_BASE, r);
+        error_report("irqchip: cannot register the IOAPIC page at %#llx: %s", IOAPIC_BASE,
+                     strerror(-r));
     if (r == 0 && (r = machine_add_device(m, "irqchip", c, irqchip_reset_cb,
                                           irqchip_destroy_cb)) < 0)
-        error_report("irqchip: cannot add device: %d", r);
-    if (r < 0)
-        return NULL;  /* c stays allocated: registered regions point at it */
+        error_report("irqchip: cannot add device: %s", strerror(-r));
+    if (r < 0) {
+        /* Registered regions point at c and ports cannot be unregistered,
+         * so c is freed only if nothing was registered. */
+        if (registered == 0)
+            free(c);
+        return r;
+    }
     registry[slot].m = m;
     registry[slot].c = c;
-    return c;
+    return 0;
+}
+
+struct irqchip *irqchip_create(struct machine *m)
+{
+    return irqchip_board_create(m) < 0 ? NULL : irqchip_of(m);
 }

@@ -52,6 +52,9 @@ void irqchip_free(struct irqchip *c);
  * plus the port/MMIO regions and a machine device (reset, destroy).  NULL
  * after an error_report(). */
 struct irqchip *irqchip_create(struct machine *m);
+/* The same with a board-table signature (hw/pc.c's board_devices[], with
+ * board_user_irqchip as the condition): 0 or -ENOMEM/-EEXIST. */
+int irqchip_board_create(struct machine *m);
 /* The chip irqchip_create() made for m, or NULL. */
 struct irqchip *irqchip_of(struct machine *m);
 void irqchip_reset(struct irqchip *c);

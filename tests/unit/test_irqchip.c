@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
 
@@ -362,6 +363,62 @@ static void test_kvm_hostile_state_sanitised(void **state)
     irqchip_pending(f->c, 0);
 }
 
+/* irqchip_create() on a bare machine: the real dispatch path reaches the
+ * models, the accelerator hooks find the chip, reset and destroy work. */
+static void test_board_registration(void **state)
+{
+    (void)state;
+    struct machine *m = test_calloc(1, sizeof(*m));
+    m->pio_map = test_calloc(65536, sizeof(*m->pio_map));
+    assert_int_equal(irqchip_board_create(m), 0);
+    struct irqchip *c = irqchip_of(m);
+    assert_non_null(c);
+    assert_int_equal(irqchip_board_create(m) < 0, 1);   /* ports taken */
+    struct cpu_state cpu;
+    int kicks = 0;
+    cpu_state_reset(&cpu, 0, true);
+    assert_int_equal(irqchip_attach_vcpu(c, 0, &cpu, &host_ops, &kicks), 0);
+
+    uint8_t b = 0x5a;
+    assert_true(machine_pio(m, 0x21, &b, 1, true));
+    b = 0;
+    assert_true(machine_pio(m, 0x21, &b, 1, false));
+    assert_int_equal(b, 0x5a);
+    assert_true(machine_pio(m, 0x61, &b, 1, false));
+    assert_true(machine_pio(m, 0x4d1, &b, 1, false));
+    assert_true(machine_pio(m, 0x43, &b, 1, false));
+    uint32_t v = 0;
+    irqchip_set_current_cpu(0);
+    assert_true(machine_mmio(m, X86_APIC_DEFAULT_BASE + APIC_LVR, &v, 4, false));
+    assert_int_equal(v, APIC_VERSION_VALUE);
+    v = IOAPIC_REG_VER;
+    assert_true(machine_mmio(m, IOAPIC_BASE, &v, 4, true));
+    assert_true(machine_mmio(m, IOAPIC_BASE + IOAPIC_WINDOW, &v, 4, false));
+    assert_int_equal(v, IOAPIC_VERSION_VALUE);
+
+    /* The accelerator hooks route into the chip. */
+    irqchip_accel_set_irq(m, 1, 1);
+    assert_int_equal(c->pic.chip[0].irr & 2, 2);
+    lapic_write(irqchip_lapic(c, 0), APIC_SVR, 0x1ff, 4, 0);
+    irqchip_accel_send_msi(m, 0xfee00000, 0x51);
+    assert_int_equal(irqchip_pending(c, 0), 0x51);
+    assert_int_equal(kicks, 1);
+    irqchip_accel_set_irq(NULL, 1, 1);                   /* no chip: ignored */
+
+    /* Machine reset and teardown through the device table. */
+    assert_int_equal(m->nr_devices, 1);
+    m->devices[0].reset(m->devices[0].opaque);
+    assert_int_equal(c->pic.chip[0].imr, 0);
+    assert_int_equal(irqchip_pending(c, 0), -1);
+    m->devices[0].destroy(m->devices[0].opaque);
+    assert_null(irqchip_of(m));
+    free(m->devices);
+    free(m->pio_regions);
+    free(m->mmio_regions);
+    test_free(m->pio_map);
+    test_free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -374,6 +431,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_kvm_round_trip_model_kvm_model, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kvm_round_trip_kvm_model_kvm, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kvm_hostile_state_sanitised, setup, teardown),
+        cmocka_unit_test(test_board_registration),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
