@@ -259,9 +259,10 @@ static int64_t build_fadt(struct acpi_image *img, uint64_t facs, uint64_t dsdt)
     t[108] = 0x32;                       /* RTC century register */
     /* IAPC_BOOT_ARCH: legacy devices, 8042, no VGA. */
     put(t + 109, 0x0001 | 0x0002 | 0x0004, 2);
-    /* Flags: WBINVD, PROC_C1, PWR_BUTTON and SLP_BUTTON absent as fixed
-     * features, FIX_RTC, RESET_REG_SUP. */
-    put(t + 112, (1u << 0) | (1u << 2) | (1u << 4) | (1u << 5) | (1u << 6) | (1u << 10), 4);
+    /* Flags: WBINVD, PROC_C1, no fixed sleep button, FIX_RTC,
+     * RESET_REG_SUP.  The power button is the fixed-feature one (PM1
+     * PWRBTN), which pm_power_button() presses. */
+    put(t + 112, (1u << 0) | (1u << 2) | (1u << 5) | (1u << 6) | (1u << 10), 4);
     gas_io(t + 116, 8, 1, PM_RESET_PORT);
     t[128] = PM_RESET_VALUE;
     put(t + 132, facs, 8);

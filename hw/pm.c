@@ -3,6 +3,7 @@
  * the FADT, so the block is in ACPI mode from power-on (SCI_EN set). */
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "hw/pc_devices.h"
 #include "hw/pm.h"
@@ -156,6 +157,19 @@ static void pm_reset(void *opaque)
     p->cnt = PM1_CNT_SCI_EN;
     p->tmr_base_ns = clock_ns();
     pm_update_sci(p);
+}
+
+int pm_power_button(struct machine *m)
+{
+    for (int i = 0; i < m->nr_devices; i++) {
+        if (!strcmp(m->devices[i].name, "acpi-pm")) {
+            struct pm *p = m->devices[i].opaque;
+            p->sts |= PM1_PWRBTN_STS;
+            pm_update_sci(p);
+            return 0;
+        }
+    }
+    return -ENODEV;
 }
 
 int pm_create(struct machine *m)

@@ -23,6 +23,12 @@
 #define PM_RESET_VALUE 0x06
 
 struct machine;
+/* Press the ACPI fixed-feature power button (QMP system_powerdown): sets
+ * PWRBTN_STS and raises the SCI if the guest enabled it.  Returns -ENODEV
+ * when the machine has no PM block. */
+int pm_power_button(struct machine *m);
+
+struct machine;
 /* Press the ACPI power button: PWRBTN_STS in PM1 status and an SCI if the
  * guest enabled it (QMP system_powerdown).  -ENODEV without a PM block. */
 int pm_power_button(struct machine *m);

@@ -17,6 +17,15 @@
 #include "util/main_loop.h"
 
 static struct vm_config cfg;
+static int irq_level[32];
+
+static void fake_set_irq(struct machine *m, unsigned gsi, int level)
+{
+    if (gsi < 32)
+        irq_level[gsi] = level;
+}
+
+static const struct accel_ops fake_accel = { .name = "test", .set_irq = fake_set_irq };
 
 static struct machine *board(const char *const *devices, enum serial_backend serial, int *ret)
 {
@@ -160,6 +169,20 @@ static void test_pm_s5_and_timer(void **st)
     machine_pio(m, PM1A_EVT_BLK + 2, &w, 2, true);
     machine_pio(m, PM1A_EVT_BLK + 2, &w, 2, false);
     assert_int_equal(w, 0x0721);
+    /* The power button sets PWRBTN_STS; the SCI follows the enable. */
+    m->accel = &fake_accel;
+    w = 0x0100;
+    machine_pio(m, PM1A_EVT_BLK + 2, &w, 2, true);      /* PWRBTN_EN only */
+    assert_int_equal(pm_power_button(m), 0);
+    w = 0;
+    machine_pio(m, PM1A_EVT_BLK, &w, 2, false);
+    assert_int_equal(w & 0x0100, 0x0100);
+    assert_int_equal(irq_level[PM_SCI_IRQ], 1);
+    w = 0x0100;
+    machine_pio(m, PM1A_EVT_BLK, &w, 2, true);
+    machine_pio(m, PM1A_EVT_BLK, &w, 2, false);
+    assert_int_equal(w & 0x0100, 0);
+    assert_int_equal(irq_level[PM_SCI_IRQ], 0);
     /* SLP_TYP from \_S5 with SLP_EN, as a byte pair write: poweroff. */
     w = (PM_SLP_TYP_S5 << 10) | (1 << 13);
     machine_pio(m, PM1A_CNT_BLK, &w, 2, true);
