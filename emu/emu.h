@@ -17,6 +17,14 @@
 
 struct emu_cache;
 
+/* Exception vectors. */
+enum {
+    EXC_DE = 0, EXC_DB = 1, EXC_NMI = 2, EXC_BP = 3, EXC_OF = 4, EXC_BR = 5,
+    EXC_UD = 6, EXC_NM = 7, EXC_DF = 8, EXC_TS = 10, EXC_NP = 11, EXC_SS = 12,
+    EXC_GP = 13, EXC_PF = 14, EXC_MF = 16, EXC_AC = 17, EXC_MC = 18, EXC_XM = 19,
+};
+
+
 /* Why emu_run() returned. */
 enum emu_stop {
     EMU_STOP_BUDGET = 0, /* executed the requested number of instructions */

@@ -128,12 +128,6 @@ static inline void emu_set_reg(struct emu_cpu *c, unsigned r, unsigned size, uin
 
 /* --- exceptions --------------------------------------------------------- */
 
-enum {
-    EXC_DE = 0, EXC_DB = 1, EXC_NMI = 2, EXC_BP = 3, EXC_OF = 4, EXC_BR = 5,
-    EXC_UD = 6, EXC_NM = 7, EXC_DF = 8, EXC_TS = 10, EXC_NP = 11, EXC_SS = 12,
-    EXC_GP = 13, EXC_PF = 14, EXC_MF = 16, EXC_AC = 17, EXC_MC = 18, EXC_XM = 19,
-};
-
 __attribute__((noreturn)) static inline void emu_fault(struct emu_cpu *c, unsigned vec)
 {
     emu_raise_exception(c, vec, false, 0);

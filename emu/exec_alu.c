@@ -384,9 +384,11 @@ EMU_HANDLER(exec_shift)
     uint64_t a;
 
     if (!cnt) {
-        /* No flags change, but the operand is still accessed. */
-        if (i->mem)
-            op_rmw_begin(c, i, size, &rw);
+        /* No flags change, but the operand is still accessed and a 32-bit
+         * register is still written (zero-extended). */
+        a = op_rmw_begin(c, i, size, &rw);
+        if (!i->mem && size == 4)
+            emu_set_reg(c, i->rm, 4, a);
         return;
     }
     a = op_rmw_begin(c, i, size, &rw);
@@ -414,6 +416,9 @@ EMU_HANDLER(exec_shift)
         unsigned k = size < 4 ? cnt % (bits + 1) : cnt;
         uint64_t c0 = f & F_CF;
 
+        if (!k)
+            return;  /* a whole turn through CF: nothing changes */
+
         r = a;
         cf = c0;
         for (unsigned n = 0; n < k; n++) {
@@ -428,6 +433,9 @@ EMU_HANDLER(exec_shift)
     }
     case 3: { /* RCR */
         unsigned k = size < 4 ? cnt % (bits + 1) : cnt;
+
+        if (!k)
+            return;
 
         r = a;
         cf = f & F_CF;
@@ -462,6 +470,22 @@ EMU_HANDLER(exec_shift)
         break;
     }
     }
+    /* For counts above one OF is "undefined"; Intel parts compute it from
+     * the first single-bit step, so the count-1 rule applies to the
+     * original operand. */
+    switch (i->sub) {
+    case 1: of = (a & 1) ^ msb(a, size); break;
+    case 3: of = msb(a, size) ^ !!(emu_cc_flags(c) & F_CF); break;
+    case 5: of = msb(a, size); break;
+    case 7: of = 0; break;
+    default: of = msb(a, size) ^ ((a >> (bits - 2)) & 1); break;
+    }
+    /* ...except register ROL/ROR by an immediate that is not 1 modulo the
+     * width:
+     * those leave OF alone (measured on the host). */
+    if ((i->op == 0xc0 || i->op == 0xc1) && i->sub < 2 && !i->mem && (cnt & (bits - 1)) != 1)
+        of = emu_cc_flags(c) & F_OF;
+    f = (f & ~F_OF) | (of ? F_OF : 0);
     op_rmw_end(c, i, size, &rw, r);
     emu_cc_set_flags(c, f);
 }
@@ -476,8 +500,9 @@ static void shxd(struct emu_cpu *c, const struct emu_insn *i, bool left)
 
     cnt &= size == 8 ? 63 : 31;
     if (!cnt) {
-        if (i->mem)
-            op_rmw_begin(c, i, size, &rw);
+        a = op_rmw_begin(c, i, size, &rw);
+        if (!i->mem && size == 4)
+            emu_set_reg(c, i->rm, 4, a);
         return;
     }
     a = op_rmw_begin(c, i, size, &rw);
@@ -502,8 +527,9 @@ static void shxd(struct emu_cpu *c, const struct emu_insn *i, bool left)
         r = ((a >> cnt) | (src << (bits - cnt))) & m;
         cf = (a >> (cnt - 1)) & 1;
     }
+    /* OF from the first single-bit step, as Intel parts do. */
     f = (f & ~EMU_CC_MASK) | szp(r, size) | (cf ? F_CF : 0) |
-        ((msb(r, size) ^ msb(a, size)) ? F_OF : 0);
+        ((left ? msb(a, size) ^ ((a >> (bits - 2)) & 1) : msb(a, size) ^ (src & 1)) ? F_OF : 0);
     op_rmw_end(c, i, size, &rw, r);
     emu_cc_set_flags(c, f);
 }
@@ -576,27 +602,30 @@ EMU_HANDLER(exec_bt_EI)
 EMU_HANDLER(exec_bsf)
 {
     unsigned size = i->opsize;
-    uint64_t v = op_get_E(c, i, size), f = emu_cc_flags(c) & ~EMU_CC_MASK;
+    uint64_t v = op_get_E(c, i, size), idx;
 
+    /* Intel: ZF from the source, PF from the index, the rest clear. */
     if (!v) {
-        emu_cc_set_flags(c, f | F_ZF);
+        emu_cc_set_flags(c, F_ZF | F_PF);
         return;
     }
-    emu_set_reg(c, i->reg, size, (uint64_t)__builtin_ctzll(v));
-    emu_cc_set_flags(c, f);
+    idx = (uint64_t)__builtin_ctzll(v);
+    emu_set_reg(c, i->reg, size, idx);
+    emu_cc_set_flags(c, __builtin_parityll(idx) ? 0 : F_PF);
 }
 
 EMU_HANDLER(exec_bsr)
 {
     unsigned size = i->opsize;
-    uint64_t v = op_get_E(c, i, size), f = emu_cc_flags(c) & ~EMU_CC_MASK;
+    uint64_t v = op_get_E(c, i, size), idx;
 
     if (!v) {
-        emu_cc_set_flags(c, f | F_ZF);
+        emu_cc_set_flags(c, F_ZF | F_PF);
         return;
     }
-    emu_set_reg(c, i->reg, size, 63 - (uint64_t)__builtin_clzll(v));
-    emu_cc_set_flags(c, f);
+    idx = 63 - (uint64_t)__builtin_clzll(v);
+    emu_set_reg(c, i->reg, size, idx);
+    emu_cc_set_flags(c, __builtin_parityll(idx) ? 0 : F_PF);
 }
 
 EMU_HANDLER(exec_popcnt)
@@ -647,7 +676,7 @@ EMU_HANDLER(exec_cmpxchg)
             continue;
         }
         /* Mismatch: the destination is written back with its own value. */
-        if (!i->lock || !rw.mem)
+        if (rw.mem && !i->lock)
             op_rmw_end(c, i, size, &rw, a);
         emu_cc_set(c, CC_SUB, size, acc, a, acc - a);
         emu_set_reg(c, R_EAX, size, a);

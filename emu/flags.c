@@ -53,8 +53,11 @@ uint64_t emu_cc_compute(const struct emu_lazy *cc)
         af = (a ^ r) & 0x10;
         break;
     case CC_MUL:
-        cf = of = a != 0;
-        break;
+        /* SF and PF from the low half, ZF and AF clear: what Intel parts
+         * do for these "undefined" flags. */
+        return (a ? X86_RFLAGS_CF | X86_RFLAGS_OF : 0) |
+               (__builtin_parityll(r & 0xff) ? 0 : X86_RFLAGS_PF) |
+               (cc_sign(r, sz) ? X86_RFLAGS_SF : 0);
     }
     return (cf ? X86_RFLAGS_CF : 0) |
            (__builtin_parityll(r & 0xff) ? 0 : X86_RFLAGS_PF) |

@@ -1,0 +1,856 @@
+/* Differential test of the emulator against the host CPU.
+ *
+ * Each case is one instruction with random operands.  It runs natively
+ * (generated code in a fixed-address RWX buffer loads every GPR and RFLAGS,
+ * executes the instruction, stores them back) and under emu (the same bytes
+ * at the same virtual address in a small long-mode guest whose page tables
+ * map the same data addresses).  Registers, flags, RIP, memory and raised
+ * exceptions must agree.  Set EMU_DIFF_SEED to replay a run; a failure
+ * prints the seed, the instruction bytes and the inputs. */
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <cmocka.h>
+
+#include "tests/emu/emu_test.h"
+
+#define CODE_VA 0x20000000ULL
+#define TEST_OFF 0x800
+#define TEST_VA (CODE_VA + TEST_OFF)
+#define EPI_OFF 0x100
+#define DATA_VA 0x10000000ULL      /* [0, 0x1000) stack, [0x1000, 0x3000) buffer */
+#define DATA_SIZE 0x3000
+#define BUF_VA (DATA_VA + 0x1000)
+#define MARK_VA 0x10010000ULL      /* native only: which way a branch went */
+#define TAKEN_DISP 0x20
+
+#define G_CODE_PA 0x200000ULL
+#define G_DATA_PA 0x100000ULL
+
+struct regs {
+    uint64_t gpr[16];
+    uint64_t rflags;
+};
+
+/* Template flags. */
+enum {
+    T_BYTE = 1 << 0,    /* byte operation: no 66 / REX.W */
+    T_NO16 = 1 << 1,
+    T_NO64 = 1 << 2,
+    T_NO32 = 1 << 3,
+    T_MEM = 1 << 4,     /* memory form only */
+    T_REGF = 1 << 5,    /* register form only */
+    T_OPREG = 1 << 6,   /* register in the opcode's low bits */
+    T_CL = 1 << 7,      /* RCX is a small count */
+    T_DIV = 1 << 8,     /* RDX small so most divisions fit */
+    T_STR = 1 << 9,     /* RSI/RDI point into the buffer, RCX small */
+    T_BTOFF = 1 << 10,  /* ModRM.reg holds a bit offset within the buffer */
+    T_BRANCH = 1 << 11, /* relative branch to the taken stub */
+    T_RET = 1 << 12,    /* top of stack holds the taken stub */
+    T_JMPREG = 1 << 13, /* r/m register holds the taken stub */
+    T_POPF = 1 << 14,   /* top of stack holds harmless flags */
+    T_ENTER = 1 << 15,
+    T_REP = 1 << 16,    /* random REP/REPE/REPNE prefix */
+    T_NOMODRM = 1 << 17,
+    T_XLAT = 1 << 18,
+    T_MEMSRC_BUF = 1 << 19,
+};
+
+#define IMM_Z 3   /* 2 or 4 bytes by operand size */
+#define IMM_V 5   /* 2, 4 or 8 bytes by operand size */
+#define IMM_IW_IB 6
+
+#define F_CC (X86_RFLAGS_CF | X86_RFLAGS_PF | X86_RFLAGS_AF | X86_RFLAGS_ZF | \
+              X86_RFLAGS_SF | X86_RFLAGS_OF)
+#define F_CMP (F_CC | X86_RFLAGS_DF)
+
+struct tmpl {
+    const char *name;
+    uint8_t pfx;      /* mandatory F2/F3 */
+    uint8_t map;      /* 0 or 1 (0F) */
+    uint8_t op;
+    int8_t digit;     /* ModRM.reg, or -1 random */
+    uint32_t fl;
+    uint8_t imm;
+    uint64_t undef;   /* flags the host sets in ways not modelled */
+};
+
+#define ALU(n, b, d)                                                           \
+    { n " Eb,Gb", 0, 0, (b) + 0, -1, T_BYTE, 0, 0 },                           \
+    { n " Ev,Gv", 0, 0, (b) + 1, -1, 0, 0, 0 },                                \
+    { n " Gb,Eb", 0, 0, (b) + 2, -1, T_BYTE, 0, 0 },                           \
+    { n " Gv,Ev", 0, 0, (b) + 3, -1, 0, 0, 0 },                                \
+    { n " AL,Ib", 0, 0, (b) + 4, -1, T_BYTE | T_NOMODRM, 1, 0 },               \
+    { n " eAX,Iz", 0, 0, (b) + 5, -1, T_NOMODRM, IMM_Z, 0 },                   \
+    { n " Eb,Ib", 0, 0, 0x80, d, T_BYTE, 1, 0 },                               \
+    { n " Ev,Iz", 0, 0, 0x81, d, 0, IMM_Z, 0 },                                \
+    { n " Ev,Ib", 0, 0, 0x83, d, 0, 1, 0 }
+
+/* ROL/ROR by an immediate with a memory operand set OF by a rule not yet
+ * worked out (register forms leave it alone, which emu models). */
+#define SHIFT(n, d)                                                            \
+    { n " Eb,1", 0, 0, 0xd0, d, T_BYTE, 0, 0 },                                \
+    { n " Ev,1", 0, 0, 0xd1, d, 0, 0, 0 },                                     \
+    { n " Eb,CL", 0, 0, 0xd2, d, T_BYTE | T_CL, 0, 0 },                        \
+    { n " Ev,CL", 0, 0, 0xd3, d, T_CL, 0, 0 },                                 \
+    { n " Eb,Ib", 0, 0, 0xc0, d, T_BYTE, 1, (d) < 2 ? X86_RFLAGS_OF : 0 },     \
+    { n " Ev,Ib", 0, 0, 0xc1, d, 0, 1, (d) < 2 ? X86_RFLAGS_OF : 0 }
+
+static const struct tmpl tmpls[] = {
+    ALU("add", 0x00, 0), ALU("or", 0x08, 1), ALU("adc", 0x10, 2), ALU("sbb", 0x18, 3),
+    ALU("and", 0x20, 4), ALU("sub", 0x28, 5), ALU("xor", 0x30, 6), ALU("cmp", 0x38, 7),
+    { "test Eb,Gb", 0, 0, 0x84, -1, T_BYTE, 0, 0 },
+    { "test Ev,Gv", 0, 0, 0x85, -1, 0, 0, 0 },
+    { "test AL,Ib", 0, 0, 0xa8, -1, T_BYTE | T_NOMODRM, 1, 0 },
+    { "test eAX,Iz", 0, 0, 0xa9, -1, T_NOMODRM, IMM_Z, 0 },
+    { "test Eb,Ib", 0, 0, 0xf6, 0, T_BYTE, 1, 0 },
+    { "test Ev,Iz", 0, 0, 0xf7, 0, 0, IMM_Z, 0 },
+    { "inc Eb", 0, 0, 0xfe, 0, T_BYTE, 0, 0 },
+    { "dec Eb", 0, 0, 0xfe, 1, T_BYTE, 0, 0 },
+    { "inc Ev", 0, 0, 0xff, 0, 0, 0, 0 },
+    { "dec Ev", 0, 0, 0xff, 1, 0, 0, 0 },
+    { "not Eb", 0, 0, 0xf6, 2, T_BYTE, 0, 0 },
+    { "not Ev", 0, 0, 0xf7, 2, 0, 0, 0 },
+    { "neg Eb", 0, 0, 0xf6, 3, T_BYTE, 0, 0 },
+    { "neg Ev", 0, 0, 0xf7, 3, 0, 0, 0 },
+    { "mul Eb", 0, 0, 0xf6, 4, T_BYTE, 0, 0 },
+    { "mul Ev", 0, 0, 0xf7, 4, 0, 0, 0 },
+    { "imul Eb", 0, 0, 0xf6, 5, T_BYTE, 0, 0 },
+    { "imul Ev", 0, 0, 0xf7, 5, 0, 0, 0 },
+    { "div Eb", 0, 0, 0xf6, 6, T_BYTE | T_DIV, 0, 0 },
+    { "div Ev", 0, 0, 0xf7, 6, T_DIV, 0, 0 },
+    { "idiv Eb", 0, 0, 0xf6, 7, T_BYTE | T_DIV, 0, 0 },
+    { "idiv Ev", 0, 0, 0xf7, 7, T_DIV, 0, 0 },
+    { "imul Gv,Ev", 0, 1, 0xaf, -1, 0, 0, 0 },
+    { "imul Gv,Ev,Iz", 0, 0, 0x69, -1, 0, IMM_Z, 0 },
+    { "imul Gv,Ev,Ib", 0, 0, 0x6b, -1, 0, 1, 0 },
+    SHIFT("rol", 0), SHIFT("ror", 1), SHIFT("rcl", 2), SHIFT("rcr", 3),
+    SHIFT("shl", 4), SHIFT("shr", 5), SHIFT("sal", 6), SHIFT("sar", 7),
+    { "shld Ev,Gv,Ib", 0, 1, 0xa4, -1, 0, 1, 0 },
+    { "shld Ev,Gv,CL", 0, 1, 0xa5, -1, T_CL, 0, 0 },
+    { "shrd Ev,Gv,Ib", 0, 1, 0xac, -1, 0, 1, 0 },
+    { "shrd Ev,Gv,CL", 0, 1, 0xad, -1, T_CL, 0, 0 },
+    { "bt Ev,Gv", 0, 1, 0xa3, -1, T_BTOFF, 0, 0 },
+    { "bts Ev,Gv", 0, 1, 0xab, -1, T_BTOFF, 0, 0 },
+    { "btr Ev,Gv", 0, 1, 0xb3, -1, T_BTOFF, 0, 0 },
+    { "btc Ev,Gv", 0, 1, 0xbb, -1, T_BTOFF, 0, 0 },
+    { "bt Ev,Ib", 0, 1, 0xba, 4, 0, 1, 0 },
+    { "bts Ev,Ib", 0, 1, 0xba, 5, 0, 1, 0 },
+    { "btr Ev,Ib", 0, 1, 0xba, 6, 0, 1, 0 },
+    { "btc Ev,Ib", 0, 1, 0xba, 7, 0, 1, 0 },
+    { "bsf Gv,Ev", 0, 1, 0xbc, -1, 0, 0, 0 },
+    { "bsr Gv,Ev", 0, 1, 0xbd, -1, 0, 0, 0 },
+    { "popcnt Gv,Ev", 0xf3, 1, 0xb8, -1, 0, 0, 0 },
+    { "cmpxchg Eb,Gb", 0, 1, 0xb0, -1, T_BYTE, 0, 0 },
+    { "cmpxchg Ev,Gv", 0, 1, 0xb1, -1, 0, 0, 0 },
+    { "xadd Eb,Gb", 0, 1, 0xc0, -1, T_BYTE, 0, 0 },
+    { "xadd Ev,Gv", 0, 1, 0xc1, -1, 0, 0, 0 },
+    { "cmpxchg8b/16b", 0, 1, 0xc7, 1, T_MEM | T_NO16, 0, 0 },
+    { "xchg Eb,Gb", 0, 0, 0x86, -1, T_BYTE, 0, 0 },
+    { "xchg Ev,Gv", 0, 0, 0x87, -1, 0, 0, 0 },
+    { "xchg eAX,r", 0, 0, 0x90, -1, T_OPREG | T_NOMODRM, 0, 0 },
+    { "mov Eb,Gb", 0, 0, 0x88, -1, T_BYTE, 0, 0 },
+    { "mov Ev,Gv", 0, 0, 0x89, -1, 0, 0, 0 },
+    { "mov Gb,Eb", 0, 0, 0x8a, -1, T_BYTE, 0, 0 },
+    { "mov Gv,Ev", 0, 0, 0x8b, -1, 0, 0, 0 },
+    { "mov Eb,Ib", 0, 0, 0xc6, 0, T_BYTE, 1, 0 },
+    { "mov Ev,Iz", 0, 0, 0xc7, 0, 0, IMM_Z, 0 },
+    { "mov r8,Ib", 0, 0, 0xb0, -1, T_BYTE | T_OPREG | T_NOMODRM, 1, 0 },
+    { "mov r,Iv", 0, 0, 0xb8, -1, T_OPREG | T_NOMODRM, IMM_V, 0 },
+    { "movzx Gv,Eb", 0, 1, 0xb6, -1, 0, 0, 0 },
+    { "movzx Gv,Ew", 0, 1, 0xb7, -1, 0, 0, 0 },
+    { "movsx Gv,Eb", 0, 1, 0xbe, -1, 0, 0, 0 },
+    { "movsx Gv,Ew", 0, 1, 0xbf, -1, 0, 0, 0 },
+    { "movsxd Gv,Ed", 0, 0, 0x63, -1, 0, 0, 0 },
+    { "lea Gv,M", 0, 0, 0x8d, -1, T_MEM, 0, 0 },
+    { "cmovcc", 0, 1, 0x40, -1, T_OPREG, 0, 0 },
+    { "setcc", 0, 1, 0x90, -1, T_BYTE | T_OPREG, 0, 0 },
+    { "jcc rel8", 0, 0, 0x70, -1, T_OPREG | T_BRANCH | T_NOMODRM, 1, 0 },
+    { "jcc rel32", 0, 1, 0x80, -1, T_OPREG | T_BRANCH | T_NOMODRM, 4, 0 },
+    { "jmp rel8", 0, 0, 0xeb, -1, T_BRANCH | T_NOMODRM, 1, 0 },
+    { "jmp rel32", 0, 0, 0xe9, -1, T_BRANCH | T_NOMODRM, 4, 0 },
+    { "call rel32", 0, 0, 0xe8, -1, T_BRANCH | T_NOMODRM | T_NO16, 4, 0 },
+    { "loop", 0, 0, 0xe2, -1, T_BRANCH | T_NOMODRM | T_CL, 1, 0 },
+    { "loope", 0, 0, 0xe1, -1, T_BRANCH | T_NOMODRM | T_CL, 1, 0 },
+    { "loopne", 0, 0, 0xe0, -1, T_BRANCH | T_NOMODRM | T_CL, 1, 0 },
+    { "jrcxz", 0, 0, 0xe3, -1, T_BRANCH | T_NOMODRM | T_CL, 1, 0 },
+    { "ret", 0, 0, 0xc3, -1, T_RET | T_NOMODRM | T_NO16, 0, 0 },
+    { "ret Iw", 0, 0, 0xc2, -1, T_RET | T_NOMODRM | T_NO16, 2, 0 },
+    { "call Ev", 0, 0, 0xff, 2, T_JMPREG | T_REGF | T_NO16, 0, 0 },
+    { "jmp Ev", 0, 0, 0xff, 4, T_JMPREG | T_REGF | T_NO16, 0, 0 },
+    { "push r", 0, 0, 0x50, -1, T_OPREG | T_NOMODRM, 0, 0 },
+    { "pop r", 0, 0, 0x58, -1, T_OPREG | T_NOMODRM, 0, 0 },
+    { "push Iz", 0, 0, 0x68, -1, T_NOMODRM, IMM_Z, 0 },
+    { "push Ib", 0, 0, 0x6a, -1, T_NOMODRM, 1, 0 },
+    { "push Ev", 0, 0, 0xff, 6, 0, 0, 0 },
+    { "pop Ev", 0, 0, 0x8f, 0, 0, 0, 0 },
+    { "enter", 0, 0, 0xc8, -1, T_NOMODRM | T_ENTER | T_NO16, IMM_IW_IB, 0 },
+    { "leave", 0, 0, 0xc9, -1, T_NOMODRM | T_ENTER, 0, 0 },
+    { "cbw/cwde/cdqe", 0, 0, 0x98, -1, T_NOMODRM, 0, 0 },
+    { "cwd/cdq/cqo", 0, 0, 0x99, -1, T_NOMODRM, 0, 0 },
+    { "bswap", 0, 1, 0xc8, -1, T_OPREG | T_NOMODRM | T_NO16, 0, 0 },
+    { "lahf", 0, 0, 0x9f, -1, T_NOMODRM | T_BYTE, 0, 0 },
+    { "sahf", 0, 0, 0x9e, -1, T_NOMODRM | T_BYTE, 0, 0 },
+    { "clc", 0, 0, 0xf8, -1, T_NOMODRM | T_BYTE, 0, 0 },
+    { "stc", 0, 0, 0xf9, -1, T_NOMODRM | T_BYTE, 0, 0 },
+    { "cmc", 0, 0, 0xf5, -1, T_NOMODRM | T_BYTE, 0, 0 },
+    { "cld", 0, 0, 0xfc, -1, T_NOMODRM | T_BYTE, 0, 0 },
+    { "std", 0, 0, 0xfd, -1, T_NOMODRM | T_BYTE, 0, 0 },
+    { "pushf", 0, 0, 0x9c, -1, T_NOMODRM, 0, 0 },
+    { "popf", 0, 0, 0x9d, -1, T_NOMODRM | T_POPF | T_NO16, 0, 0 },
+    { "movs", 0, 0, 0xa4, -1, T_NOMODRM | T_STR | T_REP | T_OPREG, 0, 0 },
+    { "cmps", 0, 0, 0xa6, -1, T_NOMODRM | T_STR | T_REP | T_OPREG, 0, 0 },
+    { "stos", 0, 0, 0xaa, -1, T_NOMODRM | T_STR | T_REP | T_OPREG, 0, 0 },
+    { "lods", 0, 0, 0xac, -1, T_NOMODRM | T_STR | T_REP | T_OPREG, 0, 0 },
+    { "scas", 0, 0, 0xae, -1, T_NOMODRM | T_STR | T_REP | T_OPREG, 0, 0 },
+    { "xlat", 0, 0, 0xd7, -1, T_NOMODRM | T_XLAT | T_BYTE, 0, 0 },
+    { "nop", 0, 0, 0x90, -1, T_NOMODRM | T_BYTE, 0, 0 },
+    { "pause", 0xf3, 0, 0x90, -1, T_NOMODRM | T_BYTE, 0, 0 },
+    { "nop Ev", 0, 1, 0x1f, 0, 0, 0, 0 },
+    { "endbr64", 0xf3, 1, 0x1e, 7, T_REGF | T_BYTE, 0, 0 },
+};
+
+/* --- random numbers (xorshift64*, reproducible) ------------------------------ */
+
+static uint64_t rng_state;
+
+static uint64_t rnd(void)
+{
+    rng_state ^= rng_state >> 12;
+    rng_state ^= rng_state << 25;
+    rng_state ^= rng_state >> 27;
+    return rng_state * 0x2545f4914f6cdd1dULL;
+}
+
+static uint64_t rnd_below(uint64_t n)
+{
+    return rnd() % n;
+}
+
+static uint64_t rnd_value(void)
+{
+    static const uint64_t special[] = {
+        0, 1, 2, 0x7f, 0x80, 0xff, 0x7fff, 0x8000, 0xffff, 0x7fffffff, 0x80000000,
+        0xffffffff, 0x7fffffffffffffffULL, 0x8000000000000000ULL, ~0ULL, ~1ULL, 0x10, 0x0f,
+    };
+
+    switch (rnd_below(4)) {
+    case 0: return special[rnd_below(ARRAY_SIZE(special))];
+    case 1: return rnd_below(64);
+    case 2: return rnd() >> rnd_below(64);
+    default: return rnd();
+    }
+}
+
+/* --- native execution ------------------------------------------------------------ */
+
+static uint8_t *code;        /* CODE_VA */
+static uint8_t *data;        /* DATA_VA */
+static uint8_t *mark;        /* MARK_VA */
+static struct regs n_in, n_out;
+static uint64_t n_host_rsp;
+static uint64_t n_scratch_stack[64];
+static sigjmp_buf n_jb;
+static char n_altstack[65536];
+
+static void on_signal(int sig, siginfo_t *si, void *uc)
+{
+    siglongjmp(n_jb, sig);
+}
+
+static unsigned emit(uint8_t *p, unsigned n, const void *bytes, unsigned len)
+{
+    memcpy(p + n, bytes, len);
+    return n + len;
+}
+
+static unsigned emit_imm64(uint8_t *p, unsigned n, uint64_t v)
+{
+    return emit(p, n, &v, 8);
+}
+
+/* mov reg, [rax + disp32] or mov [rax + disp32], reg. */
+static unsigned emit_movreg(uint8_t *p, unsigned n, unsigned reg, uint32_t disp, bool store)
+{
+    p[n++] = 0x48 | (reg >= 8 ? 4 : 0);
+    p[n++] = store ? 0x89 : 0x8b;
+    p[n++] = 0x80 | ((reg & 7) << 3);
+    return emit(p, n, &disp, 4);
+}
+
+/* Prologue at CODE_VA (called with rdi = &n_in) and epilogue at EPI_OFF. */
+static void native_build_frame(void)
+{
+    static const uint8_t save[] = { 0x53, 0x55, 0x41, 0x54, 0x41, 0x55, 0x41, 0x56, 0x41, 0x57 };
+    static const uint8_t restore[] = { 0x41, 0x5f, 0x41, 0x5e, 0x41, 0x5d, 0x41, 0x5c, 0x5d, 0x5b };
+    uint8_t *p = code;
+    unsigned n = 0;
+
+    n = emit(p, n, save, sizeof(save));
+    n = emit(p, n, "\x48\xb8", 2);
+    n = emit_imm64(p, n, (uint64_t)(uintptr_t)&n_host_rsp);
+    n = emit(p, n, "\x48\x89\x20", 3);                  /* mov [rax], rsp */
+    n = emit(p, n, "\x48\x89\xf8", 3);                  /* mov rax, rdi */
+    n = emit(p, n, "\xff\xb0\x80\x00\x00\x00", 6);      /* push [rax+128] */
+    n = emit(p, n, "\x9d", 1);                          /* popfq */
+    for (unsigned r = 1; r < 16; r++)
+        n = emit_movreg(p, n, r, r * 8, false);
+    n = emit(p, n, "\x48\x8b\x00", 3);                  /* mov rax, [rax] */
+    /* jmp TEST_OFF */
+    p[n++] = 0xe9;
+    {
+        int32_t rel = (int32_t)(TEST_OFF - (n + 4));
+
+        n = emit(p, n, &rel, 4);
+    }
+
+    p = code + EPI_OFF;
+    n = 0;
+    n = emit(p, n, "\x48\xa3", 2);                      /* mov [abs], rax */
+    n = emit_imm64(p, n, (uint64_t)(uintptr_t)&n_out.gpr[0]);
+    n = emit(p, n, "\x48\xb8", 2);
+    n = emit_imm64(p, n, (uint64_t)(uintptr_t)&n_out);
+    for (unsigned r = 1; r < 16; r++)
+        n = emit_movreg(p, n, r, r * 8, true);
+    n = emit(p, n, "\x48\xbc", 2);                      /* mov rsp, imm64 */
+    n = emit_imm64(p, n, (uint64_t)(uintptr_t)&n_scratch_stack[60]);
+    n = emit(p, n, "\x9c", 1);                          /* pushfq */
+    n = emit(p, n, "\x8f\x80\x80\x00\x00\x00", 6);      /* pop [rax+128] */
+    n = emit(p, n, "\x48\xa1", 2);                      /* mov rax, [abs] */
+    n = emit_imm64(p, n, (uint64_t)(uintptr_t)&n_host_rsp);
+    n = emit(p, n, "\x48\x89\xc4", 3);                  /* mov rsp, rax */
+    n = emit(p, n, "\xfc", 1);                          /* cld */
+    n = emit(p, n, restore, sizeof(restore));
+    p[n++] = 0xc3;
+}
+
+/* A stub that records which way a branch went and jumps to the epilogue. */
+static void native_stub(unsigned off, uint8_t taken)
+{
+    uint8_t *p = code + off;
+    unsigned n = 0;
+    uint32_t a = (uint32_t)MARK_VA;
+    int32_t rel;
+
+    n = emit(p, n, "\xc6\x04\x25", 3);
+    n = emit(p, n, &a, 4);
+    p[n++] = taken;
+    p[n++] = 0xe9;
+    rel = (int32_t)((int64_t)EPI_OFF - (int64_t)(off + n + 4));
+    emit(p, n, &rel, 4);
+}
+
+/* Returns 0, or the signal the instruction raised. */
+static int native_run(const uint8_t *insn, unsigned len)
+{
+    void (*fn)(struct regs *) = (void (*)(struct regs *))(uintptr_t)CODE_VA;
+    int sig;
+
+    memcpy(code + TEST_OFF, insn, len);
+    native_stub(TEST_OFF + len, 0);
+    native_stub(TEST_OFF + len + TAKEN_DISP, 1);
+    mark[0] = 0xee;
+    sig = sigsetjmp(n_jb, 1);
+    if (sig)
+        return sig;
+    fn(&n_in);
+    return 0;
+}
+
+/* --- the guest ------------------------------------------------------------------- */
+
+static struct emu_tm tm;
+
+static int setup(void **state)
+{
+    code = mmap((void *)(uintptr_t)CODE_VA, 0x2000, PROT_READ | PROT_WRITE | PROT_EXEC,
+                MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+    data = mmap((void *)(uintptr_t)DATA_VA, DATA_SIZE, PROT_READ | PROT_WRITE,
+                MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+    mark = mmap((void *)(uintptr_t)MARK_VA, 0x1000, PROT_READ | PROT_WRITE,
+                MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+    if (code != (void *)(uintptr_t)CODE_VA || data != (void *)(uintptr_t)DATA_VA ||
+        mark != (void *)(uintptr_t)MARK_VA) {
+        fprintf(stderr, "cannot map the fixed test addresses\n");
+        return -1;
+    }
+    native_build_frame();
+
+    if (emu_tm_init(&tm, 4 * MiB, 3) < 0)
+        return -1;
+    emu_tm_map(&tm, CODE_VA, G_CODE_PA, 0x2000, EMU_TM_U);
+    emu_tm_map(&tm, DATA_VA, G_DATA_PA, DATA_SIZE, EMU_TM_U | EMU_TM_W | EMU_TM_NX);
+
+    {
+        const char *env = getenv("EMU_DIFF_SEED");
+
+        rng_state = env ? strtoull(env, NULL, 0) : (uint64_t)time(NULL) * 2654435761ULL;
+        if (!rng_state)
+            rng_state = 1;
+        printf("emu diff: seed %#llx (EMU_DIFF_SEED to replay)\n", (unsigned long long)rng_state);
+    }
+    *state = NULL;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    emu_tm_destroy(&tm);
+    munmap(code, 0x2000);
+    munmap(data, DATA_SIZE);
+    munmap(mark, 0x1000);
+    return 0;
+}
+
+/* Run the case under emu; returns the exception vector + 1, or 0. */
+static int emu_case(const uint8_t *insn, unsigned len, const uint8_t *mem_in, struct regs *out)
+{
+    struct cpu_state *s = &tm.s;
+    enum emu_stop st;
+
+    memcpy(tm.m.ram + G_CODE_PA + TEST_OFF, insn, len);
+    emu_cache_invalidate_range(tm.cache, G_CODE_PA + TEST_OFF, len);
+    memcpy(tm.m.ram + G_DATA_PA, mem_in, DATA_SIZE);
+    memcpy(s->gpr, n_in.gpr, sizeof(s->gpr));
+    s->rip = TEST_VA;
+    s->rflags = (n_in.rflags & (F_CMP)) | X86_RFLAGS_FIXED | X86_RFLAGS_IF;
+    emu_invalidate(&tm.c);
+    st = emu_step(&tm.c);
+    emu_sync_state(&tm.c);
+    memcpy(out->gpr, s->gpr, sizeof(s->gpr));
+    out->rflags = s->rflags;
+    if (st == EMU_STOP_EXCEPTION)
+        return tm.c.exc_vector + 1;
+    return 0;
+}
+
+/* --- case generation ------------------------------------------------------------- */
+
+struct gen {
+    uint8_t b[16];
+    unsigned len;
+    unsigned opsize;
+    int mem_reg;       /* base register of the memory operand, -1 none */
+};
+
+static const char *const regname[16] = {
+    "rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi",
+    "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15",
+};
+
+/* Registers the instruction uses implicitly, kept out of addressing. */
+static uint32_t implicit_regs(const struct tmpl *t)
+{
+    uint32_t m = 1u << R_ESP;
+
+    if (t->fl & (T_CL | T_STR))
+        m |= 1u << R_ECX;
+    if (t->fl & T_STR)
+        m |= (1u << R_ESI) | (1u << R_EDI) | 1u;
+    if (t->fl & (T_DIV | T_ENTER))
+        m |= (1u << R_EDX) | 1u | (1u << R_EBP);
+    if (t->map == 0 && (t->op == 0xf6 || t->op == 0xf7))
+        m |= 1u | (1u << R_EDX);
+    if (t->map == 1 && (t->op == 0xb0 || t->op == 0xb1 || t->op == 0xc7))
+        m |= 1u | (1u << R_EDX) | (1u << R_EBX) | (1u << R_ECX);
+    return m;
+}
+
+static void gen_case(const struct tmpl *t, struct gen *g, uint8_t *mem)
+{
+    uint8_t *b = g->b;
+    unsigned n = 0, rex = 0, opsize = 4;
+    bool use_rex = rnd_below(2), p66 = false;
+    unsigned reg = (unsigned)rnd_below(16), rm = (unsigned)rnd_below(16);
+    uint32_t avoid = implicit_regs(t);
+    bool mem_form;
+    unsigned choice;
+
+    memset(&n_in, 0, sizeof(n_in));
+    for (int r = 0; r < 16; r++)
+        n_in.gpr[r] = rnd_value();
+    n_in.rflags = rnd() & F_CC;
+    if (rnd_below(4) == 0)
+        n_in.rflags |= X86_RFLAGS_DF;
+    for (unsigned k = 0; k < DATA_SIZE; k += 8) {
+        uint64_t v = rnd_value();
+
+        memcpy(mem + k, &v, 8);
+    }
+    n_in.gpr[R_ESP] = DATA_VA + 0x800 + rnd_below(0x100) * 8;
+    g->mem_reg = -1;
+
+    if (!(t->fl & T_BYTE)) {
+        choice = (unsigned)rnd_below(3);
+        if (choice == 0 && !(t->fl & T_NO16))
+            p66 = true;
+        else if (choice == 1 && !(t->fl & T_NO64))
+            rex |= 8;
+    }
+    if (t->fl & T_REP) {
+        static const uint8_t reps[] = { 0, 0xf3, 0xf2 };
+
+        b[n++] = reps[rnd_below(3)] ? reps[rnd_below(3)] : 0;
+        if (!b[n - 1])
+            n--;
+    }
+    if (p66)
+        b[n++] = 0x66;
+    if (t->pfx)
+        b[n++] = t->pfx;
+    if (t->fl & T_NOMODRM) {
+        reg &= 7;
+        rm &= (t->fl & T_OPREG) ? 15 : 7;
+    }
+    if (t->digit >= 0)
+        reg = (unsigned)t->digit;
+    mem_form = (t->fl & T_MEM) || (!(t->fl & T_REGF) && !(t->fl & T_NOMODRM) && rnd_below(2));
+    if (t->fl & T_BTOFF)
+        avoid |= 1u << reg;
+    /* A memory base must not double as an implicit register. */
+    if (mem_form)
+        while (avoid & (1u << rm))
+            rm = (unsigned)rnd_below(16);
+    if (t->fl & T_OPREG && (t->fl & T_NOMODRM) && t->op >= 0xa4 && t->op <= 0xaf) {
+        rm = rnd_below(2);  /* string op: byte form or not */
+    }
+    if (t->fl & T_JMPREG)
+        while (rm == R_ESP)
+            rm = (unsigned)rnd_below(16);
+
+    if (rm >= 8 && !(t->fl & T_NOMODRM && !(t->fl & T_OPREG)))
+        rex |= 1;
+    if (reg >= 8)
+        rex |= 4;
+    if (t->fl & T_NOMODRM && !(t->fl & T_OPREG))
+        rex &= ~1u;
+    if (t->fl & T_NOMODRM && (t->fl & T_OPREG) && t->op >= 0xa4 && t->op <= 0xaf)
+        rex &= ~1u;
+    if (rex || (use_rex && !(t->fl & T_NOMODRM)))
+        b[n++] = 0x40 | rex;
+    if (t->map == 1)
+        b[n++] = 0x0f;
+    if (t->fl & T_OPREG) {
+        if (t->op >= 0xa4 && t->op <= 0xaf)
+            b[n++] = t->op | rm;                    /* string op: byte or full size */
+        else if (t->map == 1 && (t->op == 0x40 || t->op == 0x90))
+            b[n++] = t->op | (uint8_t)rnd_below(16);  /* condition */
+        else if (t->op == 0x70 || (t->map == 1 && t->op == 0x80))
+            b[n++] = t->op | (uint8_t)rnd_below(16);
+        else
+            b[n++] = t->op | (rm & 7);
+    } else {
+        b[n++] = t->op;
+    }
+    opsize = (t->fl & T_BYTE) ? 1 : (rex & 8) ? 8 : p66 ? 2 : 4;
+
+    if (!(t->fl & T_NOMODRM)) {
+        if (!mem_form) {
+            b[n++] = 0xc0 | ((reg & 7) << 3) | (rm & 7);
+        } else {
+            /* [base + disp8], [base + index*scale + disp8] or [rip + disp32] */
+            uint64_t off = 0x400 + rnd_below(0x1000);
+            unsigned form = (unsigned)rnd_below(4);
+
+            if (t->fl & T_BTOFF)
+                off = 0x1000;
+            if (form == 3 && !(t->fl & T_BTOFF)) {
+                /* RIP-relative: resolved after the length is known. */
+                b[n++] = ((reg & 7) << 3) | 5;
+                g->mem_reg = 16;
+                n_in.gpr[rm] = rnd_value();
+                b[n] = 0; b[n + 1] = 0; b[n + 2] = 0; b[n + 3] = 0;
+                n += 4;
+                g->mem_reg = 100 + (int)off;  /* marker for fixup */
+            } else if (form == 2) {
+                unsigned idx, scale = (unsigned)rnd_below(4);
+                int8_t d = (int8_t)rnd_below(256);
+
+                /* Index from rax..rdi (no REX.X), distinct from the base. */
+                do {
+                    idx = (unsigned)rnd_below(8);
+                } while (idx == (rm & 7) || idx == rm || idx == R_ESP || (avoid & (1u << idx)));
+                b[n++] = 0x44 | ((reg & 7) << 3);
+                b[n++] = (uint8_t)((scale << 6) | (idx << 3) | (rm & 7));
+                b[n++] = (uint8_t)d;
+                n_in.gpr[idx] = rnd_below(32);
+                n_in.gpr[rm] = BUF_VA + off - (n_in.gpr[idx] << scale) - d;
+                g->mem_reg = (int)rm;
+            } else {
+                int8_t d = (int8_t)rnd_below(256);
+
+                if ((rm & 7) == 4) {
+                    b[n++] = 0x44 | ((reg & 7) << 3);
+                    b[n++] = 0x24;  /* SIB: no index, base rsp/r12 */
+                } else {
+                    b[n++] = 0x40 | ((reg & 7) << 3) | (rm & 7);
+                }
+                b[n++] = (uint8_t)d;
+                n_in.gpr[rm] = BUF_VA + off - d;
+                g->mem_reg = (int)rm;
+            }
+        }
+    }
+
+    /* Immediates. */
+    switch (t->imm) {
+    case 1:
+        b[n++] = (uint8_t)rnd();
+        break;
+    case 2: {
+        uint16_t v = (uint16_t)rnd_below(64) * 8;
+
+        memcpy(b + n, &v, 2);
+        n += 2;
+        break;
+    }
+    case 4: {
+        uint32_t v = (uint32_t)rnd();
+
+        memcpy(b + n, &v, 4);
+        n += 4;
+        break;
+    }
+    case IMM_Z: {
+        uint32_t v = (uint32_t)rnd_value();
+        unsigned k = opsize == 2 ? 2 : 4;
+
+        memcpy(b + n, &v, k);
+        n += k;
+        break;
+    }
+    case IMM_V: {
+        uint64_t v = rnd_value();
+        unsigned k = opsize == 1 ? 1 : opsize;
+
+        memcpy(b + n, &v, k);
+        n += k;
+        break;
+    }
+    case IMM_IW_IB: {
+        uint16_t v = (uint16_t)rnd_below(16) * 8;
+
+        memcpy(b + n, &v, 2);
+        n += 2;
+        b[n++] = (uint8_t)rnd_below(4);
+        break;
+    }
+    }
+
+    /* RIP-relative fixup: the displacement is the last field before the
+     * immediate; find it by re-encoding position. */
+    if (g->mem_reg >= 100) {
+        uint64_t target = BUF_VA + (uint64_t)(g->mem_reg - 100);
+        unsigned immlen = 0;
+        int32_t d;
+
+        switch (t->imm) {
+        case 1: immlen = 1; break;
+        case 2: immlen = 2; break;
+        case 4: immlen = 4; break;
+        case IMM_Z: immlen = opsize == 2 ? 2 : 4; break;
+        case IMM_IW_IB: immlen = 3; break;
+        }
+        d = (int32_t)(int64_t)(target - (TEST_VA + n));
+        memcpy(b + n - immlen - 4, &d, 4);
+        g->mem_reg = 16;
+    }
+
+    /* Template-specific operand set-up. */
+    if (t->fl & T_CL)
+        n_in.gpr[R_ECX] = rnd_below(4) ? rnd_below(70) : rnd_value();
+    if (t->fl & T_DIV) {
+        if (rnd_below(4))
+            n_in.gpr[R_EDX] = rnd_below(3);
+    }
+    if (t->fl & T_STR) {
+        n_in.gpr[R_ESI] = BUF_VA + 0x800 + rnd_below(0x400);
+        n_in.gpr[R_EDI] = BUF_VA + 0x800 + rnd_below(0x400);
+        n_in.gpr[R_ECX] = rnd_below(12);
+        if (rnd_below(3) == 0)
+            n_in.gpr[R_EAX] = mem[n_in.gpr[R_EDI] - DATA_VA];
+    }
+    if (t->fl & T_XLAT)
+        n_in.gpr[R_EBX] = BUF_VA + rnd_below(0x1000);
+    if (t->fl & T_BTOFF)
+        n_in.gpr[reg] = (uint64_t)((int64_t)rnd_below(0x6000) - 0x3000);
+    if (t->fl & T_ENTER)
+        n_in.gpr[R_EBP] = DATA_VA + 0xc00 + rnd_below(0x40) * 8;
+    if (t->fl & T_RET) {
+        uint64_t target = TEST_VA + n + TAKEN_DISP;
+
+        memcpy(mem + (n_in.gpr[R_ESP] - DATA_VA), &target, 8);
+    }
+    if (t->fl & T_POPF) {
+        uint64_t f = rnd() & (F_CC | X86_RFLAGS_DF);
+
+        memcpy(mem + (n_in.gpr[R_ESP] - DATA_VA), &f, 8);
+    }
+    if (t->fl & T_JMPREG)
+        n_in.gpr[rm] = TEST_VA + n + TAKEN_DISP;
+    if (t->fl & T_BRANCH) {
+        /* Point the displacement at the taken stub. */
+        if (t->imm == 1)
+            b[n - 1] = TAKEN_DISP;
+        else {
+            uint32_t v = TAKEN_DISP;
+
+            memcpy(b + n - 4, &v, 4);
+        }
+    }
+    g->len = n;
+    g->opsize = opsize;
+}
+
+static void dump_case(const struct tmpl *t, const struct gen *g, const char *what)
+{
+    fprintf(stderr, "MISMATCH %s: %s (seed-state %#llx)\n  bytes:", t->name, what,
+            (unsigned long long)rng_state);
+    for (unsigned k = 0; k < g->len; k++)
+        fprintf(stderr, " %02x", g->b[k]);
+    fprintf(stderr, "\n  in: rflags=%#llx\n", (unsigned long long)n_in.rflags);
+    for (int r = 0; r < 16; r++)
+        fprintf(stderr, "    %-3s=%016llx%s", regname[r], (unsigned long long)n_in.gpr[r],
+                r % 4 == 3 ? "\n" : "");
+}
+
+static int failures;
+static unsigned n_faults, n_taken;
+
+/* cmocka installs its own handlers around each test: take them over here. */
+static void native_signals(void)
+{
+    struct sigaction sa;
+    stack_t ss = { .ss_sp = n_altstack, .ss_size = sizeof(n_altstack) };
+    static const int sigs[] = { SIGFPE, SIGSEGV, SIGBUS, SIGILL, SIGTRAP };
+
+    sigaltstack(&ss, NULL);
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_sigaction = on_signal;
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER;
+    for (size_t k = 0; k < ARRAY_SIZE(sigs); k++)
+        sigaction(sigs[k], &sa, NULL);
+}
+
+static bool run_one(const struct tmpl *t, uint8_t *mem_in)
+{
+    struct gen g;
+    struct regs e_out;
+    int sig, evec;
+    uint64_t expect_rip;
+    uint64_t fmask = F_CMP & ~t->undef;
+
+    gen_case(t, &g, mem_in);
+    memcpy(data, mem_in, DATA_SIZE);
+    sig = native_run(g.b, g.len);
+    evec = emu_case(g.b, g.len, mem_in, &e_out);
+
+    if (sig) {
+        n_faults++;
+        int want = sig == SIGFPE ? EXC_DE + 1 : sig == SIGILL ? EXC_UD + 1 : -1;
+
+        if (want < 0 && (evec == EXC_GP + 1 || evec == EXC_PF + 1 || evec == EXC_SS + 1 ||
+                         evec == EXC_AC + 1))
+            want = evec;
+        if (evec != want) {
+            char msg[96];
+
+            snprintf(msg, sizeof(msg), "native signal %d, emu exception %d", sig, evec - 1);
+            dump_case(t, &g, msg);
+            return false;
+        }
+        if (memcmp(e_out.gpr, n_in.gpr, sizeof(e_out.gpr)) || tm.s.rip != TEST_VA ||
+            memcmp(tm.m.ram + G_DATA_PA, mem_in, DATA_SIZE)) {
+            dump_case(t, &g, "emu changed state before its exception");
+            return false;
+        }
+        return true;
+    }
+    if (evec) {
+        char msg[64];
+
+        snprintf(msg, sizeof(msg), "emu raised exception %d, native did not", evec - 1);
+        dump_case(t, &g, msg);
+        return false;
+    }
+    n_taken += mark[0] == 1;
+    expect_rip = mark[0] == 1 ? TEST_VA + g.len + TAKEN_DISP : TEST_VA + g.len;
+    if (tm.s.rip != expect_rip) {
+        char msg[96];
+
+        snprintf(msg, sizeof(msg), "rip native %#llx emu %#llx", (unsigned long long)expect_rip,
+                 (unsigned long long)tm.s.rip);
+        dump_case(t, &g, msg);
+        return false;
+    }
+    for (int r = 0; r < 16; r++) {
+        if (n_out.gpr[r] != e_out.gpr[r]) {
+            char msg[128];
+
+            snprintf(msg, sizeof(msg), "%s native %016llx emu %016llx", regname[r],
+                     (unsigned long long)n_out.gpr[r], (unsigned long long)e_out.gpr[r]);
+            dump_case(t, &g, msg);
+            return false;
+        }
+    }
+    if ((n_out.rflags & fmask) != (e_out.rflags & fmask)) {
+        char msg[128];
+
+        snprintf(msg, sizeof(msg), "rflags native %#llx emu %#llx (compared %#llx)",
+                 (unsigned long long)(n_out.rflags & F_CMP),
+                 (unsigned long long)(e_out.rflags & F_CMP), (unsigned long long)fmask);
+        dump_case(t, &g, msg);
+        return false;
+    }
+    if (memcmp(data, tm.m.ram + G_DATA_PA, DATA_SIZE)) {
+        unsigned k = 0;
+        char msg[128];
+
+        while (data[k] == tm.m.ram[G_DATA_PA + k])
+            k++;
+        snprintf(msg, sizeof(msg), "memory at %#llx native %02x emu %02x",
+                 (unsigned long long)(DATA_VA + k), data[k], tm.m.ram[G_DATA_PA + k]);
+        dump_case(t, &g, msg);
+        return false;
+    }
+    return true;
+}
+
+static void test_diff_integer(void **state)
+{
+    static uint8_t mem_in[DATA_SIZE];
+    unsigned per = getenv("EMU_DIFF_N") ? (unsigned)atoi(getenv("EMU_DIFF_N")) : 150;
+    unsigned total = 0;
+
+    native_signals();
+    for (size_t k = 0; k < ARRAY_SIZE(tmpls); k++) {
+        unsigned bad = 0;
+
+        for (unsigned j = 0; j < per && bad < 3; j++) {
+            total++;
+            if (!run_one(&tmpls[k], mem_in)) {
+                bad++;
+                failures++;
+            }
+        }
+    }
+    printf("emu diff: %u cases over %zu instruction forms (%u faulted in both, %u branches "
+           "taken), %d mismatches\n", total, ARRAY_SIZE(tmpls), n_faults, n_taken, failures);
+    assert_int_equal(failures, 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_diff_integer),
+    };
+
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
