@@ -188,17 +188,3 @@ int pm_create(struct machine *m)
     }
     return machine_add_device(m, "acpi-pm", p, pm_reset, free);
 }
-
-int pm_power_button(struct machine *m)
-{
-    for (int i = 0; i < m->nr_devices; i++) {
-        if (m->devices[i].reset == pm_reset) {
-            struct pm *p = m->devices[i].opaque;
-
-            p->sts |= PM1_PWRBTN_STS;
-            pm_update_sci(p);
-            return 0;
-        }
-    }
-    return -ENODEV;
-}

@@ -28,9 +28,4 @@ struct machine;
  * when the machine has no PM block. */
 int pm_power_button(struct machine *m);
 
-struct machine;
-/* Press the ACPI power button: PWRBTN_STS in PM1 status and an SCI if the
- * guest enabled it (QMP system_powerdown).  -ENODEV without a PM block. */
-int pm_power_button(struct machine *m);
-
 #endif
