@@ -540,6 +540,50 @@ static void test_reset_restores_irqchip(void **st)
     atomic_store(&m->vcpus_should_stop, 0);
 }
 
+/* ---- a guest the host cannot run: dump and give up ---- */
+
+static void test_fatal_exit_dumps_state(void **st)
+{
+    struct fixture *f = *st;
+    struct machine *m = &f->m;
+    struct vcpu *v = m->vcpus[0];
+    static const uint8_t code[] = { 0xdc, 0x03, 0xf4 }; /* fadd qword [bp+di]; hlt */
+    struct cpu_state s;
+    char out[8192] = "";
+    FILE *tmp = tmpfile();
+    int saved = dup(2);
+
+    /* Relies on PVM's instruction emulator, which cannot run this x87
+     * instruction in supervisor code; hardware KVM just runs it. */
+    if (accel_host_has_hw_virt()) {
+        skip();
+        return;
+    }
+    assert_non_null(tmp);
+    assert_int_equal(machine_write_gpa(m, CODE_GPA, code, sizeof(code)), 0);
+    cpu_state_reset(&s, 0, true);
+    s.seg[S_CS].selector = 0;
+    s.seg[S_CS].base = 0;
+    s.rip = CODE_GPA;
+    assert_int_equal(accel_kvm_ops.set_state(v, &s), 0);
+
+    fflush(stderr);
+    dup2(fileno(tmp), 2);
+    enum vcpu_exit e = accel_kvm_ops.vcpu_run(v);
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    rewind(tmp);
+    out[fread(out, 1, sizeof(out) - 1, tmp)] = 0;
+    fclose(tmp);
+
+    assert_int_equal(e, VCPU_EXIT_FATAL);
+    assert_non_null(strstr(out, "KVM_EXIT_INTERNAL_ERROR"));
+    assert_non_null(strstr(out, "RIP=0000000000001000"));
+    assert_non_null(strstr(out, "CS =0000 0000000000000000 0000ffff"));
+    assert_non_null(strstr(out, "Code=<dc> 03 f4"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -549,6 +593,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_kick_stops_spinning_guest, setup, teardown),
         cmocka_unit_test_setup_teardown(test_triple_fault, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reset_restores_irqchip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fatal_exit_dumps_state, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
