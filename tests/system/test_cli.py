@@ -118,9 +118,22 @@ def test_exit_status_poweroff(accel, kernels):
     assert status == 0, f"stderr: {err}"
 
 
-def test_exit_status_debug_exit(accel, kernels):
-    status, _, err = run_vmon(guest_args(kernels["hello"], accel))
-    assert status == 1, f"stderr: {err}"       # debug-exit 0 -> (0 << 1) | 1
+@pytest.mark.parametrize("value", [0, 1, 5, 127])
+def test_exit_status_debug_exit(accel, kernels, value):
+    """isa-debug-exit: the guest writes v, vmon exits with (v << 1) | 1."""
+    k = kernels["hello"]
+    status, out, err = run_vmon(guest_args(k, accel, ["-append", f"exit={value}"]))
+    assert f"exit: {value}" in serial_text(out)
+    assert status == (value << 1) | 1, f"stderr: {err}"
+
+
+@pytest.mark.parametrize("serial", ["stdio", "mon:stdio"])
+def test_serial_stdio(accel, kernels, serial):
+    k = kernels["hello"]
+    args = [a for a in guest_args(k, accel) if a != "-nographic"]
+    status, out, err = run_vmon(args + ["-display", "none", "-serial", serial])
+    assert status == 1, f"stderr: {err}"
+    assert serial_text(out) == k.expected()
 
 
 def test_no_reboot_exits_on_reset(accel, kernels):

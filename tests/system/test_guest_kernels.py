@@ -1,9 +1,13 @@
 """Every test kernel under every accelerator: the exit status and the whole
 serial output must match tests/guest/expected/, and kvm and emu must print
 the same thing."""
+import os
+
 import pytest
 
 from conftest import ACCELS, guest_args, guest_kernels, run_vmon, serial_text
+
+VMON_ASAN = os.environ.get("VMON_ASAN")
 
 KERNELS = sorted(guest_kernels.load())
 _results = {}
@@ -71,3 +75,26 @@ def test_ram_size_reaches_guest(accel, kernels):
     status, out, err = run_vmon(guest_args(k, accel, ["-m", "256"]))
     assert status == 1, f"stderr: {err}"
     assert "memory: ~256 MiB usable" in serial_text(out)
+
+
+def test_smp_single_cpu(accel, kernels):
+    k = kernels["smp"]
+    status, out, err = run_vmon(guest_args(k, accel, ["-smp", "1"]))
+    assert status == 1, f"stderr: {err}"
+    assert "smp: MADT lists 1 cpus\n" in serial_text(out)
+    assert "cpus: 1 online\n" in serial_text(out)
+
+
+@pytest.mark.parametrize("name", KERNELS)
+def test_kernel_asan(name, accel, kernels, request):
+    """The same runs under the ASan+UBSan build (make system-test sets
+    VMON_ASAN): any sanitizer report fails the run."""
+    if not VMON_ASAN:
+        pytest.skip("VMON_ASAN not set")
+    if (name, accel) in KNOWN_BROKEN:
+        request.applymarker(pytest.mark.xfail(reason=KNOWN_BROKEN[(name, accel)], strict=True))
+    k = kernels[name]
+    status, out, err = run_vmon(guest_args(k, accel), binary=VMON_ASAN)
+    assert "Sanitizer" not in err and "runtime error" not in err, err
+    assert serial_text(out) == k.expected(), f"stderr: {err}"
+    assert status == k.status, f"stderr: {err}"

@@ -1,6 +1,7 @@
 /* hello: the loader works.  Prints the greeting, the boot protocol, the
  * command line and a memory-map summary rounded so that loaders which
- * reserve a little differently still agree. */
+ * reserve a little differently still agree.  exit=N on the command line
+ * ends it with debug-exit value N instead of PASS. */
 #include "rt.h"
 
 void test_main(void)
@@ -13,4 +14,10 @@ void test_main(void)
     if (!boot_info.ram_at_1m)
         test_fail("no usable RAM at 1 MiB in the memory map");
     kprintf("memory: RAM at 1 MiB\n");
+    /* exit=N ends through debug-exit with that value, to test statuses. */
+    uint64_t v;
+    if (cmdline_get_u64("exit", &v)) {
+        kprintf("exit: %lu\n", v);
+        debug_exit((uint32_t)v);
+    }
 }
