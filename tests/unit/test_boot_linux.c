@@ -355,6 +355,37 @@ static void test_bad_files(void **st)
     fx_free(fx);
 }
 
+/* The real thing, when the guest kit has been built (`make guest-kit`):
+ * Debian's cloud kernel and the busybox initramfs are accepted and placed
+ * where the kernel asks.  Skipped otherwise. */
+static void test_guest_kit_kernel_accepted(void **st)
+{
+    const char *kit = getenv("GUEST_KIT") ? getenv("GUEST_KIT") : "build/guest";
+    char kernel[256], initrd[256];
+    struct boot_fx *fx;
+    uint64_t pref;
+    uint32_t rd;
+
+    snprintf(kernel, sizeof(kernel), "%s/vmlinuz", kit);
+    snprintf(initrd, sizeof(initrd), "%s/initrd.cpio.gz", kit);
+    if (access(kernel, R_OK) || access(initrd, R_OK))
+        skip();
+    fx = fx_new(512 * MiB);
+    fx->cfg.kernel = kernel;
+    fx->cfg.initrd = initrd;
+    fx->cfg.append = "console=ttyS0";
+    assert_int_equal(boot_load(&fx->m), 0);
+    pref = fx_r64(fx, 0x7000 + 0x258);
+    assert_true(fx_r16(fx, 0x7000 + 0x206) >= 0x20c);
+    assert_true(fx_r16(fx, 0x7000 + 0x236) & 1);
+    fx_check_long_mode(fx, pref + 0x200, 0x7000);
+    rd = fx_r32(fx, 0x7000 + 0x218);
+    assert_true(rd >= pref + fx_r32(fx, 0x7000 + 0x260));
+    assert_true(fx_r32(fx, 0x7000 + 0x21c) > 0);
+    assert_string_equal((char *)fx_ram(fx, 0x20000, 14), "console=ttyS0");
+    fx_free(fx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -366,6 +397,7 @@ int main(void)
         cmocka_unit_test(test_cmdline_longer_than_cmdline_size),
         cmocka_unit_test(test_initrd_errors),
         cmocka_unit_test(test_bad_files),
+        cmocka_unit_test(test_guest_kit_kernel_accepted),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
