@@ -272,6 +272,12 @@ static int opt_S(struct vm_config *cfg, const char *opt, const char *arg)
     return 0;
 }
 
+static int opt_no_shutdown(struct vm_config *cfg, const char *opt, const char *arg)
+{
+    cfg->no_shutdown = true;
+    return 0;
+}
+
 static int opt_trace(struct vm_config *cfg, const char *opt, const char *arg)
 {
     return trace_parse_option(arg);
@@ -304,6 +310,7 @@ static const struct cli_option options[] = {
     { "device", "DRIVER[,PROP=VAL...]", "add a device (e.g. isa-debug-exit,iobase=0xf4,iosize=0x04)", opt_device },
     { "qmp", "DEV", "QMP server: unix:PATH,server=on,wait=off or tcp:HOST:PORT,server=on,wait=off", opt_qmp },
     { "S", NULL, "do not start the CPUs until QMP 'cont'", opt_S },
+    { "no-shutdown", NULL, "on guest shutdown stop the CPUs but keep QMP up until 'quit'", opt_no_shutdown },
     { "trace", "[enable=]PATTERN", "trace events matching PATTERN (also events=FILE, file=PATH)", opt_trace },
     { "h", NULL, "print this help", opt_help },
     { "help", NULL, "print this help", opt_help },

@@ -32,6 +32,7 @@ struct vm_config {
     const char *qmp[CONFIG_MAX_QMP];
     int nr_qmp;
     bool start_paused;     /* -S: vCPUs wait for QMP "cont" */
+    bool no_shutdown;      /* -no-shutdown: a guest shutdown leaves QMP up */
 };
 
 /* Parse argv into cfg.  Returns 0 to run, 1 if the process should exit 0

@@ -222,6 +222,15 @@ static void shutdown_bh(void *opaque)
 
     if (m->event_hook)
         m->event_hook(m, MACHINE_EVENT_SHUTDOWN, m->shutdown_cause);
+    /* -no-shutdown: the vCPUs are done, but the monitor stays up so a
+     * management tool can read the final state; a host quit ends it. */
+    if (m->cfg && m->cfg->no_shutdown && m->shutdown_cause != SHUTDOWN_HOST_QUIT)
+        return;
+    main_loop_quit();
+}
+
+static void quit_bh(void *opaque)
+{
     main_loop_quit();
 }
 
@@ -230,8 +239,11 @@ void machine_request_shutdown(struct machine *m, enum shutdown_cause cause, int 
     int expected = 0;
 
     /* The first request decides the exit status. */
-    if (!atomic_compare_exchange_strong(&m->shutdown_requested, &expected, 1))
+    if (!atomic_compare_exchange_strong(&m->shutdown_requested, &expected, 1)) {
+        if (cause == SHUTDOWN_HOST_QUIT)    /* ends a -no-shutdown wait */
+            main_loop_call(quit_bh, m);
         return;
+    }
     m->exit_status = exit_status;
     m->shutdown_cause = cause;
     LOG(LOG_EXIT, "shutdown requested: cause %d, exit status %d\n", cause, exit_status);

@@ -475,6 +475,9 @@ static void machine_event(struct machine *m, enum machine_event ev, int cause)
     }
     qmp_run_state = cause == SHUTDOWN_GUEST_PANIC ? QMP_RUN_GUEST_PANICKED : QMP_RUN_SHUTDOWN;
     qmp_event_send("SHUTDOWN", json_pack("{s:b,s:s}", "guest", guest, "reason", reason));
+    /* -no-shutdown: the VM stops instead of exiting, as QEMU reports it. */
+    if (m->cfg && m->cfg->no_shutdown && cause != SHUTDOWN_HOST_QUIT)
+        qmp_event_send("STOP", NULL);
 }
 
 int monitor_init(struct machine *m)

@@ -103,10 +103,11 @@ class VM:
     """vmon running a kernel with a QMP socket; serial output collected."""
 
     def __init__(self, vmon, tmp_path, accel, extra=(), qmp=None, kernel="exits.elf",
-                 append=FOREVER, wait_socket=True):
+                 append=FOREVER, wait_socket=True, base=None):
         self.sock_path = str(tmp_path / "qmp.sock")
         self.qmp_arg = qmp or f"unix:{self.sock_path},server=on,wait=off"
-        args = [vmon, "-accel", accel, *BASE, "-kernel", kernel_path(kernel),
+        args = [vmon, "-accel", accel, *(BASE if base is None else base),
+                "-kernel", kernel_path(kernel),
                 "-append", append, "-qmp", self.qmp_arg, *extra]
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE)
@@ -270,6 +271,23 @@ def test_guest_shutdown_reaches_client_before_exit(accel, vm_factory):
     q.cmd("cont")
     ev = q.event("SHUTDOWN", timeout=60)
     assert ev["data"] == {"guest": True, "reason": "guest-shutdown"}
+    assert vm.wait() == 1              # debug-exit 0 -> status 1
+
+
+def test_no_shutdown_keeps_qmp_until_quit(accel, vm_factory):
+    """-no-shutdown (what libvirt always passes): the guest's power-off
+    stops the VM, QMP stays up, and quit ends vmon with the guest's status."""
+    vm = vm_factory(accel, extra=["-S", "-no-shutdown"], append="count=100")
+    q = vm.client()
+    q.cmd("cont")
+    assert q.event("SHUTDOWN", timeout=60)["data"] == {"guest": True, "reason": "guest-shutdown"}
+    q.event("STOP")
+    assert q.ret("query-status") == {"status": "shutdown", "singlestep": False,
+                                     "running": False}
+    assert vm.proc.poll() is None
+    assert q.cmd("cont")["error"]["class"] == "GenericError"
+    assert q.cmd("quit") == {"return": {}}
+    assert q.event("SHUTDOWN")["data"] == {"guest": False, "reason": "host-qmp-quit"}
     assert vm.wait() == 1              # debug-exit 0 -> status 1
 
 
