@@ -166,7 +166,7 @@ static int dec_core(struct emu_insn *i, const uint8_t *p, unsigned avail, enum e
             fl |= d->flags;
         }
         i->reg = i->sub | ((rex & 4) << 1);
-        if (mod == 3) {
+        if (mod == 3 || (fl & D_REGONLY)) {
             i->rm = rm | ((rex & 1) << 3);
         } else {
             i->mem = 1;

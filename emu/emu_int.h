@@ -58,6 +58,7 @@ struct emu_insn {
 #define D_PREFIX  0x8000  /* a prefix byte (decoder handles) */
 #define D_KNOWN   0x10000 /* format known, not executed (raises #UD) */
 #define D_NOREP   0x20000 /* F3 selects a different (unsupported) insn */
+#define D_REGONLY 0x40000 /* ModRM.mod is ignored: always registers (MOV CR/DR) */
 
 struct emu_opdesc {
     emu_exec_fn fn;
