@@ -202,7 +202,7 @@ static int64_t build_madt(const struct machine *m, struct acpi_image *img)
     }
     e[0] = 1;                          /* I/O APIC */
     e[1] = 12;
-    e[2] = (uint8_t)n;                 /* its ID follows the CPUs' */
+    e[2] = ACPI_IOAPIC_ID;
     e[3] = 0;
     put(e + 4, ACPI_IOAPIC_ADDR, 4);
     put(e + 8, 0, 4);                  /* GSI base */

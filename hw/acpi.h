@@ -12,6 +12,10 @@
 #define ACPI_RSDP_ADDR ACPI_TABLES_BASE
 #define ACPI_IOAPIC_ADDR 0xfec00000U
 #define ACPI_LAPIC_ADDR 0xfee00000U
+/* The I/O APIC's ID as the models (hw/irqchip.h) and KVM reset it: 0,
+ * as QEMU's tables say too.  LAPIC and IOAPIC IDs are separate spaces on
+ * xAPIC systems; Linux only renumbers IOAPICs that clash with each other. */
+#define ACPI_IOAPIC_ID 0
 
 /* Build and write every table; also what the board's reset runs. */
 int acpi_build(struct machine *m);

@@ -41,7 +41,7 @@ static int mptable_build(struct machine *m)
 {
     uint8_t buf[MP_MAX_SIZE];
     int n = m->nr_vcpus > 0 ? m->nr_vcpus : 1;
-    uint8_t ioapic_id = (uint8_t)n;
+    uint8_t ioapic_id = ACPI_IOAPIC_ID;
     uint8_t *fp = buf, *cfg = buf + 16, *e;
     unsigned entries = 0;
 

@@ -11,6 +11,7 @@
 #include "accel/accel.h"
 #include "config/config.h"
 #include "hw/board.h"
+#include "hw/irqchip.h"
 #include "hw/pc_devices.h"
 #include "util/keyval.h"
 #include "util/log.h"
@@ -32,17 +33,24 @@ bool board_user_irqchip(const struct machine *m)
     return !(m->accel && m->accel->name && !strcmp(m->accel->name, "kvm"));
 }
 
+/* vmon's own PIC/IOAPIC/PIT/LAPICs, unless KVM has them in-kernel or the
+ * accelerator already created them. */
+static bool want_irqchip(const struct machine *m)
+{
+    return board_user_irqchip(m) && !irqchip_of((struct machine *)m);
+}
+
 static bool want_serial(const struct machine *m)
 {
     return m->cfg && m->cfg->serial != SERIAL_NONE;
 }
 
 static const struct board_device board_devices[] = {
+    /* First, so that every later device's interrupt lines land somewhere. */
+    { "irqchip", irqchip_board_create, want_irqchip },
     { "acpi-pm", pm_create, NULL },
     { "port92", port92_create, NULL },
     { "fw_cfg", fw_cfg_create, NULL },
-    /* Interrupt controllers and the PIT go here, with board_user_irqchip
-     * as their condition: created only when the accelerator has none. */
     { "rtc", rtc_create, NULL },
     { "i8042", i8042_create, NULL },
     { "serial", serial_com1_create, want_serial },

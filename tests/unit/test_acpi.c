@@ -164,7 +164,7 @@ static void check_madt(struct machine *m, int n)
             cpus++;
             break;
         case 1:
-            assert_int_equal(e[2], n);
+            assert_int_equal(e[2], ACPI_IOAPIC_ID);
             assert_int_equal(le(e + 4, 4), 0xfec00000);
             assert_int_equal(le(e + 8, 4), 0);
             ioapics++;

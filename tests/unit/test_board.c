@@ -27,6 +27,8 @@ static void fake_set_irq(struct machine *m, unsigned gsi, int level)
 
 static const struct accel_ops fake_accel = { .name = "test", .set_irq = fake_set_irq };
 
+static const struct accel_ops *board_accel;
+
 static struct machine *board(const char *const *devices, enum serial_backend serial, int *ret)
 {
     struct machine *m = calloc(1, sizeof(*m));
@@ -39,7 +41,9 @@ static struct machine *board(const char *const *devices, enum serial_backend ser
     for (; devices && *devices; devices++)
         cfg.devices[cfg.nr_devices++] = *devices;
     assert_int_equal(machine_init(m, &cfg), 0);
+    m->accel = board_accel;
     *ret = board_init(m);
+    m->accel = NULL;
     return m;
 }
 
@@ -89,7 +93,18 @@ static void test_default_board(void **st)
         assert_true(claimed(m, ports[i]));
     assert_false(claimed(m, 0x3f8));     /* -serial none: no UART at all */
     assert_false(claimed(m, 0x501));     /* no debug-exit unless asked */
-    assert_false(claimed(m, 0x61));      /* port B belongs to the PIT's owner */
+    /* No accelerator irqchip: vmon's PIC, PIT and port B are on the board. */
+    assert_true(claimed(m, 0x20) && claimed(m, 0xa0) && claimed(m, 0x40) && claimed(m, 0x61));
+    destroy(m);
+
+    /* KVM brings its own: the ports stay free for it. */
+    static const struct accel_ops kvm = { .name = "kvm" };
+    board_accel = &kvm;
+    m = board(NULL, SERIAL_NONE, &ret);
+    board_accel = NULL;
+    assert_int_equal(ret, 0);
+    assert_false(claimed(m, 0x20) || claimed(m, 0x40) || claimed(m, 0x61));
+    assert_true(claimed(m, 0x70));
     destroy(m);
 
     m = board(NULL, SERIAL_FILE, &ret);
