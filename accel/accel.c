@@ -39,7 +39,10 @@ bool accel_host_has_hw_virt(void)
         if (strncmp(line, "flags", 5) != 0)
             continue;
         /* Whole words only: "vmx" must not match e.g. "vmx_foo". */
-        for (char *tok = strtok(line, " \t\n:"); tok; tok = strtok(NULL, " \t\n:"))
+        char *save = NULL;
+
+        for (char *tok = strtok_r(line, " \t\n:", &save); tok;
+             tok = strtok_r(NULL, " \t\n:", &save))
             if (!strcmp(tok, "vmx") || !strcmp(tok, "svm")) {
                 found = true;
                 break;

@@ -330,8 +330,11 @@ enum vcpu_exit kvm_vcpu_run(struct vcpu *v)
             vcpu_stat_add(v, STAT_EXIT_SHUTDOWN, now_ns() - t0);
             return VCPU_EXIT_STOP;
         case KVM_EXIT_SYSTEM_EVENT:
-            p->dead = true;
+            vcpu_stat_add(v, STAT_EXIT_SYSTEM_EVENT, now_ns() - t0);
             switch (run->system_event.type) {
+            case KVM_SYSTEM_EVENT_SHUTDOWN:
+                machine_request_shutdown(m, SHUTDOWN_GUEST_POWEROFF, 0);
+                break;
             case KVM_SYSTEM_EVENT_RESET:
                 machine_request_reset(m);
                 break;
@@ -339,10 +342,12 @@ enum vcpu_exit kvm_vcpu_run(struct vcpu *v)
                 machine_request_shutdown(m, SHUTDOWN_GUEST_PANIC, 2);
                 break;
             default:
-                machine_request_shutdown(m, SHUTDOWN_GUEST_POWEROFF, 0);
-                break;
+                /* Suspend/wakeup and newer kinds: nothing for us; go on. */
+                LOG(LOG_UNIMP, "kvm: vCPU %d: system event %u ignored\n", v->index,
+                    run->system_event.type);
+                continue;
             }
-            vcpu_stat_add(v, STAT_EXIT_SYSTEM_EVENT, now_ns() - t0);
+            p->dead = true;
             return VCPU_EXIT_STOP;
         case KVM_EXIT_INTERNAL_ERROR:
             return internal_error(v);
