@@ -82,9 +82,32 @@ static void gas_io(uint8_t *p, uint8_t bit_width, uint8_t access_size, uint64_t 
     put(p + 4, port, 8);
 }
 
+/* Device(name) { _HID, _UID, _CRS } */
+static void legacy_device(struct aml *scope, const char *name, const char *hid, unsigned uid,
+                          const struct aml *descriptors)
+{
+    struct aml dev, v;
+
+    aml_init(&dev);
+    aml_init(&v);
+    aml_eisaid(&v, hid);
+    aml_name_decl(&dev, "_HID", &v);
+    v.len = 0;
+    aml_integer(&v, uid);
+    aml_name_decl(&dev, "_UID", &v);
+    v.len = 0;
+    aml_resource_template(&v, descriptors);
+    aml_name_decl(&dev, "_CRS", &v);
+    aml_device(scope, name, &dev);
+    if (v.error)
+        scope->error = true;
+    aml_free(&dev);
+    aml_free(&v);
+}
+
 static void build_dsdt_body(const struct machine *m, struct aml *out)
 {
-    struct aml s5, pkg, sb, pci, v, res, prt, com1;
+    struct aml s5, pkg, sb, pci, v, res, prt;
     uint64_t win = pci_mem_window_base(m);
 
     aml_init(&s5);
@@ -94,7 +117,6 @@ static void build_dsdt_body(const struct machine *m, struct aml *out)
     aml_init(&v);
     aml_init(&res);
     aml_init(&prt);
-    aml_init(&com1);
 
     /* \_S5: SLP_TYPa, SLP_TYPb, reserved, reserved. */
     for (int i = 0; i < 2; i++)
@@ -148,26 +170,26 @@ static void build_dsdt_body(const struct machine *m, struct aml *out)
     }
     aml_device(&sb, "PCI0", &pci);
 
-    /* COM1, so Linux's 8250_pnp binds it with its resources. */
+    /* The ISA devices, so Linux's PNP drivers (8250_pnp, rtc_cmos, i8042)
+     * bind them with their resources. */
+    res.len = 0;
+    aml_res_io(&res, 0x70, 0x70, 1, 2);
+    aml_res_irq_noflags(&res, 1u << 8);
+    legacy_device(&sb, "RTC_", "PNP0B00", 0, &res);
+    res.len = 0;
+    aml_res_io(&res, 0x60, 0x60, 1, 1);
+    aml_res_io(&res, 0x64, 0x64, 1, 1);
+    aml_res_irq_noflags(&res, 1u << 1);
+    legacy_device(&sb, "KBD_", "PNP0303", 0, &res);
     if (m->cfg && m->cfg->serial != SERIAL_NONE) {
-        v.len = 0;
-        aml_eisaid(&v, "PNP0501");
-        aml_name_decl(&com1, "_HID", &v);
-        v.len = 0;
-        aml_integer(&v, 1);
-        aml_name_decl(&com1, "_UID", &v);
         res.len = 0;
         aml_res_io(&res, SERIAL_COM1_BASE, SERIAL_COM1_BASE, 8, 8);
         aml_res_irq_noflags(&res, 1u << SERIAL_COM1_IRQ);
-        v.len = 0;
-        aml_resource_template(&v, &res);
-        aml_name_decl(&com1, "_CRS", &v);
-        aml_device(&sb, "COM1", &com1);
+        legacy_device(&sb, "COM1", "PNP0501", 1, &res);
     }
     aml_scope(out, "\\_SB_", &sb);
 
-    if (s5.error || pkg.error || sb.error || pci.error || v.error || res.error || prt.error ||
-        com1.error)
+    if (s5.error || pkg.error || sb.error || pci.error || v.error || res.error || prt.error)
         out->error = true;
     aml_free(&s5);
     aml_free(&pkg);
@@ -176,7 +198,6 @@ static void build_dsdt_body(const struct machine *m, struct aml *out)
     aml_free(&v);
     aml_free(&res);
     aml_free(&prt);
-    aml_free(&com1);
 }
 
 static int64_t build_madt(const struct machine *m, struct acpi_image *img)

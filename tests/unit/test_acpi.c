@@ -208,7 +208,7 @@ static void test_madt_one_cpu(void **st)
 
 struct aml_seen {
     int s5_typ;
-    bool pci0_hid, com1_hid;
+    bool pci0_hid, com1_hid, rtc_hid, kbd_hid;
     unsigned prt_entries;
     uint32_t mem_min, mem_max;
     bool io_window_c000;
@@ -350,6 +350,10 @@ static const uint8_t *data_object(const uint8_t *p, const uint8_t *end, const ch
             s->pci0_hid = true;
         if (!strcmp(name, "_HID") && v == 0x0105d041)
             s->com1_hid = true;
+        if (!strcmp(name, "_HID") && v == 0x000bd041)
+            s->rtc_hid = true;
+        if (!strcmp(name, "_HID") && v == 0x0303d041)
+            s->kbd_hid = true;
         return p;
     }
 }
@@ -398,6 +402,8 @@ static void test_dsdt(void **st)
     assert_int_equal(s.s5_typ, PM_SLP_TYP_S5);
     assert_true(s.pci0_hid);
     assert_true(s.com1_hid);
+    assert_true(s.rtc_hid);
+    assert_true(s.kbd_hid);
     assert_int_equal(s.prt_entries, 31 * 4);
     assert_int_equal(s.mem_min, pci_mem_window_base(m));
     assert_int_equal(s.mem_min, 0x10000000);
