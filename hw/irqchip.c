@@ -353,6 +353,7 @@ void irqchip_save(struct irqchip *c)
 void irqchip_restore(struct irqchip *c)
 {
     uint64_t now = now_of(c);
+    pic_restore(&c->pic);
     pit_restore(&c->pit, now);
     for (int i = 0; i < c->bus.nr; i++)
         lapic_restore(c->bus.lapics[i], now);

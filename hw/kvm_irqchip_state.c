@@ -123,6 +123,10 @@ void kvm_irqchip_pit_from_kvm(const struct kvm_pit_state2 *k, struct pit *p, uin
         c->gate = kc->gate & 1;
         c->count_load_time = kc->count_load_time;
     }
+    /* KVM runs channel 0 on an hrtimer and never updates its load time
+     * (it reads back whatever user space last set, or 0): its phase is not
+     * reported, so the counter restarts now. */
+    p->ch[0].count_load_time = (int64_t)now;
     /* Port 0x61 bit 0 is channel 2's gate; bits 2-3 have no KVM home. */
     p->port61 = (uint8_t)((p->ch[2].gate ? 1 : 0) |
                           ((k->flags & KVM_PIT_FLAGS_SPEAKER_DATA_ON) ? 2 : 0));

@@ -4,7 +4,8 @@
  * and emu accelerators.  No ioctls here: the kvm accelerator does those.
  *
  * Time: KVM's count_load_time is host CLOCK_MONOTONIC ns, the models' time
- * base too, so PIT times copy unchanged within one host boot.  The LAPIC
+ * base too, so PIT channel 1 and 2 times copy unchanged within one host
+ * boot (channel 0: see kvm_irqchip_pit_from_kvm).  The LAPIC
  * timer travels as the current-count register (TMCCT): call lapic_save()
  * (irqchip_save()) before reading a model's page, and lapic_restore() after
  * writing one; KVM_GET_LAPIC fills TMCCT and recent kernels restart the
@@ -23,7 +24,8 @@ void kvm_irqchip_pic_from_kvm(const struct kvm_pic_state *k, struct pic_chip *c)
 void kvm_irqchip_ioapic_to_kvm(const struct ioapic *io, struct kvm_ioapic_state *k);
 void kvm_irqchip_ioapic_from_kvm(const struct kvm_ioapic_state *k, struct ioapic *io);
 void kvm_irqchip_pit_to_kvm(const struct pit *p, struct kvm_pit_state2 *k);
-/* Also rebuilds the PIT's IRQ0 deadline for `now`. */
+/* Also rebuilds the PIT's IRQ0 deadline for `now`.  Channel 0 restarts at
+ * `now`: KVM keeps its phase in an hrtimer and reports a stale load time. */
 void kvm_irqchip_pit_from_kvm(const struct kvm_pit_state2 *k, struct pit *p, uint64_t now);
 /* The LAPIC page has one layout in both (xAPIC, KVM_CAP_X2APIC_API off). */
 void kvm_irqchip_lapic_to_kvm(const uint8_t *regs, struct kvm_lapic_state *k);

@@ -79,6 +79,15 @@ void pic_init(struct pic *p)
     pic_reset(p);
 }
 
+void pic_restore(struct pic *p)
+{
+    struct pic_chip *m = &p->chip[0];
+    if (chip_irq(&p->chip[1], false) >= 0)
+        m->last_irr |= 1u << 2;
+    else
+        m->last_irr &= ~(1u << 2);
+}
+
 void pic_set_irq(struct pic *p, unsigned irq, int level)
 {
     if (irq >= 16)

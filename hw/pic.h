@@ -46,6 +46,10 @@ struct pic {
 void pic_init(struct pic *p);
 /* Power-on reset: everything cleared, edge-triggered, unmasked. */
 void pic_reset(struct pic *p);
+/* After loading chip state from elsewhere (KVM, a snapshot): recompute the
+ * master's cascade input from the slave.  KVM pulses that line, so its
+ * last_irr bit 2 is always clear. */
+void pic_restore(struct pic *p);
 /* ISA IRQ 0-15 changes level (1 asserted); others are ignored. */
 void pic_set_irq(struct pic *p, unsigned irq, int level);
 /* The INTR output of the master. */

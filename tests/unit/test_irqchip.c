@@ -3,6 +3,10 @@
  * virtual-wire mode, MSI decoding, the per-vCPU LAPIC page, timer
  * deadlines, and the KVM state conversions (round trips both ways). */
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/ioctl.h>
+#include <time.h>
+#include <unistd.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -303,9 +307,13 @@ static void test_kvm_round_trip_model_kvm_model(void **state)
     assert_int_equal(c2->ioapic.id, f->c->ioapic.id);
     assert_int_equal(c2->ioapic.irr, f->c->ioapic.irr);
     assert_memory_equal(c2->ioapic.redir, f->c->ioapic.redir, sizeof(c2->ioapic.redir));
-    assert_memory_equal(c2->pit.ch, f->c->pit.ch, sizeof(c2->pit.ch));
+    /* Channel 0 restarts at the conversion (KVM does not report its phase). */
+    struct pit expect_pit = f->c->pit;
+    expect_pit.ch[0].count_load_time = (int64_t)fake_now;
+    assert_memory_equal(c2->pit.ch, expect_pit.ch, sizeof(c2->pit.ch));
     assert_int_equal(c2->pit.port61 & 3, f->c->pit.port61 & 3);
-    assert_int_equal(pit_next_deadline_ns(&c2->pit), pit_next_deadline_ns(&f->c->pit));
+    assert_int_equal(pit_next_deadline_ns(&c2->pit),
+                     fake_now + (0x1234 * 1000000000ull + PIT_FREQ_HZ - 1) / PIT_FREQ_HZ);
     assert_memory_equal(cpu2.lapic, f->cpu[0].lapic, X86_LAPIC_REGS_SIZE);
     struct lapic *l1 = irqchip_lapic(f->c, 0), *l2 = irqchip_lapic(c2, 0);
     assert_int_equal(lapic_timer_current(l2, fake_now), lapic_timer_current(l1, fake_now));
@@ -325,6 +333,7 @@ static void test_kvm_round_trip_kvm_model_kvm(void **state)
     struct irqchip *c2 = irqchip_new(NULL, fake_clock);
     assert_int_equal(kvm_irqchip_from_kvm(c2, chips, &pit), 0);
     kvm_irqchip_to_kvm(c2, chips2, &pit2);
+    pit.channels[0].count_load_time = (int64_t)fake_now;
     assert_memory_equal(chips, chips2, sizeof(chips));
     assert_memory_equal(&pit, &pit2, sizeof(pit));
     /* Wrong chip ids are refused. */
@@ -419,6 +428,83 @@ static void test_board_registration(void **state)
     test_free(m);
 }
 
+/* The conversions against the real in-kernel irqchip: our state loaded
+ * into KVM and read back converts to the same models (KVM restarts PIT
+ * counts on KVM_SET_PIT2, so their load times move to "now"). */
+static void test_kvm_real_round_trip(void **state)
+{
+    struct fix *f = *state;
+    int kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+    if (kvm < 0) {
+        skip();  /* no KVM on this host */
+        return;
+    }
+    int vm = ioctl(kvm, KVM_CREATE_VM, 0);
+    assert_true(vm >= 0);
+    assert_int_equal(ioctl(vm, KVM_CREATE_IRQCHIP, 0), 0);
+    struct kvm_pit_config pc = { .flags = KVM_PIT_SPEAKER_DUMMY };
+    assert_int_equal(ioctl(vm, KVM_CREATE_PIT2, &pc), 0);
+    int vcpu = ioctl(vm, KVM_CREATE_VCPU, 0);
+    assert_true(vcpu >= 0);
+
+    make_state(f);
+    struct kvm_irqchip chips[3], back[3];
+    struct kvm_pit_state2 pit, pit_back;
+    struct kvm_lapic_state kl, kl_back;
+    kvm_irqchip_to_kvm(f->c, chips, &pit);
+    kvm_irqchip_lapic_to_kvm(f->cpu[0].lapic, &kl);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(ioctl(vm, KVM_SET_IRQCHIP, &chips[i]), 0);
+    assert_int_equal(ioctl(vm, KVM_SET_PIT2, &pit), 0);
+    assert_int_equal(ioctl(vcpu, KVM_SET_LAPIC, &kl), 0);
+
+    for (int i = 0; i < 3; i++) {
+        memset(&back[i], 0, sizeof(back[i]));
+        back[i].chip_id = (uint32_t)i;
+        assert_int_equal(ioctl(vm, KVM_GET_IRQCHIP, &back[i]), 0);
+    }
+    assert_int_equal(ioctl(vm, KVM_GET_PIT2, &pit_back), 0);
+    assert_int_equal(ioctl(vcpu, KVM_GET_LAPIC, &kl_back), 0);
+
+    /* KVM's PIT time base is host CLOCK_MONOTONIC, the models' one. */
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    int64_t host_now = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+    assert_true(pit_back.channels[2].count_load_time <= host_now);
+    assert_true(pit_back.channels[2].count_load_time > host_now - 1000000000);
+
+    struct irqchip *c2 = irqchip_new(NULL, fake_clock);
+    assert_int_equal(kvm_irqchip_from_kvm(c2, back, &pit_back), 0);
+    struct pic_chip expect0 = f->c->pic.chip[0], expect1 = f->c->pic.chip[1];
+    expect0.single = expect1.single = 0;
+    assert_memory_equal(&expect0, &c2->pic.chip[0], sizeof(expect0));
+    assert_memory_equal(&expect1, &c2->pic.chip[1], sizeof(expect1));
+    assert_int_equal(c2->ioapic.ioregsel, f->c->ioapic.ioregsel);
+    assert_int_equal(c2->ioapic.irr, f->c->ioapic.irr);
+    assert_memory_equal(c2->ioapic.redir, f->c->ioapic.redir, sizeof(c2->ioapic.redir));
+    for (int i = 0; i < 3; i++) {
+        struct pit_channel a = f->c->pit.ch[i], b = c2->pit.ch[i];
+        a.count_load_time = b.count_load_time = 0;
+        if (a.count == 0)  /* KVM loads "no count yet" as 0x10000 */
+            a.count = 0x10000;
+        assert_memory_equal(&a, &b, sizeof(a));
+    }
+    /* The LAPIC page is the same format: registers equal, and the timer
+     * still running with a count no larger than the one we saved. */
+    uint32_t saved = lapic_reg(f->cpu[0].lapic, APIC_TMCCT);
+    uint32_t now_count = lapic_reg((uint8_t *)kl_back.regs, APIC_TMCCT);
+    assert_true(now_count <= saved && now_count > 0);
+    for (unsigned off = 0; off < X86_LAPIC_REGS_SIZE; off += 0x10) {
+        if (off == APIC_TMCCT || off == APIC_PPR || off == APIC_APR)
+            continue;
+        assert_int_equal(lapic_reg((uint8_t *)kl_back.regs, off), lapic_reg((uint8_t *)kl.regs, off));
+    }
+    irqchip_free(c2);
+    close(vcpu);
+    close(vm);
+    close(kvm);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -432,6 +518,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_kvm_round_trip_kvm_model_kvm, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kvm_hostile_state_sanitised, setup, teardown),
         cmocka_unit_test(test_board_registration),
+        cmocka_unit_test_setup_teardown(test_kvm_real_round_trip, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
