@@ -13,7 +13,8 @@ import re
 import subprocess
 import sys
 
-import kernels as ktab
+sys.dont_write_bytecode = True
+import kernels as ktab  # noqa: E402
 
 
 def clean(out):

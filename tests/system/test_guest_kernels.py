@@ -91,6 +91,8 @@ def test_kernel_asan(name, accel, kernels, request):
     VMON_ASAN): any sanitizer report fails the run."""
     if not VMON_ASAN:
         pytest.skip("VMON_ASAN not set")
+    if not os.access(VMON_ASAN, os.X_OK):
+        pytest.fail(f"VMON_ASAN={VMON_ASAN} is not an executable")
     if (name, accel) in KNOWN_BROKEN:
         request.applymarker(pytest.mark.xfail(reason=KNOWN_BROKEN[(name, accel)], strict=True))
     k = kernels[name]
