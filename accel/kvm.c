@@ -9,6 +9,7 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include "accel/kvm.h"
 #include "accel/kvm_internal.h"
 #include "config/config.h"
 #include "util/log.h"
@@ -401,6 +402,42 @@ static void kvm_destroy(struct machine *m)
     m->accel_priv = NULL;
 }
 
+int kvm_devices_get(struct machine *m, struct kvm_irqchip chips[3], struct kvm_pit_state2 *pit)
+{
+    struct kvm_vm *vm = m->accel == &accel_kvm_ops ? kvm_vm_of(m) : NULL;
+    int r;
+
+    if (!vm)
+        return -ENODEV;
+    for (int i = 0; i < 3; i++) {
+        chips[i].chip_id = (uint32_t)i;
+        r = kvm_ioctl(vm->vm_fd, KVM_GET_IRQCHIP, &chips[i]);
+        if (r < 0)
+            return r;
+    }
+    r = kvm_ioctl(vm->vm_fd, KVM_GET_PIT2, pit);
+    return r < 0 ? r : 0;
+}
+
+int kvm_devices_set(struct machine *m, const struct kvm_irqchip chips[3],
+                    const struct kvm_pit_state2 *pit)
+{
+    struct kvm_vm *vm = m->accel == &accel_kvm_ops ? kvm_vm_of(m) : NULL;
+    int r;
+
+    if (!vm)
+        return -ENODEV;
+    for (int i = 0; i < 3; i++) {
+        if (chips[i].chip_id != (uint32_t)i)
+            return -EINVAL;
+        r = kvm_ioctl(vm->vm_fd, KVM_SET_IRQCHIP, (void *)&chips[i]);
+        if (r < 0)
+            return r;
+    }
+    r = kvm_ioctl(vm->vm_fd, KVM_SET_PIT2, (void *)pit);
+    return r < 0 ? r : 0;
+}
+
 /* KVM has no reset for its devices: load the state they were created in.
  * The LAPICs are per-vCPU state and come back with set_state. */
 static void kvm_reset(struct machine *m)
@@ -410,14 +447,9 @@ static void kvm_reset(struct machine *m)
 
     if (!vm)
         return;
-    for (int i = 0; i < 3; i++) {
-        r = kvm_ioctl(vm->vm_fd, KVM_SET_IRQCHIP, &vm->chip_reset[i]);
-        if (r < 0)
-            error_report("kvm: reset: KVM_SET_IRQCHIP %d: %s", i, strerror(-r));
-    }
-    r = kvm_ioctl(vm->vm_fd, KVM_SET_PIT2, &vm->pit_reset);
+    r = kvm_devices_set(m, vm->chip_reset, &vm->pit_reset);
     if (r < 0)
-        error_report("kvm: reset: KVM_SET_PIT2: %s", strerror(-r));
+        error_report("kvm: reset of the in-kernel PIC/IOAPIC/PIT failed: %s", strerror(-r));
 }
 
 static void kvm_set_irq(struct machine *m, unsigned gsi, int level)

@@ -2,6 +2,7 @@
  * reach registered port and MMIO handlers with the right values, and every
  * field of struct cpu_state survives set_state -> get_state.  Guest
  * supervisor code is kept tiny: PVM emulates it one instruction at a time. */
+#include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <time.h>
@@ -11,13 +12,12 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <unistd.h>
 #include <x86intrin.h>
 #include <cmocka.h>
 
 #include "accel/accel.h"
-#include "accel/kvm_internal.h"
+#include "accel/kvm.h"
 #include "config/config.h"
 #include "machine/machine.h"
 #include "util/main_loop.h"
@@ -502,10 +502,36 @@ static void test_triple_fault(void **st)
 
 static uint8_t pic_master_imr(struct machine *m)
 {
-    struct kvm_irqchip chip = { .chip_id = KVM_IRQCHIP_PIC_MASTER };
+    struct kvm_irqchip chips[3];
+    struct kvm_pit_state2 pit;
 
-    assert_int_equal(ioctl(kvm_vm_of(m)->vm_fd, KVM_GET_IRQCHIP, &chip), 0);
-    return chip.chip.pic.imr;
+    assert_int_equal(kvm_devices_get(m, chips, &pit), 0);
+    return chips[KVM_IRQCHIP_PIC_MASTER].chip.pic.imr;
+}
+
+static void test_devices_round_trip(void **st)
+{
+    struct fixture *f = *st;
+    static struct kvm_irqchip chips[3], back[3];
+    static struct kvm_pit_state2 pit, pit_back;
+    struct machine other = { 0 };
+
+    assert_int_equal(kvm_devices_get(&f->m, chips, &pit), 0);
+    chips[KVM_IRQCHIP_PIC_MASTER].chip.pic.imr = 0x5a;
+    chips[KVM_IRQCHIP_PIC_SLAVE].chip.pic.irq_base = 0x70;
+    chips[KVM_IRQCHIP_IOAPIC].chip.ioapic.redirtbl[5].bits = 0x10000 | 0x35;
+    pit.channels[2].gate = 1;
+    assert_int_equal(kvm_devices_set(&f->m, chips, &pit), 0);
+    assert_int_equal(kvm_devices_get(&f->m, back, &pit_back), 0);
+    assert_int_equal(back[KVM_IRQCHIP_PIC_MASTER].chip.pic.imr, 0x5a);
+    assert_int_equal(back[KVM_IRQCHIP_PIC_SLAVE].chip.pic.irq_base, 0x70);
+    assert_int_equal(back[KVM_IRQCHIP_IOAPIC].chip.ioapic.redirtbl[5].bits, 0x10035);
+    assert_int_equal(pit_back.channels[2].gate, 1);
+
+    /* Chips out of order, or a machine that does not run on kvm. */
+    back[0].chip_id = KVM_IRQCHIP_IOAPIC;
+    assert_int_equal(kvm_devices_set(&f->m, back, &pit_back), -EINVAL);
+    assert_int_equal(kvm_devices_get(&other, back, &pit_back), -ENODEV);
 }
 
 static void test_reset_restores_irqchip(void **st)
@@ -593,6 +619,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_kick_stops_spinning_guest, setup, teardown),
         cmocka_unit_test_setup_teardown(test_triple_fault, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reset_restores_irqchip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_devices_round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fatal_exit_dumps_state, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
