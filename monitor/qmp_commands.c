@@ -148,6 +148,12 @@ static json_t *cmd_cont(struct machine *m, json_t *args, struct qmp_error *err)
 
 static json_t *cmd_system_reset(struct machine *m, json_t *args, struct qmp_error *err)
 {
+    if (qmp_run_state == QMP_RUN_SHUTDOWN || qmp_run_state == QMP_RUN_GUEST_PANICKED) {
+        /* -no-shutdown: the vCPU threads have ended; only quit is left. */
+        qmp_error_set(err, QMP_ERR_GENERIC,
+                      "The guest has shut down; vmon cannot restart it (use quit)");
+        return NULL;
+    }
     qmp_reset_requested = true;
     machine_request_reset(m);
     return json_object();

@@ -286,6 +286,7 @@ def test_no_shutdown_keeps_qmp_until_quit(accel, vm_factory):
                                      "running": False}
     assert vm.proc.poll() is None
     assert q.cmd("cont")["error"]["class"] == "GenericError"
+    assert q.cmd("system_reset")["error"]["class"] == "GenericError"
     assert q.cmd("quit") == {"return": {}}
     assert q.event("SHUTDOWN")["data"] == {"guest": False, "reason": "host-qmp-quit"}
     assert vm.wait() == 1              # debug-exit 0 -> status 1
