@@ -28,13 +28,17 @@ struct rtc {
     int irq_level;
 };
 
-/* Guest wall clock in ns since the epoch. */
-static int64_t rtc_now_ns(const struct rtc *r)
+/* Guest wall clock: seconds since the epoch, and ns into the second.  Kept
+ * apart because the guest may set any year up to 9999, whose seconds do
+ * not fit an int64 count of nanoseconds. */
+static int64_t rtc_now(const struct rtc *r, int64_t *nsec)
 {
     struct timespec ts;
 
     clock_gettime(CLOCK_REALTIME, &ts);
-    return ((int64_t)ts.tv_sec + r->offset_s) * NSEC + ts.tv_nsec;
+    if (nsec)
+        *nsec = ts.tv_nsec;
+    return (int64_t)ts.tv_sec + r->offset_s;
 }
 
 static bool rtc_binary(const struct rtc *r)
@@ -44,6 +48,7 @@ static bool rtc_binary(const struct rtc *r)
 
 static uint8_t to_reg(const struct rtc *r, int v)
 {
+    v = v < 0 ? 0 : v % 100;
     if (rtc_binary(r))
         return (uint8_t)v;
     return (uint8_t)(((v / 10) << 4) | (v % 10));
@@ -83,16 +88,18 @@ static void rtc_latch_time(struct rtc *r)
 
     if (r->cmos[RTC_REG_B] & RTC_B_SET)
         return;
-    t = (time_t)(rtc_now_ns(r) / NSEC);
-    gmtime_r(&t, &tm);
+    t = (time_t)rtc_now(r, NULL);
+    if (!gmtime_r(&t, &tm))
+        return;
+    int year = tm.tm_year + 1900;
     r->cmos[RTC_SECONDS] = to_reg(r, tm.tm_sec);
     r->cmos[RTC_MINUTES] = to_reg(r, tm.tm_min);
     r->cmos[RTC_HOURS] = hours_to_reg(r, tm.tm_hour);
     r->cmos[RTC_DAY_OF_WEEK] = to_reg(r, tm.tm_wday + 1);
     r->cmos[RTC_DAY_OF_MONTH] = to_reg(r, tm.tm_mday);
     r->cmos[RTC_MONTH] = to_reg(r, tm.tm_mon + 1);
-    r->cmos[RTC_YEAR] = to_reg(r, tm.tm_year % 100);
-    r->cmos[RTC_CENTURY] = to_reg(r, (tm.tm_year + 1900) / 100);
+    r->cmos[RTC_YEAR] = to_reg(r, year % 100);
+    r->cmos[RTC_CENTURY] = to_reg(r, year / 100);
 }
 
 /* The guest edited the time registers: make them the new guest time.
@@ -159,7 +166,7 @@ static bool alarm_field_matches(const struct rtc *r, uint8_t alarm, uint8_t now)
 static void rtc_catch_up(struct rtc *r)
 {
     uint64_t mono = clock_ns();
-    int64_t sec = rtc_now_ns(r) / NSEC;
+    int64_t sec = rtc_now(r, NULL);
     uint64_t period = rtc_period_ns(r);
 
     if (sec != r->last_update_s && !(r->cmos[RTC_REG_B] & RTC_B_SET)) {
@@ -203,7 +210,8 @@ static void rtc_arm_timer(struct rtc *r)
         deadline = r->next_periodic;
     }
     if (b & (RTC_B_UIE | RTC_B_AIE)) {
-        int64_t into = rtc_now_ns(r) % NSEC;
+        int64_t into;
+        rtc_now(r, &into);
         deadline = MIN(deadline, mono + (uint64_t)(NSEC - into));
     }
     if (deadline == UINT64_MAX)
@@ -221,12 +229,15 @@ static uint8_t rtc_read(struct rtc *r, uint8_t idx)
     case RTC_DAY_OF_MONTH: case RTC_MONTH: case RTC_YEAR: case RTC_CENTURY:
         rtc_latch_time(r);
         return r->cmos[idx];
-    case RTC_REG_A:
+    case RTC_REG_A: {
+        int64_t into;
+        rtc_now(r, &into);
         v = r->cmos[RTC_REG_A] & ~RTC_A_UIP;
         if (!(r->cmos[RTC_REG_B] & RTC_B_SET) && (v & 0x70) == 0x20 &&
-            rtc_now_ns(r) % NSEC >= NSEC - RTC_UIP_NS)
+            into >= NSEC - RTC_UIP_NS)
             v |= RTC_A_UIP;
         return v;
+    }
     case RTC_REG_C:
         rtc_catch_up(r);
         v = r->cmos[RTC_REG_C];
@@ -342,7 +353,7 @@ static void rtc_reset(void *opaque)
     r->cmos[RTC_REG_C] = 0;
     r->index = 0;
     r->next_periodic = 0;
-    r->last_update_s = rtc_now_ns(r) / NSEC;
+    r->last_update_s = rtc_now(r, NULL);
     rtc_set_memory(r);
     rtc_latch_time(r);
     rtc_update_irq(r);

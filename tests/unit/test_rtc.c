@@ -135,6 +135,18 @@ static void test_set_time(void **st)
     time_t want = 1930052730;                       /* 2031-02-28 13:45:30 UTC */
     time_t got = rtc_time_bcd(m);
     assert_true(got >= want && got <= want + 2);
+    /* The far ends of what the registers can say: 9999 and 0000. */
+    static const uint8_t centuries[] = { 0x99, 0x00 };
+    for (int i = 0; i < 2; i++) {
+        cmos_write(m, RTC_REG_B, RTC_B_SET | RTC_B_24H);
+        cmos_write(m, RTC_CENTURY, centuries[i]);
+        cmos_write(m, RTC_YEAR, centuries[i]);
+        cmos_write(m, RTC_REG_B, RTC_B_24H);
+        assert_int_equal(cmos_read(m, RTC_CENTURY), centuries[i]);
+        assert_int_equal(cmos_read(m, RTC_YEAR), centuries[i]);
+        (void)cmos_read(m, RTC_REG_A);
+        (void)cmos_read(m, RTC_REG_C);
+    }
     /* Nonsense values from the guest give some time, never a crash. */
     cmos_write(m, RTC_REG_B, RTC_B_SET | RTC_B_24H);
     cmos_write(m, RTC_MONTH, 0xff);
