@@ -1,0 +1,481 @@
+/* Generic block layer: driver lookup, probing, open/close, locking, and the
+ * per-image mutex around every driver call. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "block/block.h"
+
+static const struct block_driver *const block_drivers[] = {
+    &block_driver_qcow2,
+    &block_driver_raw,
+};
+
+void block_set_error(struct block_state *bs, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(bs->errmsg, sizeof(bs->errmsg), fmt, ap);
+    va_end(ap);
+}
+
+int block_file_pread(int fd, uint64_t off, void *buf, size_t len)
+{
+    uint8_t *p = buf;
+
+    while (len) {
+        ssize_t n = pread(fd, p, len, (off_t)off);
+
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        if (n == 0) {
+            /* Past end of file reads as zero, like a sparse file. */
+            memset(p, 0, len);
+            return 0;
+        }
+        p += n;
+        off += (uint64_t)n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+int block_file_pwrite(int fd, uint64_t off, const void *buf, size_t len)
+{
+    const uint8_t *p = buf;
+
+    while (len) {
+        ssize_t n = pwrite(fd, p, len, (off_t)off);
+
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        p += n;
+        off += (uint64_t)n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+const struct block_driver *block_find_driver(const char *name)
+{
+    for (size_t i = 0; i < ARRAY_SIZE(block_drivers); i++)
+        if (!strcmp(block_drivers[i]->name, name))
+            return block_drivers[i];
+    return NULL;
+}
+
+const struct block_driver *block_probe(const uint8_t *buf, size_t len, const char *filename)
+{
+    const struct block_driver *best = &block_driver_raw;
+    int best_score = 0;
+
+    for (size_t i = 0; i < ARRAY_SIZE(block_drivers); i++) {
+        int s = block_drivers[i]->probe(buf, len, filename);
+
+        if (s > best_score) {
+            best_score = s;
+            best = block_drivers[i];
+        }
+    }
+    return best;
+}
+
+/* QEMU's lock protocol (raw-posix): byte 100+perm is read-locked by every
+ * holder of a permission, byte 200+perm by every opener that refuses to share
+ * it.  perm 0 = consistent read, 1 = write.  A conflict is another process's
+ * lock on a byte we test with F_OFD_GETLK. */
+#define LOCK_PERM_BASE 100
+#define LOCK_SHARED_BASE 200
+#define PERM_READ 0
+#define PERM_WRITE 1
+
+static int lock_byte(int fd, off_t byte)
+{
+    struct flock fl = { .l_type = F_RDLCK, .l_whence = SEEK_SET, .l_start = byte, .l_len = 1 };
+
+    return fcntl(fd, F_OFD_SETLK, &fl) < 0 ? -errno : 0;
+}
+
+static int byte_locked_by_other(int fd, off_t byte)
+{
+    struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = byte, .l_len = 1 };
+
+    if (fcntl(fd, F_OFD_GETLK, &fl) < 0)
+        return -errno;
+    return fl.l_type != F_UNLCK;
+}
+
+int block_lock_image(int fd, bool write)
+{
+    int r;
+
+    /* Both readers and writers refuse to share write, as qemu-img does. */
+    if ((r = lock_byte(fd, LOCK_PERM_BASE + PERM_READ)) < 0 ||
+        (r = lock_byte(fd, LOCK_SHARED_BASE + PERM_WRITE)) < 0)
+        return r == -EAGAIN || r == -EACCES ? -EAGAIN : r;
+    if (write && (r = lock_byte(fd, LOCK_PERM_BASE + PERM_WRITE)) < 0)
+        return r == -EAGAIN || r == -EACCES ? -EAGAIN : r;
+    r = byte_locked_by_other(fd, LOCK_PERM_BASE + PERM_WRITE);
+    if (r == 0 && write)
+        r = byte_locked_by_other(fd, LOCK_SHARED_BASE + PERM_WRITE);
+    if (r < 0)
+        return r == -EINVAL ? 0 : r; /* file system without OFD locks */
+    return r ? -EAGAIN : 0;
+}
+
+static struct block_state *block_open_depth(const char *filename, const char *format,
+                                            unsigned flags, enum block_cache_mode cache,
+                                            int depth, char *err, size_t errlen);
+
+/* Backing file names are relative to the directory of the overlay. */
+static char *backing_path(const char *overlay, const char *backing)
+{
+    const char *slash = strrchr(overlay, '/');
+    char *p;
+
+    if (backing[0] == '/' || !slash)
+        return strdup(backing);
+    if (asprintf(&p, "%.*s/%s", (int)(slash - overlay), overlay, backing) < 0)
+        return NULL;
+    return p;
+}
+
+static int open_backing(struct block_state *bs, char *err, size_t errlen)
+{
+    struct block_info info;
+    struct block_state *b;
+    struct stat st_top, st_b;
+    char *path;
+    int r;
+
+    memset(&info, 0, sizeof(info));
+    r = bs->drv->get_info(bs, &info);
+    block_info_free(&info);
+    if (r < 0 || !info.backing_file[0])
+        return r < 0 ? r : 0;
+    if (bs->depth + 1 >= BLOCK_MAX_BACKING_DEPTH) {
+        snprintf(err, errlen, "backing chain deeper than %d images (loop?)",
+                 BLOCK_MAX_BACKING_DEPTH);
+        return -ELOOP;
+    }
+    path = backing_path(bs->filename, info.backing_file);
+    if (!path)
+        return -ENOMEM;
+    if (stat(path, &st_b) == 0 && fstat(bs->fd, &st_top) == 0 &&
+        st_b.st_dev == st_top.st_dev && st_b.st_ino == st_top.st_ino) {
+        snprintf(err, errlen, "backing file '%s' refers to the image itself", path);
+        free(path);
+        return -ELOOP;
+    }
+    /* A backing file is opened read-only and, like QEMU, lets the overlay's
+     * user share it. */
+    b = block_open_depth(path, info.backing_format[0] ? info.backing_format : NULL,
+                         (bs->flags & BLOCK_O_NO_LOCK) | BLOCK_O_NO_REPAIR, bs->cache,
+                         bs->depth + 1, err, errlen);
+    if (!b) {
+        char tmp[BLOCK_ERRMSG_LEN];
+
+        snprintf(tmp, sizeof(tmp), "could not open backing file '%s': %s", path, err);
+        snprintf(err, errlen, "%s", tmp);
+        free(path);
+        return -ENOENT;
+    }
+    free(path);
+    /* Loops through longer chains: compare every image below with the top. */
+    for (struct block_state *p = b; p; p = p->backing) {
+        if (fstat(p->fd, &st_b) == 0 && fstat(bs->fd, &st_top) == 0 &&
+            st_b.st_dev == st_top.st_dev && st_b.st_ino == st_top.st_ino) {
+            snprintf(err, errlen, "backing chain loops back to the image");
+            block_close(b);
+            return -ELOOP;
+        }
+    }
+    bs->backing = b;
+    return 0;
+}
+
+static struct block_state *block_open_depth(const char *filename, const char *format,
+                                            unsigned flags, enum block_cache_mode cache,
+                                            int depth, char *err, size_t errlen)
+{
+    struct block_state *bs = calloc(1, sizeof(*bs));
+    uint8_t head[512];
+    int oflags = (flags & BLOCK_O_RDWR) ? O_RDWR : O_RDONLY;
+    int r;
+
+    if (!bs) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    bs->fd = -1;
+    bs->flags = flags;
+    bs->cache = cache;
+    bs->depth = depth;
+    pthread_mutex_init(&bs->lock, NULL);
+    bs->filename = strdup(filename);
+    if (!bs->filename)
+        goto fail;
+    if (format && !block_find_driver(format)) {
+        snprintf(err, errlen, "Unknown driver '%s'", format);
+        goto fail;
+    }
+    /* cache=none would add O_DIRECT, which needs aligned bounce buffers in
+     * every driver; until then it behaves as writeback (docs/block.md). */
+    bs->fd = open(filename, oflags | O_CLOEXEC);
+    if (bs->fd < 0) {
+        snprintf(err, errlen, "Could not open '%s': %s", filename, strerror(errno));
+        goto fail;
+    }
+    if (!(flags & BLOCK_O_NO_LOCK)) {
+        r = block_lock_image(bs->fd, flags & BLOCK_O_RDWR);
+        if (r == -EAGAIN) {
+            snprintf(err, errlen, "Failed to get \"%s\" lock: is another process using the image?",
+                     (flags & BLOCK_O_RDWR) ? "write" : "shared write");
+            goto fail;
+        }
+        if (r < 0) {
+            snprintf(err, errlen, "Failed to lock the image: %s", strerror(-r));
+            goto fail;
+        }
+    }
+    if (format) {
+        bs->drv = block_find_driver(format);
+    } else {
+        memset(head, 0, sizeof(head));
+        ssize_t n = pread(bs->fd, head, sizeof(head), 0);
+
+        bs->drv = block_probe(head, n > 0 ? (size_t)n : 0, filename);
+        if (bs->drv == &block_driver_raw && depth == 0 && (flags & BLOCK_O_PROBE_WARN))
+            fprintf(stderr,
+                    "WARNING: Image format was not specified for '%s' and probing guessed raw.\n"
+                    "         Automatically detecting the format is dangerous for raw images, "
+                    "write operations on block 0 will be restricted.\n"
+                    "         Specify the 'raw' format explicitly to remove the restrictions.\n",
+                    filename);
+    }
+    r = bs->drv->open(bs, flags);
+    if (r < 0) {
+        snprintf(err, errlen, "%s", bs->errmsg[0] ? bs->errmsg : strerror(-r));
+        bs->drv = NULL;
+        goto fail;
+    }
+    if (!(flags & BLOCK_O_NO_BACKING) && open_backing(bs, err, errlen) < 0)
+        goto fail;
+    return bs;
+
+fail:
+    if (bs->drv)
+        bs->drv->close(bs);
+    if (bs->fd >= 0)
+        close(bs->fd);
+    free(bs->filename);
+    pthread_mutex_destroy(&bs->lock);
+    free(bs);
+    return NULL;
+}
+
+struct block_state *block_open(const char *filename, const char *format, unsigned flags,
+                               enum block_cache_mode cache, char *err, size_t errlen)
+{
+    return block_open_depth(filename, format, flags, cache, 0, err, errlen);
+}
+
+void block_close(struct block_state *bs)
+{
+    if (!bs)
+        return;
+    pthread_mutex_lock(&bs->lock);
+    bs->drv->close(bs);
+    pthread_mutex_unlock(&bs->lock);
+    if (bs->backing)
+        block_close(bs->backing);
+    close(bs->fd);
+    free(bs->filename);
+    pthread_mutex_destroy(&bs->lock);
+    free(bs);
+}
+
+static bool range_ok(struct block_state *bs, uint64_t off, uint64_t len)
+{
+    return off <= bs->total_size && len <= bs->total_size - off;
+}
+
+int block_pread(struct block_state *bs, uint64_t off, void *buf, size_t len)
+{
+    int r;
+
+    if (!range_ok(bs, off, len))
+        return -EINVAL;
+    pthread_mutex_lock(&bs->lock);
+    r = bs->drv->pread(bs, off, buf, len);
+    pthread_mutex_unlock(&bs->lock);
+    return r;
+}
+
+int block_pwrite(struct block_state *bs, uint64_t off, const void *buf, size_t len)
+{
+    int r;
+
+    if (!(bs->flags & BLOCK_O_RDWR))
+        return -EROFS;
+    if (!range_ok(bs, off, len))
+        return -EINVAL;
+    pthread_mutex_lock(&bs->lock);
+    r = bs->drv->pwrite(bs, off, buf, len);
+    pthread_mutex_unlock(&bs->lock);
+    return r;
+}
+
+int block_pwrite_compressed(struct block_state *bs, uint64_t off, const void *buf, size_t len)
+{
+    int r;
+
+    if (!(bs->flags & BLOCK_O_RDWR))
+        return -EROFS;
+    if (!range_ok(bs, off, len))
+        return -EINVAL;
+    pthread_mutex_lock(&bs->lock);
+    if (bs->drv->pwrite_compressed)
+        r = bs->drv->pwrite_compressed(bs, off, buf, len);
+    else
+        r = bs->drv->pwrite(bs, off, buf, len);
+    pthread_mutex_unlock(&bs->lock);
+    return r;
+}
+
+int block_pwrite_zeroes(struct block_state *bs, uint64_t off, uint64_t len)
+{
+    static const uint8_t zero[65536];
+    int r = 0;
+
+    if (!(bs->flags & BLOCK_O_RDWR))
+        return -EROFS;
+    if (!range_ok(bs, off, len))
+        return -EINVAL;
+    pthread_mutex_lock(&bs->lock);
+    if (bs->drv->pwrite_zeroes) {
+        r = bs->drv->pwrite_zeroes(bs, off, len);
+    } else {
+        while (len && r == 0) {
+            size_t n = MIN(len, sizeof(zero));
+
+            r = bs->drv->pwrite(bs, off, zero, n);
+            off += n;
+            len -= n;
+        }
+    }
+    pthread_mutex_unlock(&bs->lock);
+    return r;
+}
+
+int block_flush(struct block_state *bs)
+{
+    int r;
+
+    if (!(bs->flags & BLOCK_O_RDWR))
+        return 0;
+    pthread_mutex_lock(&bs->lock);
+    r = bs->drv->flush(bs);
+    pthread_mutex_unlock(&bs->lock);
+    return r;
+}
+
+int block_truncate(struct block_state *bs, uint64_t size)
+{
+    int r;
+
+    if (!(bs->flags & BLOCK_O_RDWR))
+        return -EROFS;
+    if (!bs->drv->truncate)
+        return -ENOTSUP;
+    pthread_mutex_lock(&bs->lock);
+    r = bs->drv->truncate(bs, size);
+    pthread_mutex_unlock(&bs->lock);
+    return r;
+}
+
+uint64_t block_getlength(struct block_state *bs)
+{
+    uint64_t s;
+
+    pthread_mutex_lock(&bs->lock);
+    s = bs->total_size;
+    pthread_mutex_unlock(&bs->lock);
+    return s;
+}
+
+int block_get_info(struct block_state *bs, struct block_info *info)
+{
+    int r;
+
+    memset(info, 0, sizeof(*info));
+    pthread_mutex_lock(&bs->lock);
+    r = bs->drv->get_info(bs, info);
+    pthread_mutex_unlock(&bs->lock);
+    return r;
+}
+
+void block_info_free(struct block_info *info)
+{
+    free(info->snapshots);
+    info->snapshots = NULL;
+}
+
+int block_check(struct block_state *bs, unsigned fix, struct block_check *res)
+{
+    int r;
+
+    memset(res, 0, sizeof(*res));
+    if (!bs->drv->check)
+        return -ENOTSUP;
+    if (fix && !(bs->flags & BLOCK_O_RDWR))
+        return -EROFS;
+    pthread_mutex_lock(&bs->lock);
+    r = bs->drv->check(bs, fix, res);
+    pthread_mutex_unlock(&bs->lock);
+    return r;
+}
+
+int block_map(struct block_state *bs, uint64_t off, uint64_t len, struct block_map *m)
+{
+    int r;
+
+    memset(m, 0, sizeof(*m));
+    if (!range_ok(bs, off, len) || !len)
+        return -EINVAL;
+    pthread_mutex_lock(&bs->lock);
+    r = bs->drv->map(bs, off, len, m);
+    pthread_mutex_unlock(&bs->lock);
+    if (r == 0 && !(m->flags & BLOCK_MAP_ALLOCATED) && bs->backing) {
+        /* Unallocated here: the backing image decides (zero beyond its end). */
+        uint64_t blen = block_getlength(bs->backing);
+
+        if (off < blen) {
+            struct block_map bm;
+            uint64_t n = MIN(m->len, blen - off);
+
+            r = block_map(bs->backing, off, n, &bm);
+            if (r == 0) {
+                *m = bm;
+                m->depth++;
+            }
+        } else {
+            m->flags = BLOCK_MAP_ZERO;
+        }
+    }
+    if (r == 0 && !m->file)
+        m->file = bs->filename;
+    return r;
+}

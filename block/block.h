@@ -1,0 +1,184 @@
+/* The block layer: image format drivers behind one interface.
+ *
+ * A block_state is one open image (raw file or qcow2 with its backing
+ * chain).  Drivers are synchronous; every entry point below takes the
+ * image's mutex, so requests may come from any thread (the virtio-blk io
+ * workers) while the main loop never blocks on disk.  See docs/block.md. */
+#ifndef VMON_BLOCK_BLOCK_H
+#define VMON_BLOCK_BLOCK_H
+
+#include <pthread.h>
+#include <sys/types.h>
+#include "util/types.h"
+
+#define BLOCK_MAX_BACKING_DEPTH 16
+#define BLOCK_ERRMSG_LEN 256
+
+enum block_cache_mode {
+    BLOCK_CACHE_WRITEBACK = 0, /* page cache; flush = fdatasync */
+    BLOCK_CACHE_NONE,          /* O_DIRECT where the file system allows */
+    BLOCK_CACHE_UNSAFE,        /* flush is a no-op (scratch images) */
+};
+
+enum {
+    BLOCK_O_RDWR = 1u << 0,
+    BLOCK_O_NO_BACKING = 1u << 1, /* open without the backing chain */
+    BLOCK_O_NO_LOCK = 1u << 2,    /* skip the OFD image lock (-U) */
+    BLOCK_O_NO_REPAIR = 1u << 3,  /* dirty image: do not rebuild refcounts */
+    BLOCK_O_PROBE_WARN = 1u << 4, /* format probed: print QEMU's raw warning */
+};
+
+/* Allocation status of a range, for `map` and for convert's hole skip. */
+enum {
+    BLOCK_MAP_DATA = 1u << 0,      /* data is stored (here or in a backing) */
+    BLOCK_MAP_ZERO = 1u << 1,      /* reads as zero */
+    BLOCK_MAP_OFFSET = 1u << 2,    /* host_offset is valid (uncompressed) */
+    BLOCK_MAP_ALLOCATED = 1u << 3, /* decided by this layer, not a backing */
+};
+
+struct block_map {
+    uint64_t len;         /* bytes from the asked offset with this status */
+    unsigned flags;       /* BLOCK_MAP_* */
+    uint64_t host_offset; /* with BLOCK_MAP_OFFSET */
+    int depth;            /* 0 = this image, 1 = its backing, ... */
+    const char *file;     /* file the data lives in (owned by the image) */
+};
+
+struct block_check {
+    int64_t corruptions;
+    int64_t leaks;
+    int64_t check_errors;
+    int64_t corruptions_fixed;
+    int64_t leaks_fixed;
+    int64_t image_end_offset;
+    int64_t total_clusters;
+    int64_t allocated_clusters;
+    int64_t fragmented_clusters;
+    int64_t compressed_clusters;
+    bool has_cluster_stats;
+};
+
+enum { BLOCK_FIX_LEAKS = 1, BLOCK_FIX_ERRORS = 2 };
+
+struct block_snapshot_info {
+    char id[64];
+    char name[256];
+    uint64_t vm_state_size;
+    uint32_t date_sec, date_nsec;
+    uint64_t vm_clock_nsec;
+    uint64_t icount; /* UINT64_MAX when absent */
+};
+
+struct block_info {
+    uint64_t virtual_size;
+    uint64_t cluster_size; /* 0 = none */
+    char backing_file[1024];
+    char backing_format[32];
+    bool dirty;
+    /* qcow2 specifics */
+    bool is_qcow2;
+    int version;
+    bool lazy_refcounts;
+    int refcount_bits;
+    bool corrupt;
+    bool zstd;
+    bool extended_l2;
+    int nb_snapshots;
+    struct block_snapshot_info *snapshots; /* malloc'd; block_info_free */
+};
+
+struct block_state;
+
+struct block_driver {
+    const char *name;
+    /* Score 0..100 for how surely buf (the file's first bytes) is ours. */
+    int (*probe)(const uint8_t *buf, size_t len, const char *filename);
+    /* bs->fd is open; set bs->total_size; message into bs->errmsg. */
+    int (*open)(struct block_state *bs, unsigned flags);
+    void (*close)(struct block_state *bs);
+    int (*pread)(struct block_state *bs, uint64_t off, void *buf, size_t len);
+    int (*pwrite)(struct block_state *bs, uint64_t off, const void *buf, size_t len);
+    /* Write one whole cluster compressed (cluster-aligned); optional. */
+    int (*pwrite_compressed)(struct block_state *bs, uint64_t off, const void *buf, size_t len);
+    /* Zero a range (reads back zero afterwards); optional. */
+    int (*pwrite_zeroes)(struct block_state *bs, uint64_t off, uint64_t len);
+    /* Metadata to disk in crash-safe order, then fdatasync. */
+    int (*flush)(struct block_state *bs);
+    int (*truncate)(struct block_state *bs, uint64_t size);
+    int (*get_info)(struct block_state *bs, struct block_info *info);
+    int (*check)(struct block_state *bs, unsigned fix, struct block_check *res);
+    int (*map)(struct block_state *bs, uint64_t off, uint64_t len, struct block_map *m);
+    /* Largest efficient write unit (cluster size); optional. */
+    uint64_t (*write_granularity)(struct block_state *bs);
+};
+
+struct block_state {
+    const struct block_driver *drv;
+    void *opaque;           /* driver state */
+    char *filename;
+    int fd;
+    unsigned flags;         /* BLOCK_O_* */
+    enum block_cache_mode cache;
+    uint64_t total_size;    /* virtual size in bytes */
+    struct block_state *backing;
+    int depth;              /* 0 for the top image */
+    pthread_mutex_t lock;   /* serialises every request on this image */
+    char errmsg[BLOCK_ERRMSG_LEN];
+};
+
+/* Open filename with format ("raw", "qcow2", or NULL to probe; probing
+ * prints QEMU's warning when it guesses raw).  On failure returns NULL and
+ * puts a one-line reason into err (without the filename). */
+struct block_state *block_open(const char *filename, const char *format, unsigned flags,
+                               enum block_cache_mode cache, char *err, size_t errlen);
+void block_close(struct block_state *bs);
+
+/* Byte-granular I/O of any alignment.  0 or -errno. */
+int block_pread(struct block_state *bs, uint64_t off, void *buf, size_t len);
+int block_pwrite(struct block_state *bs, uint64_t off, const void *buf, size_t len);
+int block_pwrite_zeroes(struct block_state *bs, uint64_t off, uint64_t len);
+/* One aligned cluster, stored compressed where the format can (else a plain
+ * write). */
+int block_pwrite_compressed(struct block_state *bs, uint64_t off, const void *buf, size_t len);
+int block_flush(struct block_state *bs);
+int block_truncate(struct block_state *bs, uint64_t size);
+uint64_t block_getlength(struct block_state *bs);
+int block_get_info(struct block_state *bs, struct block_info *info);
+void block_info_free(struct block_info *info);
+int block_check(struct block_state *bs, unsigned fix, struct block_check *res);
+/* Status of [off, off+len): fills m for the first run (m->len <= len). */
+int block_map(struct block_state *bs, uint64_t off, uint64_t len, struct block_map *m);
+
+const struct block_driver *block_find_driver(const char *name);
+/* Guess the format of the first bytes of a file; never NULL (raw). */
+const struct block_driver *block_probe(const uint8_t *buf, size_t len, const char *filename);
+
+/* Image lock, QEMU-compatible OFD byte locks: 0, or -EAGAIN when another
+ * process holds a conflicting lock. */
+int block_lock_image(int fd, bool write);
+
+/* Create images. */
+struct qcow2_create_opts {
+    uint64_t size;
+    unsigned cluster_bits;  /* 9..21 */
+    int version;            /* 2 or 3 */
+    unsigned refcount_order;/* 0..6 */
+    bool lazy_refcounts;
+    bool zstd;
+    const char *backing_file;
+    const char *backing_format;
+};
+int raw_create(const char *filename, uint64_t size, char *err, size_t errlen);
+int qcow2_create(const char *filename, const struct qcow2_create_opts *o, char *err,
+                 size_t errlen);
+
+extern const struct block_driver block_driver_raw;
+extern const struct block_driver block_driver_qcow2;
+
+/* Helpers shared by drivers. */
+int block_file_pread(int fd, uint64_t off, void *buf, size_t len);
+int block_file_pwrite(int fd, uint64_t off, const void *buf, size_t len);
+void block_set_error(struct block_state *bs, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+#endif
