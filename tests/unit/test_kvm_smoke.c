@@ -583,8 +583,8 @@ static void test_fatal_exit_dumps_state(void **st)
     static const uint8_t code[] = { 0xdc, 0x03, 0xf4 }; /* fadd qword [bp+di]; hlt */
     struct cpu_state s;
     char out[8192] = "";
-    FILE *tmp = tmpfile();
-    int saved = dup(2);
+    FILE *tmp;
+    int saved;
 
     /* Relies on PVM's instruction emulator, which cannot run this x87
      * instruction in supervisor code; hardware KVM just runs it. */
@@ -592,7 +592,10 @@ static void test_fatal_exit_dumps_state(void **st)
         skip();
         return;
     }
+    tmp = tmpfile();
+    saved = dup(2);
     assert_non_null(tmp);
+    assert_true(saved >= 0);
     assert_int_equal(machine_write_gpa(m, CODE_GPA, code, sizeof(code)), 0);
     cpu_state_reset(&s, 0, true);
     s.seg[S_CS].selector = 0;
