@@ -316,6 +316,51 @@ def test_system_reset_under_no_reboot_shuts_down(accel, vm_factory):
     assert vm.wait() == 0
 
 
+def power_button_kernel(path):
+    """A Multiboot (a.out kludge) kernel that polls PM1 status for
+    PWRBTN_STS and then enters S5, as an OS's ACPI button driver would:
+        1: mov dx, 0x600; in ax, dx; test ax, 0x100; jz 1b
+           mov dx, 0x604; mov ax, SLP_EN | SLP_TYP 0; out dx, ax; hlt"""
+    import struct
+    base, magic, flags = 0x100000, 0x1BADB002, 1 << 16
+    header = struct.pack("<8I", magic, flags, (-(magic + flags)) & 0xffffffff,
+                         base, base, 0, 0, base + 32)
+    code = bytes.fromhex("66ba0006" "66ed" "66a90001" "74f4"
+                         "66ba0406" "66b80020" "66ef" "f4" "ebfd")
+    with open(path, "wb") as f:
+        f.write(header + code)
+    return str(path)
+
+
+def test_system_powerdown_shuts_down_an_acpi_guest(accel, vmon, tmp_path):
+    """system_powerdown presses the ACPI power button; a guest that watches
+    PWRBTN_STS powers off: POWERDOWN, then SHUTDOWN from the guest, exit 0."""
+    kernel = power_button_kernel(tmp_path / "pwrbtn.bin")
+    sock = str(tmp_path / "qmp.sock")
+    proc = subprocess.Popen([vmon, "-accel", accel, "-m", "128", "-nographic",
+                             "-kernel", kernel, "-qmp", f"unix:{sock},server=on,wait=off"],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + 20
+        while not os.path.exists(sock):
+            assert proc.poll() is None and time.time() < deadline, proc.stderr.read()
+            time.sleep(0.02)
+        q = QMP(sock)
+        time.sleep(0.5)
+        assert proc.poll() is None            # the guest waits for the button
+        assert q.ret("query-status")["status"] == "running"
+        assert q.cmd("system_powerdown") == {"return": {}}
+        q.event("POWERDOWN")
+        ev = q.event("SHUTDOWN", timeout=60)
+        assert ev["data"] == {"guest": True, "reason": "guest-shutdown"}
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def test_system_powerdown_sends_powerdown(accel, vm_factory):
     """POWERDOWN is emitted and the guest keeps running; the `exits` kernel
     does not handle the ACPI power button, so the shutdown that a guest
