@@ -273,9 +273,9 @@ static int kvm_init(struct machine *m)
         ret = -EINVAL;
         goto err_close;
     }
-    if (smp > (unsigned)check_ext(vm->dev_fd, KVM_CAP_NR_VCPUS))
-        warn_report("-smp %u: more vCPUs than this KVM recommends (%d)", smp,
-                    check_ext(vm->dev_fd, KVM_CAP_NR_VCPUS));
+    int recommended = check_ext(vm->dev_fd, KVM_CAP_NR_VCPUS);
+    if (recommended > 0 && smp > (unsigned)recommended)
+        warn_report("-smp %u: more vCPUs than this KVM recommends (%d)", smp, recommended);
 
     vm->run_size = ioctl(vm->dev_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
     if (vm->run_size < (int)sizeof(struct kvm_run)) {
