@@ -158,7 +158,7 @@ static void dump_code(struct vcpu *v, const struct cpu_state *s)
 {
     struct kvm_vcpu_priv *p = v->accel_priv;
     uint64_t lin = s->seg[S_CS].base + s->rip;
-    uint64_t gpa = lin;
+    uint64_t gpa;
     char line[160];
     int pos;
 
