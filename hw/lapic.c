@@ -97,6 +97,14 @@ static void kick(struct lapic *l)
         l->ops->kick(l->vcpu);
 }
 
+/* Something this vCPU may now take (PPR dropped, LINT0 opened, state
+ * loaded): kick it, so a CPU loop can poll only after kicks. */
+static void kick_if_deliverable(struct lapic *l)
+{
+    if (lapic_pending_interrupt(l) >= 0 || l->extint_pending || lapic_accepts_pic(l))
+        kick(l);
+}
+
 /* ---- timer ---- */
 
 static uint64_t timer_divide(const struct lapic *l)
@@ -201,6 +209,7 @@ void lapic_restore(struct lapic *l, uint64_t now)
     l->extint_pending = false;
     l->esr_pending = 0;
     update_ppr(l);
+    kick_if_deliverable(l);
 }
 
 /* ---- reset ---- */
@@ -361,12 +370,14 @@ static void lapic_eoi(struct lapic *l)
     update_ppr(l);
     if (vec_test(l, APIC_TMR, (unsigned)v) && l->bus && l->bus->eoi)
         l->bus->eoi(l->bus->eoi_opaque, (uint8_t)v);
+    kick_if_deliverable(l);
 }
 
 void lapic_set_cr8(struct lapic *l, uint64_t cr8)
 {
     wr(l, APIC_TPR, (uint32_t)(cr8 & 0xf) << 4);
     update_ppr(l);
+    kick_if_deliverable(l);
 }
 
 uint64_t lapic_get_cr8(const struct lapic *l)
@@ -386,6 +397,7 @@ int lapic_set_base(struct lapic *l, uint64_t value)
     l->cpu->apic_base = value;
     if ((old & X86_APIC_BASE_ENABLE) && !(value & X86_APIC_BASE_ENABLE))
         lapic_init_reset(l);
+    kick_if_deliverable(l);  /* a disabled APIC passes the 8259's INTR */
     return 0;
 }
 
@@ -577,6 +589,7 @@ void lapic_write(struct lapic *l, uint64_t offset, uint64_t value, unsigned size
     case APIC_TPR:
         wr(l, APIC_TPR, val & 0xff);
         update_ppr(l);
+        kick_if_deliverable(l);
         break;
     case APIC_EOI:
         lapic_eoi(l);
@@ -618,6 +631,7 @@ void lapic_write(struct lapic *l, uint64_t offset, uint64_t value, unsigned size
     case APIC_LVT0:
     case APIC_LVT1:
         write_lvt(l, reg, val, LVT_LINT_MASK, now);
+        kick_if_deliverable(l);
         break;
     case APIC_LVTERR:
         write_lvt(l, reg, val, LVT_ERR_MASK, now);

@@ -107,7 +107,10 @@ struct lapic_host_ops {
     void (*sipi)(void *vcpu, uint8_t vector);
     /* NMI delivered (set events.nmi_pending). */
     void (*nmi)(void *vcpu);
-    /* An interrupt became pending: wake the vCPU if it is halted. */
+    /* An interrupt may have become deliverable: wake the vCPU if it is
+     * halted.  Called on every acceptance and whenever PPR drops (EOI,
+     * TPR/CR8) or LINT0 opens with something pending, so a CPU loop may
+     * poll for interrupts only after a kick (and after its own IF 0->1). */
     void (*kick)(void *vcpu);
 };
 

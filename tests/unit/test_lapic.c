@@ -147,11 +147,14 @@ static void test_priority_and_ppr(void **state)
     assert_int_equal(lapic_pending_interrupt(l), -1);   /* 0x31 below PPR */
     w32(l, APIC_TPR, 0x40);
     assert_int_equal(r32(l, APIC_PPR), 0x50);           /* ISR class wins */
+    int kicks = f->rec[0].kick;
     w32(l, APIC_EOI, 0);
     assert_int_equal(r32(l, APIC_ISR + 0x20), 0);
     assert_int_equal(r32(l, APIC_PPR), 0x40);
     assert_int_equal(lapic_pending_interrupt(l), -1);   /* class 3 <= TPR 4 */
+    assert_int_equal(f->rec[0].kick, kicks);            /* nothing to take */
     lapic_set_cr8(l, 2);
+    assert_int_equal(f->rec[0].kick, kicks + 1);        /* 0x31 now is */
     assert_int_equal(r32(l, APIC_TPR), 0x20);
     assert_int_equal(lapic_get_cr8(l), 2);
     assert_int_equal(lapic_pending_interrupt(l), 0x31);
