@@ -177,7 +177,10 @@ static bool insn_ends_block(const struct emu_insn *i)
            f == exec_call_E || f == exec_ret || f == exec_loop || f == exec_jrcxz ||
            f == exec_int3 || f == exec_int || f == exec_into || f == exec_hlt ||
            f == emu_exec_ud || f == emu_exec_gp_len || f == exec_ud2 || f == exec_sti ||
-           f == exec_cli || f == exec_popf || f == exec_mov_sreg_E || f == exec_pop_sreg;
+           f == exec_cli || f == exec_popf || f == exec_mov_sreg_E || f == exec_pop_sreg ||
+           f == exec_iret || f == exec_mov_cr || f == exec_jmp_far || f == exec_retf ||
+           f == exec_far_E || f == exec_syscall || f == exec_sysret || f == exec_grp7 ||
+           f == exec_wrmsr || f == exec_grp6;
 }
 
 static struct emu_block *cache_build(struct emu_cpu *c, gpa_t gpa, const uint8_t *host,
@@ -283,6 +286,7 @@ void emu_raise_trap(struct emu_cpu *c, unsigned vector)
     c->exc_has_error = false;
     c->exc_error = 0;
     c->exc_is_trap = true;
+    c->exc_ext = false;
     LOG(LOG_INT, "emu: trap %u rip=%#llx\n", vector, (unsigned long long)c->s->rip);
     _longjmp(c->jb, 1);
 }
@@ -370,6 +374,8 @@ void emu_kick(struct emu_cpu *c)
 
 /* --- the run loop ---------------------------------------------------------- */
 
+static bool take_interrupt(struct emu_cpu *c);
+
 static void run_blocks(struct emu_cpu *c)
 {
     struct cpu_state *s = c->s;
@@ -388,6 +394,8 @@ static void run_blocks(struct emu_cpu *c)
             c->stop_req = EMU_STOP_KICK + 1;
             break;
         }
+        if (c->irq_pending && (s->rflags & X86_RFLAGS_IF))
+            take_interrupt(c);
         c->insn_rip = s->rip;
         la = emu_linear(c, S_CS, s->rip, 1, ACC_EXEC);
         e = emu_tlb_entry(c, la);
@@ -421,6 +429,80 @@ static void run_blocks(struct emu_cpu *c)
     }
 }
 
+/* Exceptions that make a second one during delivery a double fault. */
+static bool exc_contributory(unsigned v)
+{
+    return v == EXC_DE || (v >= EXC_TS && v <= EXC_GP);
+}
+
+/* An exception was raised (c->exc_*).  Returns a stop reason, or -1 to
+ * continue running after delivering it through the IDT.  A fault while
+ * delivering longjmps back to emu_run's handler and comes here again with
+ * c->delivering set. */
+static int handle_exception(struct emu_cpu *c)
+{
+    struct cpu_state *s = c->s;
+    unsigned vec = c->exc_vector;
+    bool soft = c->exc_is_trap && vec != EXC_DB;
+
+    if (c->delivering < 0 && !c->exc_is_trap)
+        s->rip = c->insn_rip;
+    c->break_block = false;
+    if (!c->deliver_exceptions) {
+        c->delivering = -1;
+        return EMU_STOP_EXCEPTION;
+    }
+    if (c->delivering >= 0) {
+        unsigned prev = (unsigned)c->delivering;
+
+        soft = false;
+        if (prev == EXC_DF) {
+            LOG(LOG_INT, "emu: triple fault (vector %u during #DF)\n", vec);
+            c->delivering = -1;
+            return EMU_STOP_SHUTDOWN;
+        }
+        if ((exc_contributory(prev) && exc_contributory(vec)) ||
+            (prev == EXC_PF && (exc_contributory(vec) || vec == EXC_PF))) {
+            vec = EXC_DF;
+            c->exc_has_error = true;
+            c->exc_error = 0;
+        }
+    }
+    c->delivering = (int16_t)vec;
+    emu_deliver_event(c, vec, c->exc_has_error, c->exc_error, soft,
+                      !soft && c->exc_ext);
+    c->delivering = -1;
+    c->exc_ext = false;
+    return -1;
+}
+
+/* Take an external interrupt if one is pending and deliverable. */
+static bool take_interrupt(struct emu_cpu *c)
+{
+    struct cpu_state *s = c->s;
+    int v;
+
+    if (!c->irq_pending || !(s->rflags & X86_RFLAGS_IF))
+        return false;
+    if (s->events.interrupt_shadow) {
+        s->events.interrupt_shadow = 0;
+        return false;
+    }
+    if (c->irq_pending(c->irq_opaque) < 0)
+        return false;
+    v = c->irq_ack(c->irq_opaque);
+    if (v < 0)
+        return false;
+    s->mp_state = MP_RUNNABLE;
+    c->insn_rip = s->rip;
+    c->delivering = (int16_t)v;
+    c->exc_ext = true;
+    emu_deliver_event(c, (unsigned)v, false, 0, false, true);
+    c->delivering = -1;
+    c->exc_ext = false;
+    return true;
+}
+
 enum emu_stop emu_run(struct emu_cpu *c, uint64_t budget)
 {
     struct cpu_state *s = c->s;
@@ -428,14 +510,15 @@ enum emu_stop emu_run(struct emu_cpu *c, uint64_t budget)
     c->budget = budget;
     c->stop_req = 0;
     c->break_block = false;
+    c->delivering = -1;
     if (_setjmp(c->jb)) {
-        /* An instruction raised an exception: no side effects; RIP back
-         * at the instruction unless it was a trap. */
-        if (!c->exc_is_trap)
-            s->rip = c->insn_rip;
-        c->break_block = false;
-        return EMU_STOP_EXCEPTION;
+        int r = handle_exception(c);
+
+        if (r >= 0)
+            return (enum emu_stop)r;
     }
+    if (s->mp_state == MP_HALTED && !take_interrupt(c))
+        return EMU_STOP_HALT;
     run_blocks(c);
     if (c->stop_req)
         return (enum emu_stop)(c->stop_req - 1);

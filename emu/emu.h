@@ -106,7 +106,19 @@ struct emu_cpu {
     bool exc_has_error;
     uint32_t exc_error;
     bool exc_is_trap;        /* RIP already points past the instruction */
+    bool exc_ext;            /* raised while delivering an external event */
     uint8_t exc_nesting;     /* for double/triple fault escalation */
+
+    int16_t delivering;      /* vector being delivered, -1 if none */
+    struct x86_segment scratch_seg;
+
+    /* External interrupts (accel/emu.c wires these to the irqchip):
+     * irq_pending returns a vector that waits for RFLAGS.IF, or -1;
+     * irq_ack takes it and returns the vector to deliver (-1: gone).
+     * NULL: no interrupt controller. */
+    int (*irq_pending)(void *opaque);
+    int (*irq_ack)(void *opaque);
+    void *irq_opaque;
 
     bool break_block;        /* leave the block after this instruction */
     uint8_t stop_req;        /* enum emu_stop an instruction asked for, +1 */

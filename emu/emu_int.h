@@ -138,6 +138,9 @@ __attribute__((noreturn)) static inline void emu_fault_err(struct emu_cpu *c, un
 {
     emu_raise_exception(c, vec, true, err);
 }
+/* Deliver an event through the IDT now (may raise a nested exception). */
+void emu_deliver_event(struct emu_cpu *c, unsigned vec, bool has_err, uint32_t err, bool soft,
+                       bool ext);
 /* Software interrupts and INTO/INT3: RIP already past the instruction. */
 __attribute__((noreturn)) void emu_raise_trap(struct emu_cpu *c, unsigned vector);
 
@@ -303,6 +306,9 @@ void emu_cache_page_written(struct emu_cpu *c, gpa_t gpa);
 bool emu_cache_page_has_code(struct emu_cache *cache, gpa_t gpa);
 /* Recompute mode/CPL after CS, CR0 or EFER changed. */
 void emu_update_mode(struct emu_cpu *c);
+
+/* The guest's TSC. */
+uint64_t emu_rdtsc(struct emu_cpu *c);
 
 /* Port I/O through the machine (takes the machine lock). */
 uint64_t emu_pio_in(struct emu_cpu *c, uint16_t port, unsigned size);

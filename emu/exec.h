@@ -92,6 +92,25 @@ EMU_HANDLER(exec_int3);
 EMU_HANDLER(exec_int);
 EMU_HANDLER(exec_into);
 
+/* intr.c */
+EMU_HANDLER(exec_iret);
+
+/* exec_priv.c */
+EMU_HANDLER(exec_mov_cr);
+EMU_HANDLER(exec_mov_dr);
+EMU_HANDLER(exec_clts);
+EMU_HANDLER(exec_wbinvd);
+EMU_HANDLER(exec_grp6);
+EMU_HANDLER(exec_grp7);
+EMU_HANDLER(exec_rdmsr);
+EMU_HANDLER(exec_wrmsr);
+EMU_HANDLER(exec_syscall);
+EMU_HANDLER(exec_sysret);
+EMU_HANDLER(exec_jmp_far);
+EMU_HANDLER(exec_retf);
+EMU_HANDLER(exec_far_E);
+EMU_HANDLER(exec_rdtscp);
+
 /* exec_sys.c: system and I/O instructions. */
 EMU_HANDLER(exec_hlt);
 EMU_HANDLER(exec_cli);

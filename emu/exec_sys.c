@@ -45,13 +45,18 @@ EMU_HANDLER(exec_cpuid)
     s->gpr[R_EDX] = out[3];
 }
 
+uint64_t emu_rdtsc(struct emu_cpu *c)
+{
+    return __rdtsc() + (uint64_t)c->tsc_offset;
+}
+
 EMU_HANDLER(exec_rdtsc)
 {
     uint64_t t;
 
     if ((c->s->cr4 & X86_CR4_TSD) && c->cpl)
         emu_fault_err(c, EXC_GP, 0);
-    t = __rdtsc() + (uint64_t)c->tsc_offset;
+    t = emu_rdtsc(c);
     c->s->gpr[R_EAX] = (uint32_t)t;
     c->s->gpr[R_EDX] = t >> 32;
 }

@@ -51,8 +51,8 @@ static const struct emu_opdesc grp4[8] = {
 };
 static const struct emu_opdesc grp5[8] = {
     [0] = OP(exec_inc_E, 0), [1] = OP(exec_dec_E, 0),
-    [2] = OP(exec_call_E, D_F64), [3] = FMT(0),
-    [4] = OP(exec_jmp_E, D_F64), [5] = FMT(0),
+    [2] = OP(exec_call_E, D_F64), [3] = OP(exec_far_E, 0),
+    [4] = OP(exec_jmp_E, D_F64), [5] = OP(exec_far_E, 0),
     [6] = OP(exec_push_E, D_DEF64),
 };
 static const struct emu_opdesc grp11b[8] = {
@@ -116,9 +116,9 @@ const struct emu_opdesc emu_optab1[256] = {
     [0xc4] = FMT(D_INV64 | D_MODRM), [0xc5] = FMT(D_INV64 | D_MODRM),
     [0xc6] = GRP(grp11b, D_BYTE), [0xc7] = GRP(grp11v, 0),
     [0xc8] = OP(exec_enter, D_IMM8_16 | D_DEF64), [0xc9] = OP(exec_leave, D_DEF64),
-    [0xca] = FMT(D_IMM16), [0xcb] = FMT(0),
+    [0xca] = OP(exec_retf, D_IMM16), [0xcb] = OP(exec_retf, 0),
     [0xcc] = OP(exec_int3, 0), [0xcd] = OP(exec_int, D_IMM8 | D_ZIMM),
-    [0xce] = OP(exec_into, D_INV64), [0xcf] = FMT(0),
+    [0xce] = OP(exec_into, D_INV64), [0xcf] = OP(exec_iret, 0),
     [0xd0] = GRP(grp2, D_BYTE), [0xd1] = GRP(grp2, 0),
     [0xd2] = GRP(grp2, D_BYTE), [0xd3] = GRP(grp2, 0),
     [0xd4] = FMT(D_INV64 | D_IMM8), [0xd5] = FMT(D_INV64 | D_IMM8),
@@ -132,7 +132,7 @@ const struct emu_opdesc emu_optab1[256] = {
     [0xe6] = OP(exec_out, D_BYTE | D_IMM8 | D_ZIMM), [0xe7] = OP(exec_out, D_IMM8 | D_ZIMM),
     [0xe8] = OP(exec_call_rel, D_IMMZ | D_REL | D_F64),
     [0xe9] = OP(exec_jmp_rel, D_IMMZ | D_REL | D_F64),
-    [0xea] = FMT(D_INV64 | D_FARPTR),
+    [0xea] = OP(exec_jmp_far, D_INV64 | D_FARPTR),
     [0xeb] = OP(exec_jmp_rel, D_IMM8 | D_REL | D_F64),
     [0xec] = OP(exec_in, D_BYTE), [0xed] = OP(exec_in, 0),
     [0xee] = OP(exec_out, D_BYTE), [0xef] = OP(exec_out, 0),
@@ -157,16 +157,17 @@ static const struct emu_opdesc grp15[8] = {
 };
 
 const struct emu_opdesc emu_optab2[256] = {
-    [0x00] = FMT(D_MODRM), [0x01] = FMT(D_MODRM), [0x02] = FMT(D_MODRM),
-    [0x03] = FMT(D_MODRM), [0x05] = FMT(0), [0x06] = FMT(0), [0x07] = FMT(0),
-    [0x08] = FMT(0), [0x09] = FMT(0), [0x0b] = OP(exec_ud2, 0),
+    [0x00] = OP(exec_grp6, D_MODRM), [0x01] = OP(exec_grp7, D_MODRM),
+    [0x02] = FMT(D_MODRM), [0x03] = FMT(D_MODRM),
+    [0x05] = OP(exec_syscall, 0), [0x06] = OP(exec_clts, 0), [0x07] = OP(exec_sysret, 0),
+    [0x08] = OP(exec_wbinvd, 0), [0x09] = OP(exec_wbinvd, 0), [0x0b] = OP(exec_ud2, 0),
     [0x0d] = OP(exec_hint_nop, D_MODRM),
     ROW8(0x10, FMT(D_MODRM)),
     ROW8(0x18, OP(exec_hint_nop, D_MODRM)),
-    [0x20] = FMT(D_MODRM | D_REGONLY), [0x21] = FMT(D_MODRM | D_REGONLY),
-    [0x22] = FMT(D_MODRM | D_REGONLY), [0x23] = FMT(D_MODRM | D_REGONLY),
+    [0x20] = OP(exec_mov_cr, D_MODRM | D_REGONLY), [0x21] = OP(exec_mov_dr, D_MODRM | D_REGONLY),
+    [0x22] = OP(exec_mov_cr, D_MODRM | D_REGONLY), [0x23] = OP(exec_mov_dr, D_MODRM | D_REGONLY),
     ROW8(0x28, FMT(D_MODRM)),
-    [0x30] = FMT(0), [0x31] = OP(exec_rdtsc, 0), [0x32] = FMT(0), [0x33] = FMT(0),
+    [0x30] = OP(exec_wrmsr, 0), [0x31] = OP(exec_rdtsc, 0), [0x32] = OP(exec_rdmsr, 0), [0x33] = FMT(0),
     [0x34] = FMT(0), [0x35] = FMT(0),
     ROW16(0x40, OP(exec_cmov, D_MODRM)),
     ROW16(0x50, FMT(D_MODRM)),

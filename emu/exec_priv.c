@@ -1,0 +1,593 @@
+/* Privileged and mode-changing instructions: control and debug registers,
+ * descriptor tables, MSRs, SYSCALL/SYSRET, SWAPGS, far transfers within a
+ * privilege level. */
+#include "emu/exec_ops.h"
+#include "emu/seg.h"
+
+#define MSR_TSC 0x10
+#define MSR_APIC_BASE 0x1b
+#define MSR_MTRRCAP 0xfe
+#define MSR_SYSENTER_CS 0x174
+#define MSR_SYSENTER_ESP 0x175
+#define MSR_SYSENTER_EIP 0x176
+#define MSR_MISC_ENABLE 0x1a0
+#define MSR_PAT 0x277
+#define MSR_MTRR_DEF_TYPE 0x2ff
+#define MSR_TSC_DEADLINE 0x6e0
+#define MSR_EFER 0xc0000080
+#define MSR_STAR 0xc0000081
+#define MSR_LSTAR 0xc0000082
+#define MSR_CSTAR 0xc0000083
+#define MSR_SFMASK 0xc0000084
+#define MSR_FS_BASE 0xc0000100
+#define MSR_GS_BASE 0xc0000101
+#define MSR_KERNEL_GS_BASE 0xc0000102
+#define MSR_TSC_AUX 0xc0000103
+
+static inline void priv_check(struct emu_cpu *c)
+{
+    if (c->cpl)
+        emu_fault_err(c, EXC_GP, 0);
+}
+
+static bool canonical(uint64_t v)
+{
+    return (uint64_t)(((int64_t)v << 16) >> 16) == v;
+}
+
+/* --- control and debug registers ------------------------------------------ */
+
+static void set_cr0(struct emu_cpu *c, uint64_t v)
+{
+    struct cpu_state *s = c->s;
+    uint64_t old = s->cr0;
+
+    if (v >> 32)
+        emu_fault_err(c, EXC_GP, 0);
+    v |= X86_CR0_ET;
+    if (((v & X86_CR0_PG) && !(v & X86_CR0_PE)) || ((v & X86_CR0_NW) && !(v & X86_CR0_CD)))
+        emu_fault_err(c, EXC_GP, 0);
+    if ((v & X86_CR0_PG) && !(old & X86_CR0_PG) && (s->efer & X86_EFER_LME)) {
+        if (!(s->cr4 & X86_CR4_PAE) || s->seg[S_CS].l)
+            emu_fault_err(c, EXC_GP, 0);
+        s->efer |= X86_EFER_LMA;
+    }
+    if (!(v & X86_CR0_PG) && (old & X86_CR0_PG) && (s->efer & X86_EFER_LMA)) {
+        if (c->mode == EMU_MODE_64)
+            emu_fault_err(c, EXC_GP, 0);
+        s->efer &= ~X86_EFER_LMA;
+    }
+    s->cr0 = v;
+    if ((old ^ v) & (X86_CR0_PG | X86_CR0_WP | X86_CR0_PE))
+        emu_tlb_flush(c, false);
+    emu_update_mode(c);
+    c->break_block = true;
+}
+
+static void set_cr4(struct emu_cpu *c, uint64_t v)
+{
+    struct cpu_state *s = c->s;
+    uint64_t old = s->cr4;
+    uint64_t ok = X86_CR4_VME | X86_CR4_PVI | X86_CR4_TSD | X86_CR4_DE | X86_CR4_PSE |
+                  X86_CR4_PAE | X86_CR4_MCE | X86_CR4_PGE | X86_CR4_PCE | X86_CR4_OSFXSR |
+                  X86_CR4_OSXMMEXCPT;
+
+    if (v & ~ok)
+        emu_fault_err(c, EXC_GP, 0);
+    if ((s->efer & X86_EFER_LMA) && !(v & X86_CR4_PAE))
+        emu_fault_err(c, EXC_GP, 0);
+    s->cr4 = v;
+    if ((old ^ v) & (X86_CR4_PGE | X86_CR4_PAE | X86_CR4_PSE))
+        emu_tlb_flush(c, false);
+    c->break_block = true;
+}
+
+/* 0F 20 / 0F 22: MOV r64, CRn / MOV CRn, r64 (ModRM.mod ignored). */
+static void mov_cr(struct emu_cpu *c, const struct emu_insn *i)
+{
+    struct cpu_state *s = c->s;
+    unsigned cr = i->reg;
+    unsigned size = c->mode == EMU_MODE_64 ? 8 : 4;
+    bool to_cr = i->op == 0x22;
+    uint64_t v;
+
+    if (i->lock && cr == 0)
+        cr = 8;  /* AMD's alternative CR8 encoding */
+    if (cr != 0 && cr != 2 && cr != 3 && cr != 4 && cr != 8)
+        emu_exec_ud(c, i);
+    priv_check(c);
+    if (!to_cr) {
+        switch (cr) {
+        case 0: v = s->cr0; break;
+        case 2: v = s->cr2; break;
+        case 3: v = s->cr3; break;
+        case 4: v = s->cr4; break;
+        default: v = s->cr8; break;
+        }
+        emu_set_reg(c, i->rm, size, v);
+        return;
+    }
+    v = emu_reg(c, i->rm, size);
+    switch (cr) {
+    case 0: set_cr0(c, v); break;
+    case 2: s->cr2 = v; break;
+    case 3:
+        s->cr3 = v;
+        emu_tlb_flush(c, true);
+        break;
+    case 4: set_cr4(c, v); break;
+    default:
+        if (v & ~15ULL)
+            emu_fault_err(c, EXC_GP, 0);
+        s->cr8 = v;
+        c->break_block = true;
+        break;
+    }
+}
+
+EMU_HANDLER(exec_mov_cr)
+{
+    mov_cr(c, i);
+}
+
+EMU_HANDLER(exec_mov_dr)
+{
+    struct cpu_state *s = c->s;
+    unsigned dr = i->reg, size = c->mode == EMU_MODE_64 ? 8 : 4;
+
+    if (dr > 7)
+        emu_exec_ud(c, i);
+    if ((dr == 4 || dr == 5) && (s->cr4 & X86_CR4_DE))
+        emu_exec_ud(c, i);
+    priv_check(c);
+    if (dr == 4 || dr == 5)
+        dr += 2;
+    if (i->op == 0x21) {
+        emu_set_reg(c, i->rm, size, s->dr[dr]);
+    } else {
+        uint64_t v = emu_reg(c, i->rm, size);
+
+        if (dr >= 6 && (v >> 32))
+            emu_fault_err(c, EXC_GP, 0);
+        if (dr == 6)
+            v = (v & 0xe00f) | 0xffff0ff0ULL;
+        else if (dr == 7)
+            v = (v & ~0xd000ULL) | 0x400;
+        s->dr[dr] = v;
+    }
+}
+
+EMU_HANDLER(exec_clts)
+{
+    priv_check(c);
+    c->s->cr0 &= ~X86_CR0_TS;
+}
+
+/* INVD, WBINVD: caches are coherent here. */
+EMU_HANDLER(exec_wbinvd)
+{
+    priv_check(c);
+}
+
+/* --- descriptor tables (0F 00, 0F 01) ------------------------------------- */
+
+static void load_dtable(struct emu_cpu *c, const struct emu_insn *i, struct x86_dtable *t)
+{
+    uint64_t ea = emu_ea(c, i);
+    uint16_t limit;
+    uint64_t base;
+
+    priv_check(c);
+    limit = (uint16_t)emu_read(c, i->seg, ea, 2);
+    base = emu_read(c, i->seg, ea + 2, c->mode == EMU_MODE_64 ? 8 : 4);
+    if (c->mode != EMU_MODE_64) {
+        base &= 0xffffffff;
+        if (i->opsize == 2)
+            base &= 0xffffff;
+    } else if (!canonical(base)) {
+        emu_fault_err(c, EXC_GP, 0);
+    }
+    t->limit = limit;
+    t->base = base;
+}
+
+static void store_dtable(struct emu_cpu *c, const struct emu_insn *i, const struct x86_dtable *t)
+{
+    uint64_t ea = emu_ea(c, i);
+    unsigned bsize = c->mode == EMU_MODE_64 ? 8 : 4;
+    uint64_t la = emu_linear(c, i->seg, ea, 2 + bsize, ACC_WRITE);
+
+    emu_probe_write(c, la, 2 + bsize);
+    emu_write(c, i->seg, ea, 2, t->limit);
+    emu_write(c, i->seg, ea + 2, bsize, t->base);
+}
+
+static void load_ldt_tr(struct emu_cpu *c, const struct emu_insn *i, bool tr)
+{
+    struct cpu_state *s = c->s;
+    uint16_t sel;
+    uint64_t d, la, hi = 0;
+    unsigned type;
+    struct x86_segment *dst = tr ? &s->tr : &s->ldt;
+
+    priv_check(c);
+    sel = (uint16_t)op_get_E(c, i, 2);
+    if ((sel & ~3u) == 0) {
+        if (tr)
+            emu_fault_err(c, EXC_GP, 0);
+        memset(dst, 0, sizeof(*dst));
+        dst->unusable = 1;
+        return;
+    }
+    if (sel & 4)
+        emu_fault_err(c, EXC_GP, sel & ~3u);
+    d = emu_read_descriptor(c, sel, &la);
+    type = (d >> 40) & 15;
+    if ((d >> 44) & 1)
+        emu_fault_err(c, EXC_GP, sel & ~3u);
+    if (tr ? (type != 9 && type != 1) : type != 2)
+        emu_fault_err(c, EXC_GP, sel & ~3u);
+    if (!((d >> 47) & 1))
+        emu_fault_err(c, EXC_NP, sel & ~3u);
+    if (c->s->efer & X86_EFER_LMA) {
+        uint64_t la2;
+
+        hi = emu_read_descriptor(c, (uint16_t)(sel + 8), &la2);
+    }
+    if (tr) {
+        /* Mark the TSS busy. */
+        uint8_t idx = c->mmu_idx;
+
+        c->mmu_idx = 0;
+        emu_write_la(c, la + 5, 1, ((d >> 40) & 0xff) | 2);
+        c->mmu_idx = idx;
+        d |= 2ULL << 40;
+    }
+    emu_seg_from_desc(dst, sel, d);
+    dst->base |= (hi & 0xffffffff) << 32;
+}
+
+EMU_HANDLER(exec_grp6)
+{
+    struct cpu_state *s = c->s;
+
+    if (c->mode == EMU_MODE_REAL)
+        emu_exec_ud(c, i);
+    switch (i->sub) {
+    case 0: /* SLDT */
+    case 1: /* STR */
+        if ((s->cr4 & X86_CR4_UMIP) && c->cpl)
+            emu_fault_err(c, EXC_GP, 0);
+        op_set_E(c, i, i->mem ? 2 : i->opsize, i->sub ? s->tr.selector : s->ldt.selector);
+        return;
+    case 2:
+        load_ldt_tr(c, i, false);
+        return;
+    case 3:
+        load_ldt_tr(c, i, true);
+        return;
+    }
+    emu_exec_ud(c, i);  /* VERR/VERW: not implemented */
+}
+
+EMU_HANDLER(exec_grp7)
+{
+    struct cpu_state *s = c->s;
+
+    if (!i->mem) {
+        switch (i->modrm) {
+        case 0xf8: /* SWAPGS */
+            if (c->mode != EMU_MODE_64)
+                emu_exec_ud(c, i);
+            priv_check(c);
+            {
+                uint64_t t = s->seg[S_GS].base;
+
+                s->seg[S_GS].base = s->msr.kernel_gs_base;
+                s->msr.kernel_gs_base = t;
+            }
+            return;
+        case 0xf9: /* RDTSCP */
+            exec_rdtscp(c, i);
+            return;
+        case 0xd0: /* XGETBV: XSAVE not advertised */
+        default:
+            break;
+        }
+        if (i->sub == 4 || i->sub == 6)
+            goto msw;
+        emu_exec_ud(c, i);
+    }
+    switch (i->sub) {
+    case 0:
+        store_dtable(c, i, &s->gdt);
+        return;
+    case 1:
+        store_dtable(c, i, &s->idt);
+        return;
+    case 2:
+        load_dtable(c, i, &s->gdt);
+        return;
+    case 3:
+        load_dtable(c, i, &s->idt);
+        return;
+    case 7: /* INVLPG */
+        priv_check(c);
+        emu_tlb_flush_page(c, emu_linear(c, i->seg, emu_ea(c, i), 1, ACC_READ));
+        return;
+    case 4:
+    case 6:
+        goto msw;
+    }
+    emu_exec_ud(c, i);
+msw:
+    if (i->sub == 4) { /* SMSW */
+        op_set_E(c, i, i->mem ? 2 : i->opsize, s->cr0 & 0xffffffff);
+    } else { /* LMSW: PE can be set, not cleared */
+        uint64_t v = op_get_E(c, i, 2);
+
+        priv_check(c);
+        set_cr0(c, (s->cr0 & ~0xeULL) | (v & 0xf) | (s->cr0 & X86_CR0_PE));
+    }
+}
+
+/* --- MSRs ------------------------------------------------------------------------ */
+
+static bool msr_read(struct emu_cpu *c, uint32_t msr, uint64_t *v)
+{
+    struct cpu_state *s = c->s;
+
+    switch (msr) {
+    case MSR_TSC: *v = emu_rdtsc(c); return true;
+    case MSR_APIC_BASE: *v = s->apic_base; return true;
+    case MSR_MTRRCAP: *v = 0x508; return true;  /* 8 variable, fixed, WC */
+    case MSR_SYSENTER_CS: *v = s->msr.sysenter_cs; return true;
+    case MSR_SYSENTER_ESP: *v = s->msr.sysenter_esp; return true;
+    case MSR_SYSENTER_EIP: *v = s->msr.sysenter_eip; return true;
+    case MSR_MISC_ENABLE: *v = s->msr.misc_enable; return true;
+    case MSR_PAT: *v = s->msr.pat; return true;
+    case MSR_MTRR_DEF_TYPE: *v = s->msr.mtrr_def_type; return true;
+    case MSR_TSC_DEADLINE: *v = s->msr.tsc_deadline; return true;
+    case MSR_EFER: *v = s->efer; return true;
+    case MSR_STAR: *v = s->msr.star; return true;
+    case MSR_LSTAR: *v = s->msr.lstar; return true;
+    case MSR_CSTAR: *v = s->msr.cstar; return true;
+    case MSR_SFMASK: *v = s->msr.sfmask; return true;
+    case MSR_FS_BASE: *v = s->seg[S_FS].base; return true;
+    case MSR_GS_BASE: *v = s->seg[S_GS].base; return true;
+    case MSR_KERNEL_GS_BASE: *v = s->msr.kernel_gs_base; return true;
+    case MSR_TSC_AUX: *v = s->msr.tsc_aux; return true;
+    }
+    if (msr >= 0x200 && msr < 0x210) {
+        *v = s->msr.mtrr_var[msr - 0x200];
+        return true;
+    }
+    return false;
+}
+
+static bool msr_write(struct emu_cpu *c, uint32_t msr, uint64_t v)
+{
+    struct cpu_state *s = c->s;
+
+    switch (msr) {
+    case MSR_TSC: c->tsc_offset = (int64_t)(v - (emu_rdtsc(c) - (uint64_t)c->tsc_offset)); return true;
+    case MSR_APIC_BASE: s->apic_base = v; return true;
+    case MSR_SYSENTER_CS: s->msr.sysenter_cs = v; return true;
+    case MSR_SYSENTER_ESP: s->msr.sysenter_esp = v; return true;
+    case MSR_SYSENTER_EIP: s->msr.sysenter_eip = v; return true;
+    case MSR_MISC_ENABLE: s->msr.misc_enable = v; return true;
+    case MSR_PAT: s->msr.pat = v; return true;
+    case MSR_MTRR_DEF_TYPE: s->msr.mtrr_def_type = v; return true;
+    case MSR_TSC_DEADLINE: s->msr.tsc_deadline = v; return true;
+    case MSR_EFER: {
+        uint64_t ok = X86_EFER_SCE | X86_EFER_LME | X86_EFER_NXE;
+
+        if (v & ~(ok | X86_EFER_LMA))
+            return false;
+        /* LME cannot change while paging is on; LMA is read-only. */
+        if ((s->cr0 & X86_CR0_PG) && ((v ^ s->efer) & X86_EFER_LME))
+            return false;
+        s->efer = (v & ok) | (s->efer & X86_EFER_LMA);
+        emu_tlb_flush(c, false);
+        return true;
+    }
+    case MSR_STAR: s->msr.star = v; return true;
+    case MSR_LSTAR:
+    case MSR_CSTAR:
+    case MSR_FS_BASE:
+    case MSR_GS_BASE:
+    case MSR_KERNEL_GS_BASE:
+        if (!canonical(v))
+            return false;
+        if (msr == MSR_LSTAR) s->msr.lstar = v;
+        else if (msr == MSR_CSTAR) s->msr.cstar = v;
+        else if (msr == MSR_FS_BASE) s->seg[S_FS].base = v;
+        else if (msr == MSR_GS_BASE) s->seg[S_GS].base = v;
+        else s->msr.kernel_gs_base = v;
+        return true;
+    case MSR_SFMASK: s->msr.sfmask = v & 0xffffffff; return true;
+    case MSR_TSC_AUX: s->msr.tsc_aux = v & 0xffffffff; return true;
+    }
+    if (msr >= 0x200 && msr < 0x210) {
+        s->msr.mtrr_var[msr - 0x200] = v;
+        return true;
+    }
+    return false;
+}
+
+EMU_HANDLER(exec_rdmsr)
+{
+    struct cpu_state *s = c->s;
+    uint32_t msr = (uint32_t)s->gpr[R_ECX];
+    uint64_t v;
+
+    priv_check(c);
+    if (!msr_read(c, msr, &v)) {
+        LOG(LOG_UNIMP, "emu: rdmsr %#x not modelled: #GP\n", msr);
+        emu_fault_err(c, EXC_GP, 0);
+    }
+    s->gpr[R_EAX] = (uint32_t)v;
+    s->gpr[R_EDX] = v >> 32;
+}
+
+EMU_HANDLER(exec_wrmsr)
+{
+    struct cpu_state *s = c->s;
+    uint32_t msr = (uint32_t)s->gpr[R_ECX];
+    uint64_t v = (s->gpr[R_EDX] << 32) | (uint32_t)s->gpr[R_EAX];
+
+    priv_check(c);
+    if (!msr_write(c, msr, v)) {
+        LOG(LOG_UNIMP, "emu: wrmsr %#x <- %#llx not modelled: #GP\n", msr,
+            (unsigned long long)v);
+        emu_fault_err(c, EXC_GP, 0);
+    }
+    c->break_block = true;
+}
+
+/* --- SYSCALL / SYSRET ------------------------------------------------------------ */
+
+static void flat_seg(struct x86_segment *sg, uint16_t sel, bool code, bool l, unsigned dpl)
+{
+    sg->selector = sel;
+    sg->base = 0;
+    sg->limit = 0xffffffff;
+    sg->type = code ? 0xb : 0x3;
+    sg->s = 1;
+    sg->dpl = dpl;
+    sg->present = 1;
+    sg->l = l;
+    sg->db = !l;
+    sg->g = 1;
+    sg->avl = 0;
+    sg->unusable = 0;
+}
+
+EMU_HANDLER(exec_syscall)
+{
+    struct cpu_state *s = c->s;
+    uint16_t sel = (uint16_t)(s->msr.star >> 32) & 0xfffc;
+
+    if (!(s->efer & X86_EFER_SCE) || c->mode != EMU_MODE_64)
+        emu_exec_ud(c, i);
+    s->gpr[R_ECX] = s->rip;
+    s->gpr[R_R11] = emu_get_rflags(c) & ~X86_RFLAGS_RF;
+    flat_seg(&s->seg[S_CS], sel, true, true, 0);
+    flat_seg(&s->seg[S_SS], (uint16_t)(sel + 8), false, false, 0);
+    emu_set_rflags(c, emu_get_rflags(c) & ~s->msr.sfmask & ~X86_RFLAGS_RF);
+    s->rip = s->msr.lstar;
+    emu_update_mode(c);
+}
+
+EMU_HANDLER(exec_sysret)
+{
+    struct cpu_state *s = c->s;
+    uint16_t sel = (uint16_t)(s->msr.star >> 48);
+
+    if (!(s->efer & X86_EFER_SCE) || c->mode != EMU_MODE_64)
+        emu_exec_ud(c, i);
+    priv_check(c);
+    if (i->opsize == 8) {
+        if (!canonical(s->gpr[R_ECX]))
+            emu_fault_err(c, EXC_GP, 0);
+        flat_seg(&s->seg[S_CS], (uint16_t)((sel + 16) | 3), true, true, 3);
+        s->rip = s->gpr[R_ECX];
+    } else {
+        flat_seg(&s->seg[S_CS], (uint16_t)(sel | 3), true, false, 3);
+        s->rip = (uint32_t)s->gpr[R_ECX];
+    }
+    /* SS keeps a flat descriptor; only the selector and DPL change. */
+    flat_seg(&s->seg[S_SS], (uint16_t)((sel + 8) | 3), false, false, 3);
+    emu_set_rflags(c, (s->gpr[R_R11] & 0x3c7fd7ULL & ~X86_RFLAGS_RF) | X86_RFLAGS_FIXED);
+    emu_update_mode(c);
+}
+
+/* --- far transfers at the same privilege ------------------------------------------- */
+
+/* Load CS for a far JMP/CALL/RET to a code segment at the current CPL. */
+static void far_load_cs(struct emu_cpu *c, uint16_t sel, bool ret)
+{
+    struct cpu_state *s = c->s;
+    uint64_t d, la;
+    unsigned dpl;
+
+    if (c->mode == EMU_MODE_REAL) {
+        s->seg[S_CS].selector = sel;
+        s->seg[S_CS].base = (uint64_t)sel << 4;
+        return;
+    }
+    if ((sel & ~3u) == 0)
+        emu_fault_err(c, EXC_GP, 0);
+    d = emu_read_descriptor(c, sel, &la);
+    dpl = (d >> 45) & 3;
+    if (!((d >> 44) & 1) || !((d >> 43) & 1))
+        emu_fault_err(c, EXC_GP, sel & ~3u);  /* call gates, TSS: not implemented */
+    if ((d >> 42) & 1 ? dpl > c->cpl : (dpl != c->cpl || (sel & 3) > c->cpl))
+        emu_fault_err(c, EXC_GP, sel & ~3u);
+    if (ret && (sel & 3) != c->cpl)
+        emu_fault_err(c, EXC_GP, sel & ~3u);  /* RETF to an outer level */
+    if (!((d >> 47) & 1))
+        emu_fault_err(c, EXC_NP, sel & ~3u);
+    emu_seg_from_desc(&s->seg[S_CS], (uint16_t)((sel & ~3u) | c->cpl), d);
+    emu_update_mode(c);
+    c->break_block = true;
+}
+
+EMU_HANDLER(exec_jmp_far)
+{
+    far_load_cs(c, i->imm2, false);
+    c->s->rip = i->imm;
+}
+
+EMU_HANDLER(exec_retf)
+{
+    struct cpu_state *s = c->s;
+    unsigned size = i->opsize, ssize = emu_stack_size(c);
+    uint64_t m = emu_mask(ssize), sp = s->gpr[R_ESP];
+    uint64_t rip = emu_read(c, S_SS, sp & m, size);
+    uint16_t sel = (uint16_t)emu_read(c, S_SS, (sp + size) & m, size);
+
+    far_load_cs(c, sel, true);
+    sp = (sp & ~m) | ((sp + 2 * size + (i->op == 0xca ? i->imm : 0)) & m);
+    s->gpr[R_ESP] = sp;
+    s->rip = rip & emu_mask(size);
+}
+
+/* FF /3 CALL m16:xx and FF /5 JMP m16:xx. */
+EMU_HANDLER(exec_far_E)
+{
+    struct cpu_state *s = c->s;
+    unsigned size = i->opsize;
+    uint64_t ea = emu_ea(c, i);
+    uint64_t off, sp = s->gpr[R_ESP];
+    uint16_t sel, old_cs = s->seg[S_CS].selector;
+    uint64_t ret = s->rip;
+
+    if (!i->mem)
+        emu_exec_ud(c, i);
+    off = emu_read(c, i->seg, ea, size);
+    sel = (uint16_t)emu_read(c, i->seg, ea + size, 2);
+    if (i->sub == 3) {
+        unsigned ssize = emu_stack_size(c);
+        uint64_t m = emu_mask(ssize);
+
+        /* Fault on the stack before anything changes. */
+        emu_probe_write(c, emu_linear(c, S_SS, (sp - 2 * size) & m, 2 * size, ACC_WRITE),
+                        2 * size);
+    }
+    far_load_cs(c, sel, false);
+    if (i->sub == 3) {
+        emu_push(c, size, old_cs);
+        emu_push(c, size, ret);
+    }
+    s->rip = off & emu_mask(size);
+}
+
+EMU_HANDLER(exec_rdtscp)
+{
+    uint64_t t = emu_rdtsc(c);
+
+    c->s->gpr[R_EAX] = (uint32_t)t;
+    c->s->gpr[R_EDX] = t >> 32;
+    c->s->gpr[R_ECX] = (uint32_t)c->s->msr.tsc_aux;
+}

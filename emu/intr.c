@@ -1,0 +1,276 @@
+/* Event delivery through the IDT (exceptions, software and external
+ * interrupts) and IRET, for long mode and 32-bit protected mode.  Task
+ * gates and virtual-8086 mode are not implemented (they raise #GP).
+ * SDM vol. 3, chapter 6. */
+#include "emu/exec_ops.h"
+#include "emu/seg.h"
+
+/* Descriptor-table and TSS accesses are supervisor accesses. */
+static uint64_t sys_read(struct emu_cpu *c, uint64_t la, unsigned size)
+{
+    uint8_t idx = c->mmu_idx;
+    uint64_t v;
+
+    c->mmu_idx = 0;
+    v = emu_read_la(c, la, size);
+    c->mmu_idx = idx;
+    return v;
+}
+
+static uint64_t tss_read(struct emu_cpu *c, unsigned off, unsigned size, uint32_t ext)
+{
+    const struct x86_segment *tr = &c->s->tr;
+
+    if (!tr->present || off + size - 1 > tr->limit)
+        emu_fault_err(c, EXC_TS, (tr->selector & ~3u) | ext);
+    return sys_read(c, tr->base + off, size);
+}
+
+/* Push for event delivery: the new stack, supervisor (or new CPL) access. */
+struct frame {
+    uint64_t sp;
+    uint64_t ss_base;
+    uint64_t mask;   /* stack address mask */
+    uint8_t mmu_idx;
+};
+
+static void frame_push(struct emu_cpu *c, struct frame *f, unsigned size, uint64_t v)
+{
+    uint8_t idx = c->mmu_idx;
+
+    f->sp = (f->sp - size) & f->mask;
+    c->mmu_idx = f->mmu_idx;
+    emu_write_la(c, c->mode == EMU_MODE_64 ? f->sp : (uint32_t)(f->ss_base + f->sp), size, v);
+    c->mmu_idx = idx;
+}
+
+void emu_deliver_event(struct emu_cpu *c, unsigned vec, bool has_err, uint32_t err, bool soft,
+                       bool ext)
+{
+    struct cpu_state *s = c->s;
+    bool lm = s->efer & X86_EFER_LMA;
+    unsigned gsize = lm ? 16 : 8;
+    uint32_t idt_err = vec * 8 + 2 + (ext ? 1 : 0);
+    uint64_t lo, hi = 0, off, cs_desc, la;
+    unsigned type, dpl, new_cpl, ist, push;
+    uint16_t sel;
+    struct frame f;
+    uint64_t old_rflags = emu_get_rflags(c), old_sp = s->gpr[R_ESP];
+    uint16_t old_ss = s->seg[S_SS].selector, old_cs = s->seg[S_CS].selector;
+    bool stack_switch = false;
+
+    if (!(s->cr0 & X86_CR0_PE) || (s->rflags & X86_RFLAGS_VM)) {
+        LOG(LOG_UNIMP, "emu: event delivery in real/vm86 mode not implemented\n");
+        emu_fault_err(c, EXC_GP, idt_err);
+    }
+    if ((uint64_t)vec * gsize + gsize - 1 > s->idt.limit)
+        emu_fault_err(c, EXC_GP, idt_err);
+    la = s->idt.base + (uint64_t)vec * gsize;
+    lo = sys_read(c, lm ? la : (uint32_t)la, 8);
+    if (lm)
+        hi = sys_read(c, la + 8, 8);
+    type = (lo >> 40) & 15;
+    dpl = (lo >> 45) & 3;
+    if (lm ? (type != 0xe && type != 0xf) : (type != 0xe && type != 0xf && type != 6 && type != 7))
+        emu_fault_err(c, EXC_GP, idt_err);
+    if (soft && dpl < c->cpl)
+        emu_fault_err(c, EXC_GP, idt_err);
+    if (!((lo >> 47) & 1))
+        emu_fault_err(c, EXC_NP, idt_err);
+    sel = (lo >> 16) & 0xffff;
+    off = (lo & 0xffff) | ((lo >> 32) & 0xffff0000ULL);
+    if (lm)
+        off |= hi << 32;
+    ist = lm ? (lo >> 32) & 7 : 0;
+    push = lm ? 8 : (type & 8) ? 4 : 2;
+
+    if ((sel & ~3u) == 0)
+        emu_fault_err(c, EXC_GP, ext ? 1 : 0);
+    cs_desc = emu_read_descriptor(c, sel, &la);
+    if (!((cs_desc >> 44) & 1) || !((cs_desc >> 43) & 1) || (lm && !((cs_desc >> 53) & 1)))
+        emu_fault_err(c, EXC_GP, (sel & ~3u) | (ext ? 1 : 0));
+    if (!((cs_desc >> 47) & 1))
+        emu_fault_err(c, EXC_NP, (sel & ~3u) | (ext ? 1 : 0));
+    new_cpl = ((cs_desc >> 42) & 1) ? c->cpl : (cs_desc >> 45) & 3;
+    if (new_cpl > c->cpl)
+        emu_fault_err(c, EXC_GP, (sel & ~3u) | (ext ? 1 : 0));
+
+    f.mmu_idx = new_cpl == 3;
+    f.sp = s->gpr[R_ESP];
+    f.ss_base = s->seg[S_SS].base;
+    f.mask = lm ? ~0ULL : s->seg[S_SS].db ? 0xffffffffULL : 0xffffULL;
+    if (lm) {
+        if (ist) {
+            f.sp = tss_read(c, 0x24 + (ist - 1) * 8, 8, ext);
+            stack_switch = true;
+        } else if (new_cpl < c->cpl) {
+            f.sp = tss_read(c, 4 + new_cpl * 8, 8, ext);
+            stack_switch = true;
+        }
+        if (new_cpl < c->cpl)
+            stack_switch = true;
+        f.sp &= ~15ULL;
+    } else if (new_cpl < c->cpl) {
+        uint16_t ss_sel = (uint16_t)tss_read(c, 8 + new_cpl * 8, 2, ext);
+        uint64_t ss_desc;
+
+        f.sp = tss_read(c, 4 + new_cpl * 8, 4, ext);
+        if ((ss_sel & ~3u) == 0)
+            emu_fault_err(c, EXC_TS, ext ? 1 : 0);
+        ss_desc = emu_read_descriptor(c, ss_sel, &la);
+        f.ss_base = ((ss_desc >> 16) & 0xffffff) | ((ss_desc >> 32) & 0xff000000);
+        f.mask = (ss_desc >> 54) & 1 ? 0xffffffffULL : 0xffffULL;
+        stack_switch = true;
+        /* The new SS is loaded below, once nothing can fault any more. */
+        emu_seg_from_desc(&c->scratch_seg, ss_sel, ss_desc);
+    }
+
+    if (lm || stack_switch) {
+        frame_push(c, &f, push, old_ss);
+        frame_push(c, &f, push, old_sp);
+    }
+    frame_push(c, &f, push, old_rflags);
+    frame_push(c, &f, push, old_cs);
+    frame_push(c, &f, push, s->rip);
+    if (has_err)
+        frame_push(c, &f, push, err);
+
+    /* Commit: nothing below faults. */
+    emu_seg_from_desc(&s->seg[S_CS], (sel & ~3u) | new_cpl, cs_desc);
+    if (stack_switch) {
+        if (lm) {
+            if (new_cpl < c->cpl) {
+                struct x86_segment *ss = &s->seg[S_SS];
+
+                ss->selector = new_cpl;
+                ss->unusable = 1;
+                ss->present = 0;
+                ss->dpl = new_cpl;
+                ss->base = 0;
+            }
+        } else {
+            s->seg[S_SS] = c->scratch_seg;
+        }
+    }
+    s->seg[S_SS].dpl = new_cpl;
+    s->gpr[R_ESP] = lm ? f.sp : (s->gpr[R_ESP] & ~f.mask) | (f.sp & f.mask);
+    if (stack_switch && !lm)
+        s->gpr[R_ESP] = f.sp;
+    s->rip = off;
+    s->rflags &= ~(X86_RFLAGS_TF | X86_RFLAGS_NT | X86_RFLAGS_RF | X86_RFLAGS_VM);
+    if (!(type & 1))
+        s->rflags &= ~X86_RFLAGS_IF;
+    emu_update_mode(c);
+    LOG(LOG_INT, "emu: delivered vector %u%s err=%#x -> %04x:%#llx cpl %u\n", vec,
+        soft ? " (soft)" : ext ? " (ext)" : "", has_err ? err : 0, s->seg[S_CS].selector,
+        (unsigned long long)off, c->cpl);
+}
+
+/* Load CS for a return to privilege rpl (IRET/RETF). */
+static uint64_t ret_cs_desc(struct emu_cpu *c, uint16_t sel)
+{
+    uint64_t d, la;
+
+    if ((sel & ~3u) == 0)
+        emu_fault_err(c, EXC_GP, 0);
+    if ((sel & 3) < c->cpl)
+        emu_fault_err(c, EXC_GP, sel & ~3u);
+    d = emu_read_descriptor(c, sel, &la);
+    if (!((d >> 44) & 1) || !((d >> 43) & 1))
+        emu_fault_err(c, EXC_GP, sel & ~3u);
+    if (!((d >> 47) & 1))
+        emu_fault_err(c, EXC_NP, sel & ~3u);
+    return d;
+}
+
+EMU_HANDLER(exec_iret)
+{
+    struct cpu_state *s = c->s;
+    unsigned size = i->opsize, ssize = emu_stack_size(c);
+    uint64_t m = emu_mask(ssize), sp = s->gpr[R_ESP];
+    uint64_t rip, cs, fl, nsp = 0, nss = 0, cs_desc, la;
+    uint64_t old_fl = emu_get_rflags(c), mask;
+    unsigned rpl;
+    bool outer;
+
+    if (!(s->cr0 & X86_CR0_PE) || (s->rflags & X86_RFLAGS_VM) || (s->rflags & X86_RFLAGS_NT)) {
+        LOG(LOG_UNIMP, "emu: IRET in real/vm86 mode or to a task not implemented\n");
+        emu_fault_err(c, EXC_GP, 0);
+    }
+#define POP(v) do { (v) = emu_read(c, S_SS, sp & m, size); sp = (sp & ~m) | ((sp + size) & m); } while (0)
+    POP(rip);
+    POP(cs);
+    POP(fl);
+    cs &= 0xffff;
+    rpl = cs & 3;
+    outer = rpl > c->cpl;
+    if (c->mode == EMU_MODE_64 || outer) {
+        POP(nsp);
+        POP(nss);
+        nss &= 0xffff;
+    }
+#undef POP
+    cs_desc = ret_cs_desc(c, (uint16_t)cs);
+    if (((cs_desc >> 53) & 1) && !(s->efer & X86_EFER_LMA))
+        emu_fault_err(c, EXC_GP, cs & ~3u);
+
+    mask = EMU_CC_MASK | X86_RFLAGS_TF | X86_RFLAGS_DF | X86_RFLAGS_NT | X86_RFLAGS_RF |
+           X86_RFLAGS_AC | X86_RFLAGS_ID;
+    if (c->cpl == 0)
+        mask |= X86_RFLAGS_IOPL | X86_RFLAGS_VIF | X86_RFLAGS_VIP;
+    if (c->cpl <= ((old_fl >> 12) & 3))
+        mask |= X86_RFLAGS_IF;
+    if (size == 2)
+        mask &= 0xffff;
+
+    if (c->mode == EMU_MODE_64 || outer) {
+        uint64_t ss_desc = 0;
+
+        if ((nss & ~3u) == 0) {
+            if (!(c->mode == EMU_MODE_64 && (cs_desc >> 53) & 1 && rpl != 3))
+                emu_fault_err(c, EXC_GP, 0);
+        } else {
+            if ((nss & 3) != rpl)
+                emu_fault_err(c, EXC_GP, nss & ~3u);
+            ss_desc = emu_read_descriptor(c, (uint16_t)nss, &la);
+            if (!((ss_desc >> 44) & 1) || ((ss_desc >> 43) & 1) || !((ss_desc >> 41) & 1) ||
+                ((ss_desc >> 45) & 3) != rpl)
+                emu_fault_err(c, EXC_GP, nss & ~3u);
+            if (!((ss_desc >> 47) & 1))
+                emu_fault_err(c, EXC_SS, nss & ~3u);
+        }
+        emu_seg_from_desc(&s->seg[S_CS], (uint16_t)cs, cs_desc);
+        if ((nss & ~3u) == 0) {
+            s->seg[S_SS].selector = (uint16_t)nss;
+            s->seg[S_SS].unusable = 1;
+            s->seg[S_SS].present = 0;
+            s->seg[S_SS].base = 0;
+        } else {
+            emu_seg_from_desc(&s->seg[S_SS], (uint16_t)nss, ss_desc);
+        }
+        s->seg[S_SS].dpl = rpl;
+        s->gpr[R_ESP] = size == 8 || c->mode == EMU_MODE_64 ? nsp : (uint32_t)nsp;
+    } else {
+        emu_seg_from_desc(&s->seg[S_CS], (uint16_t)cs, cs_desc);
+        s->gpr[R_ESP] = sp;
+    }
+    s->rip = size == 8 ? rip : rip & emu_mask(size);
+    emu_set_rflags(c, (old_fl & ~mask) | (fl & mask));
+    emu_update_mode(c);
+    /* Data segments the new privilege may not use become null (outer). */
+    if (outer) {
+        static const unsigned segs[] = { S_ES, S_DS, S_FS, S_GS };
+
+        for (unsigned k = 0; k < 4; k++) {
+            struct x86_segment *sg = &s->seg[segs[k]];
+            bool conf_code = sg->s && (sg->type & 0xc) == 0xc;
+
+            if (!sg->unusable && !conf_code && sg->dpl < c->cpl) {
+                sg->selector = 0;
+                sg->unusable = 1;
+                sg->present = 0;
+            }
+        }
+    }
+    c->break_block = true;
+}

@@ -1,0 +1,270 @@
+/* The emulator running code end to end: exceptions through the IDT and
+ * IRETQ, page faults (CR2, error codes), accessed/dirty bits, self-
+ * modifying code, exact instruction budgets, and a micro-benchmark of a
+ * simple loop (MIPS printed for information, no threshold). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <cmocka.h>
+
+#include "tests/emu/emu_test.h"
+
+#define CODE 0x100000ULL
+#define GDT 0x90000ULL
+#define IDT 0x91000ULL
+#define STACK_TOP 0x8f000ULL
+
+/* A CPL-0 long-mode guest with identity-mapped low 4 MiB (the data page
+ * at 0x300000 read-only), a flat GDT and an IDT. */
+static void guest_init(struct emu_tm *t)
+{
+    uint64_t *gdt;
+
+    assert_int_equal(emu_tm_init(t, 4 * MiB, 0), 0);
+    emu_tm_map(t, 0, 0, 0x300000, EMU_TM_W);
+    emu_tm_map(t, 0x300000, 0x300000, 0x1000, 0);
+    gdt = (uint64_t *)(t->m.ram + GDT);
+    gdt[0] = 0;
+    gdt[1] = 0x00af9b000000ffffULL;  /* 0x08: 64-bit code, DPL 0 */
+    gdt[2] = 0x00cf93000000ffffULL;  /* 0x10: data */
+    t->s.gdt.base = GDT;
+    t->s.gdt.limit = 0x17;
+    t->s.idt.base = IDT;
+    t->s.idt.limit = 0xfff;
+    t->s.seg[S_CS].selector = 0x08;
+    t->s.seg[S_SS].selector = 0x10;
+    t->s.gpr[R_ESP] = STACK_TOP;
+    t->s.rip = CODE;
+    t->c.deliver_exceptions = true;
+    emu_invalidate(&t->c);
+}
+
+static void set_gate(struct emu_tm *t, unsigned vec, uint64_t off, unsigned dpl)
+{
+    uint64_t *g = (uint64_t *)(t->m.ram + IDT + vec * 16);
+
+    g[0] = (off & 0xffff) | (0x08ULL << 16) | (0xeULL << 40) | ((uint64_t)dpl << 45) |
+           (1ULL << 47) | (((off >> 16) & 0xffff) << 48);
+    g[1] = off >> 32;
+}
+
+static void put(struct emu_tm *t, gpa_t at, const void *bytes, size_t len)
+{
+    memcpy(t->m.ram + at, bytes, len);
+    emu_cache_invalidate_range(t->cache, at, len);
+}
+
+static void test_idt_delivery_and_iretq(void **state)
+{
+    static const uint8_t main_code[] = {
+        0x31, 0xc9,             /* xor ecx, ecx */
+        0x31, 0xc0,             /* xor eax, eax */
+        0xf7, 0xf1,             /* div ecx: #DE */
+        0xcd, 0x80,             /* int 0x80 */
+        0xf4,                   /* hlt */
+    };
+    static const uint8_t de_handler[] = {
+        0x48, 0xc7, 0xc3, 0x34, 0x12, 0x00, 0x00,   /* mov rbx, 0x1234 */
+        0x48, 0x83, 0x04, 0x24, 0x02,               /* add qword [rsp], 2 */
+        0x48, 0xcf,                                 /* iretq */
+    };
+    static const uint8_t int80_handler[] = {
+        0x48, 0xc7, 0xc6, 0x78, 0x56, 0x00, 0x00,   /* mov rsi, 0x5678 */
+        0x48, 0xcf,                                 /* iretq */
+    };
+    struct emu_tm t;
+
+    guest_init(&t);
+    put(&t, CODE, main_code, sizeof(main_code));
+    put(&t, CODE + 0x1000, de_handler, sizeof(de_handler));
+    put(&t, CODE + 0x1100, int80_handler, sizeof(int80_handler));
+    set_gate(&t, 0, CODE + 0x1000, 0);
+    set_gate(&t, 0x80, CODE + 0x1100, 0);
+    assert_int_equal(emu_run(&t.c, 1000), EMU_STOP_HALT);
+    assert_int_equal(t.s.gpr[R_EBX], 0x1234);
+    assert_int_equal(t.s.gpr[R_ESI], 0x5678);
+    assert_int_equal(t.s.gpr[R_ESP], STACK_TOP);
+    assert_int_equal(t.s.rip, CODE + sizeof(main_code));
+    assert_int_equal(t.s.seg[S_CS].selector, 0x08);
+    emu_tm_destroy(&t);
+}
+
+static void test_double_and_triple_fault(void **state)
+{
+    static const uint8_t code[] = { 0x31, 0xc9, 0xf7, 0xf1 };  /* div by zero */
+    static const uint8_t df_handler[] = { 0xf4 };             /* hlt */
+    struct emu_tm t;
+
+    guest_init(&t);
+    put(&t, CODE, code, sizeof(code));
+    put(&t, CODE + 0x1000, df_handler, sizeof(df_handler));
+    /* #DE's gate is not present: #NP during delivery -> #DF. */
+    set_gate(&t, 8, CODE + 0x1000, 0);
+    assert_int_equal(emu_run(&t.c, 100), EMU_STOP_HALT);
+    assert_int_equal(t.s.rip, CODE + 0x1001);
+    /* The #DF frame carries error code 0 and the faulting RIP. */
+    assert_int_equal(*(uint64_t *)(t.m.ram + STACK_TOP - 48), 0);
+    assert_int_equal(*(uint64_t *)(t.m.ram + STACK_TOP - 40), CODE + 2);
+
+    /* Without a #DF gate either: shutdown. */
+    memset(t.m.ram + IDT + 8 * 16, 0, 16);
+    t.s.rip = CODE;
+    t.s.gpr[R_ESP] = STACK_TOP;
+    t.s.mp_state = MP_RUNNABLE;
+    assert_int_equal(emu_run(&t.c, 100), EMU_STOP_SHUTDOWN);
+    emu_tm_destroy(&t);
+}
+
+static void test_page_faults(void **state)
+{
+    static const uint8_t load[] = { 0x48, 0x8b, 0x04, 0x25, 0x00, 0x00, 0x50, 0x00 }; /* mov rax,[0x500000] */
+    static const uint8_t store[] = { 0xc6, 0x04, 0x25, 0x10, 0x00, 0x30, 0x00, 0x01 }; /* mov byte [0x300010],1 */
+    struct emu_tm t;
+
+    guest_init(&t);
+    t.c.deliver_exceptions = false;
+    put(&t, CODE, load, sizeof(load));
+    assert_int_equal(emu_run(&t.c, 1), EMU_STOP_EXCEPTION);
+    assert_int_equal(t.c.exc_vector, EXC_PF);
+    assert_int_equal(t.c.exc_error, 0);          /* supervisor read, not present */
+    assert_int_equal(t.s.cr2, 0x500000);
+    assert_int_equal(t.s.rip, CODE);
+
+    put(&t, CODE, store, sizeof(store));
+    assert_int_equal(emu_run(&t.c, 1), EMU_STOP_EXCEPTION);
+    assert_int_equal(t.c.exc_vector, EXC_PF);
+    assert_int_equal(t.c.exc_error, 3);          /* write, protection */
+    assert_int_equal(t.s.cr2, 0x300010);
+    assert_int_equal(t.m.ram[0x300010], 0);
+
+    /* CR0.WP clear: the supervisor may write read-only pages. */
+    t.s.cr0 &= ~X86_CR0_WP;
+    emu_invalidate(&t.c);
+    assert_int_equal(emu_run(&t.c, 1), EMU_STOP_BUDGET);
+    assert_int_equal(t.m.ram[0x300010], 1);
+    emu_tm_destroy(&t);
+}
+
+/* Find the leaf PTE of va in the test machine's tables. */
+static uint64_t leaf_pte(struct emu_tm *t, uint64_t va)
+{
+    gpa_t table = t->s.cr3 & ~0xfffULL;
+
+    for (int level = 4; level > 1; level--)
+        table = *emu_tm_pte(t, table, (va >> (12 + 9 * (level - 1))) & 511) & 0x000ffffffffff000ULL;
+    return *emu_tm_pte(t, table, (va >> 12) & 511);
+}
+
+static void test_accessed_dirty(void **state)
+{
+    static const uint8_t code[] = {
+        0x8b, 0x04, 0x25, 0x00, 0x00, 0x20, 0x00,              /* mov eax, [0x200000] */
+        0xc7, 0x04, 0x25, 0x00, 0x10, 0x20, 0x00, 1, 0, 0, 0,  /* mov dword [0x201000], 1 */
+        0xf4,
+    };
+    struct emu_tm t;
+
+    guest_init(&t);
+    put(&t, CODE, code, sizeof(code));
+    assert_int_equal(leaf_pte(&t, 0x200000) & 0x60, 0);
+    assert_int_equal(emu_run(&t.c, 10), EMU_STOP_HALT);
+    assert_int_equal(leaf_pte(&t, 0x200000) & 0x60, 0x20);   /* accessed only */
+    assert_int_equal(leaf_pte(&t, 0x201000) & 0x60, 0x60);   /* accessed + dirty */
+    emu_tm_destroy(&t);
+}
+
+static void test_self_modifying_code(void **state)
+{
+    /* The first instruction rewrites the immediate of the second, which
+     * is already decoded in the same block. */
+    static const uint8_t code[] = {
+        0xc6, 0x05, 0x01, 0x00, 0x00, 0x00, 0x42,   /* mov byte [rip+1], 0x42 */
+        0xb8, 0x00, 0x00, 0x00, 0x00,               /* mov eax, 0 */
+        0xf4,
+    };
+    /* Runs a block once, then patches it and jumps back to it. */
+    static const uint8_t code2[] = {
+        0xe8, 0x09, 0x00, 0x00, 0x00,               /* call f */
+        0xc6, 0x05, 0x03, 0x00, 0x00, 0x00, 0x07,   /* mov byte [rip+3], 7  (f's imm) */
+        0xeb, 0x06,                                 /* jmp f2 */
+        /* f: */ 0xb9, 0x01, 0x00, 0x00, 0x00,      /* mov ecx, 1 */
+        0xc3,                                       /* ret */
+        /* f2: */ 0xe8, 0xf5, 0xff, 0xff, 0xff,     /* call f */
+        0xf4,
+    };
+    struct emu_tm t;
+
+    guest_init(&t);
+    put(&t, CODE, code, sizeof(code));
+    assert_int_equal(emu_run(&t.c, 10), EMU_STOP_HALT);
+    assert_int_equal(t.s.gpr[R_EAX], 0x42);
+
+    put(&t, CODE, code2, sizeof(code2));
+    t.s.rip = CODE;
+    t.s.mp_state = MP_RUNNABLE;
+    assert_int_equal(emu_run(&t.c, 100), EMU_STOP_HALT);
+    assert_int_equal(t.s.gpr[R_ECX], 7);
+    emu_tm_destroy(&t);
+}
+
+static void test_budget_is_exact(void **state)
+{
+    static const uint8_t code[] = { 0xff, 0xc0, 0xeb, 0xfc };  /* inc eax; jmp back */
+    struct emu_tm t;
+
+    guest_init(&t);
+    put(&t, CODE, code, sizeof(code));
+    t.s.gpr[R_EAX] = 0;
+    assert_int_equal(emu_run(&t.c, 7), EMU_STOP_BUDGET);
+    assert_int_equal(t.s.gpr[R_EAX], 4);
+    assert_int_equal(t.s.rip, CODE + 2);
+    emu_tm_destroy(&t);
+}
+
+static void test_loop_mips(void **state)
+{
+    static const uint8_t code[] = {
+        0xb9, 0x80, 0x84, 0x1e, 0x00,   /* mov ecx, 2000000 */
+        0x31, 0xc0,                     /* xor eax, eax */
+        0x48, 0x01, 0xc8,               /* 1: add rax, rcx */
+        0x48, 0x31, 0xc2,               /* xor rdx, rax */
+        0xff, 0xc9,                     /* dec ecx */
+        0x75, 0xf6,                     /* jnz 1b */
+        0xf4,
+    };
+    struct emu_tm t;
+    struct timespec a, b;
+    uint64_t n0;
+    double secs;
+
+    guest_init(&t);
+    put(&t, CODE, code, sizeof(code));
+    n0 = t.c.icount;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    assert_int_equal(emu_run(&t.c, ~0ULL), EMU_STOP_HALT);
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    secs = (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) / 1e9;
+    assert_int_equal(t.s.gpr[R_EAX], 2000000ULL * 2000001ULL / 2);
+    printf("emu loop: %llu instructions in %.3f s = %.1f MIPS (information only)\n",
+           (unsigned long long)(t.c.icount - n0), secs, (double)(t.c.icount - n0) / secs / 1e6);
+    emu_tm_destroy(&t);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_idt_delivery_and_iretq),
+        cmocka_unit_test(test_double_and_triple_fault),
+        cmocka_unit_test(test_page_faults),
+        cmocka_unit_test(test_accessed_dirty),
+        cmocka_unit_test(test_self_modifying_code),
+        cmocka_unit_test(test_budget_is_exact),
+        cmocka_unit_test(test_loop_mips),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
