@@ -14,11 +14,7 @@ _results = {}
 
 # Known vmon bugs, as (kernel, accel) -> reason.  Strict: once fixed the
 # test XPASSes, fails, and the entry must go.
-KNOWN_BROKEN = {
-    ("timer", "kvm"): "vmon kvm: the in-kernel PIT raises GSI 0, which KVM's default "
-                      "routing sends to I/O APIC pin 0, but the MADT says IRQ0 = GSI 2 "
-                      "(QEMU installs GSI routing 0 -> pin 2)",
-}
+KNOWN_BROKEN = {}
 
 
 def boot(kernel, accel):
