@@ -66,6 +66,22 @@ def test_multiboot_cmdline_reaches_guest(accel, kernels):
     assert 'cmdline: "a=1 b=two"' in serial_text(out)
 
 
+def test_linux_cmdline_reaches_guest(accel, kernels):
+    k = kernels["bzhello"]
+    status, out, err = run_vmon(guest_args(k, accel, ["-append", "root=/dev/x quiet"]))
+    assert status == 1, f"stderr: {err}"
+    assert 'cmdline: "root=/dev/x quiet"' in serial_text(out)
+
+
+@pytest.mark.parametrize("mode", ["pio", "user-mmio"])
+def test_exits_modes(accel, kernels, mode):
+    """The benchmark's other access kinds work too."""
+    k = kernels["exits"]
+    status, out, err = run_vmon(guest_args(k, accel, ["-append", f"count=500 mode={mode}"]))
+    assert serial_text(out) == f"exits: 500 accesses, mode {mode}\nexits: done\nPASS\n", err
+    assert status == 1, f"stderr: {err}"
+
+
 def test_ram_size_reaches_guest(accel, kernels):
     k = kernels["hello"]
     status, out, err = run_vmon(guest_args(k, accel, ["-m", "256"]))
