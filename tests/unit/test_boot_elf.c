@@ -203,6 +203,19 @@ static void test_cmdline_too_long_for_area(void **st)
     fx_free(fx);
 }
 
+static void test_corrupted_headers(void **st)
+{
+    struct boot_fx *fx = fx_new(64 * MiB);
+    struct elf_img *e = make_elf();
+    size_t hdrs = sizeof(Elf64_Ehdr) + 3 * sizeof(Elf64_Phdr);
+    int ok;
+
+    ok = fx_mutation_run(fx, (uint8_t *)e, sizeof(*e), 0, hdrs, 400, 0x2545f4914f6cdd1dULL);
+    assert_true(ok > 0 && ok < 400);
+    free(e);
+    fx_free(fx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -210,6 +223,7 @@ int main(void)
         cmocka_unit_test(test_identity_map_covers_high_ram),
         cmocka_unit_test(test_malformed_elf_refused),
         cmocka_unit_test(test_cmdline_too_long_for_area),
+        cmocka_unit_test(test_corrupted_headers),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -213,4 +213,62 @@ static inline void fx_check_not_started(struct boot_fx *fx)
     fx_check_untouched(fx);
 }
 
+/* Load many corrupted copies of a valid image: random bytes and 32-bit
+ * words overwritten in [lo, hi).  Each load either succeeds with the boot
+ * vCPU entering inside RAM, or fails leaving the vCPU unstarted; ASan and
+ * UBSan watch for everything else.  Returns how many loads succeeded. */
+static inline int fx_mutation_run(struct boot_fx *fx, const uint8_t *image, size_t len,
+                                  size_t lo, size_t hi, int iterations, uint64_t seed)
+{
+    uint8_t *copy = malloc(len);
+    char path[160];
+    int ok = 0;
+
+    assert_non_null(copy);
+    assert_true(lo < hi && hi <= len);
+    snprintf(path, sizeof(path), "%s/mutant", fx->dir);
+    fx->cfg.kernel = path;
+    for (int it = 0; it < iterations; it++) {
+        int changes = 1 + (int)(seed % 4);
+        FILE *f;
+
+        memcpy(copy, image, len);
+        for (int c = 0; c < changes; c++) {
+            size_t off;
+
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            off = lo + (size_t)(seed % (hi - lo));
+            if ((seed >> 32) & 1 && off + 4 <= hi) {
+                uint32_t v = (uint32_t)(seed >> 24);
+
+                if ((seed >> 33) & 1)
+                    v = (seed >> 34) & 1 ? 0xffffffffu : 0;
+                memcpy(copy + (off & ~(size_t)3), &v, 4);
+            } else {
+                copy[off] = (uint8_t)(seed >> 40);
+            }
+        }
+        f = fopen(path, "wb");
+        assert_non_null(f);
+        assert_int_equal(fwrite(copy, 1, len, f), len);
+        assert_int_equal(fclose(f), 0);
+
+        cpu_state_reset(&fx->bsp.state, 0, true);
+        memset(fx->bsp.state.lapic, 0x5a, sizeof(fx->bsp.state.lapic));
+        if (boot_load(&fx->m) == 0) {
+            ok++;
+            assert_non_null(machine_gpa_to_hva(&fx->m, fx->bsp.state.rip, 1));
+            assert_int_equal(fx->bsp.state.mp_state, MP_RUNNABLE);
+            fx_check_untouched(fx);
+        } else {
+            fx_check_not_started(fx);
+        }
+    }
+    unlink(path);
+    free(copy);
+    return ok;
+}
+
 #endif

@@ -386,6 +386,21 @@ static void test_guest_kit_kernel_accepted(void **st)
     fx_free(fx);
 }
 
+static void test_corrupted_headers(void **st)
+{
+    struct boot_fx *fx = fx_new(64 * MiB);
+    size_t len;
+    uint8_t *image = make_bzimage(&bz_default, &len);
+    int ok;
+
+    fx->cfg.append = "console=ttyS0";
+    ok = fx_mutation_run(fx, image, len, 0x1f0, 0x270, 400, 0x9e3779b97f4a7c15ULL);
+    /* Some corruptions hit fields nobody checks: both outcomes occur. */
+    assert_true(ok > 0 && ok < 400);
+    free(image);
+    fx_free(fx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -397,6 +412,7 @@ int main(void)
         cmocka_unit_test(test_cmdline_longer_than_cmdline_size),
         cmocka_unit_test(test_initrd_errors),
         cmocka_unit_test(test_bad_files),
+        cmocka_unit_test(test_corrupted_headers),
         cmocka_unit_test(test_guest_kit_kernel_accepted),
     };
 

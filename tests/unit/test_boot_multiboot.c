@@ -377,6 +377,26 @@ static void test_elf64_multiboot_kernel(void **st)
     fx_free(fx);
 }
 
+static void test_corrupted_headers(void **st)
+{
+    struct boot_fx *fx = fx_new(32 * MiB);
+    struct mb_elf *e = make_mb_elf();
+    uint8_t *d = make_aout();
+    size_t hdrs = sizeof(Elf32_Ehdr) + sizeof(Elf32_Phdr);
+    int ok;
+
+    /* The a.out fields, checksum included (a few keep a valid one). */
+    ok = fx_mutation_run(fx, d, AOUT_SIZE, AOUT_HDR_OFF + 4, AOUT_HDR_OFF + 32, 300,
+                         0x853c49e6748fea9bULL);
+    assert_true(ok > 0 && ok < 300);
+    /* The ELF headers of a Multiboot ELF kernel. */
+    ok = fx_mutation_run(fx, (uint8_t *)e, sizeof(*e), 0, hdrs, 300, 0xda3e39cb94b95bdbULL);
+    assert_true(ok > 0 && ok < 300);
+    free(d);
+    free(e);
+    fx_free(fx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -386,6 +406,7 @@ int main(void)
         cmocka_unit_test(test_malformed_multiboot_refused),
         cmocka_unit_test(test_module_larger_than_ram),
         cmocka_unit_test(test_elf64_multiboot_kernel),
+        cmocka_unit_test(test_corrupted_headers),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
