@@ -33,11 +33,13 @@
 #define QMP_OUT_SUSPEND (1u << 20)      /* stop reading a client behind this */
 #define QMP_OUT_MAX (16u << 20)         /* drop a client this far behind */
 #define QMP_FLUSH_TIMEOUT_MS 1000
+#define QMP_MAX_CLIENTS 64
 
 struct qmp_listener {
     int fd;
     char *unix_path;     /* to unlink at exit */
     char *filename;      /* for query-chardev */
+    struct timer *retry; /* re-arms accepting after EMFILE */
 };
 
 struct qmp_client {
@@ -267,14 +269,43 @@ static void client_add(struct machine *m, int fd)
         client_free(c);
 }
 
+static void listener_resume(void *opaque)
+{
+    struct qmp_listener *l = opaque;
+
+    main_loop_mod_fd(l->fd, EPOLLIN);
+}
+
+static int nr_clients(void)
+{
+    int n = 0;
+
+    for (struct qmp_client *c = clients; c; c = c->next)
+        n++;
+    return n;
+}
+
 static void listener_ready(void *opaque, uint32_t events)
 {
     struct qmp_listener *l = opaque;
     int fd = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 
     if (fd < 0) {
-        if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+            /* The pending connection keeps the socket readable: look again
+             * later instead of spinning the main loop. */
             warn_report("QMP %s: accept: %s", l->filename, strerror(errno));
+            main_loop_mod_fd(l->fd, 0);
+            if (!l->retry)
+                l->retry = timer_new(listener_resume, l);
+            timer_mod(l->retry, clock_ns() + 100000000ULL);
+        } else if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED) {
+            warn_report("QMP %s: accept: %s", l->filename, strerror(errno));
+        }
+        return;
+    }
+    if (nr_clients() >= QMP_MAX_CLIENTS) {
+        close(fd);
         return;
     }
     client_add(qmp_machine, fd);
@@ -369,14 +400,26 @@ static int listener_open(struct qmp_listener *l, const char *spec, bool *wait)
             error_report("-qmp %s: socket path too long", spec);
             goto out;
         }
-        strcpy(sa.sun_path, addr + 5);
+        /* Bind and listen under a temporary name, then rename: a client
+         * that sees the path can connect at once. */
+        if ((size_t)snprintf(sa.sun_path, sizeof(sa.sun_path), "%s.%d", addr + 5,
+                             (int)getpid()) >= sizeof(sa.sun_path))
+            strcpy(sa.sun_path, addr + 5);
         fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
         if (fd < 0)
             goto sys_err;
         unlink(sa.sun_path);   /* a stale socket from an earlier run */
         if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
             goto sys_err;
-        l->unix_path = strdup(sa.sun_path);
+        if (listen(fd, 16) < 0 || (strcmp(sa.sun_path, addr + 5) &&
+                                   rename(sa.sun_path, addr + 5) < 0)) {
+            int err = errno;
+
+            unlink(sa.sun_path);
+            errno = err;
+            goto sys_err;
+        }
+        l->unix_path = strdup(addr + 5);
     } else if (!strncmp(addr, "tcp:", 4)) {
         struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
                                   .ai_flags = AI_PASSIVE };
@@ -410,7 +453,7 @@ static int listener_open(struct qmp_listener *l, const char *spec, bool *wait)
         error_report("-qmp %s: expected unix:PATH or tcp:HOST:PORT", spec);
         goto out;
     }
-    if (listen(fd, 8) < 0)
+    if (listen(fd, 16) < 0)    /* again for a unix socket: harmless */
         goto sys_err;
     l->fd = fd;
     l->filename = strdup(spec);
@@ -542,6 +585,8 @@ void monitor_cleanup(void)
             unlink(listeners[i].unix_path);
         free(listeners[i].unix_path);
         free(listeners[i].filename);
+        timer_free(listeners[i].retry);
+        listeners[i].retry = NULL;
     }
     nr_listeners = 0;
     if (qmp_machine)

@@ -123,7 +123,8 @@ static json_t *stat_execute(struct stat_conn *c, const char *request)
     size_t len = strlen(request);
     json_t *reply, *ret;
 
-    if (write(c->fd, request, len) != (ssize_t)len)
+    /* MSG_NOSIGNAL: a vmon that went away is an error, not a SIGPIPE. */
+    if (send(c->fd, request, len, MSG_NOSIGNAL) != (ssize_t)len)
         return NULL;
     reply = stat_recv(c);
     if (!reply)

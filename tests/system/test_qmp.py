@@ -463,6 +463,25 @@ def test_disconnects_and_floods_do_not_stall(accel, vm_factory):
     assert q.ret("query-status")["running"] is True
 
 
+def test_client_limit(accel, vm_factory):
+    """64 clients at once are served; the 65th is closed at once and the
+    others do not notice."""
+    vm = vm_factory(accel)
+    clients = [vm.client(negotiate=False) for _ in range(64)]
+    extra = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    extra.settimeout(10)
+    extra.connect(vm.sock_path)
+    assert extra.recv(4096) == b""
+    extra.close()
+    for c in clients[:3] + clients[-3:]:
+        assert c.cmd("qmp_capabilities") == {"return": {}}
+    for c in clients[1:]:
+        c.close()
+    time.sleep(0.2)
+    fresh = vm.client()
+    assert fresh.ret("query-status")["status"] == "running"
+
+
 def test_hmp_subset(accel, vm_factory):
     vm = vm_factory(accel, extra=["-smp", "2"])
     q = vm.client()
