@@ -118,6 +118,9 @@ struct emu_cpu {
      * NULL: no interrupt controller. */
     int (*irq_pending)(void *opaque);
     int (*irq_ack)(void *opaque);
+    /* Called after every port or MMIO write (an EOI or a mask change may
+     * have made an interrupt deliverable). */
+    void (*io_written)(void *opaque);
     void *irq_opaque;
 
     bool break_block;        /* leave the block after this instruction */
@@ -166,6 +169,10 @@ void emu_tlb_flush_page(struct emu_cpu *c, gva_t la);
  * instruction has no architectural effect (faults) and RIP points at it. */
 __attribute__((noreturn)) void emu_raise_exception(struct emu_cpu *c, unsigned vector,
                                                    bool has_error, uint32_t error);
+
+/* The guest's time-stamp counter now, and setting it. */
+uint64_t emu_rdtsc(struct emu_cpu *c);
+void emu_set_tsc(struct emu_cpu *c, uint64_t tsc);
 
 /* RFLAGS with the lazy arithmetic bits materialised. */
 uint64_t emu_get_rflags(struct emu_cpu *c);

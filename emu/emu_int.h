@@ -307,9 +307,6 @@ bool emu_cache_page_has_code(struct emu_cache *cache, gpa_t gpa);
 /* Recompute mode/CPL after CS, CR0 or EFER changed. */
 void emu_update_mode(struct emu_cpu *c);
 
-/* The guest's TSC. */
-uint64_t emu_rdtsc(struct emu_cpu *c);
-
 /* Port I/O through the machine (takes the machine lock). */
 uint64_t emu_pio_in(struct emu_cpu *c, uint16_t port, unsigned size);
 void emu_pio_out(struct emu_cpu *c, uint16_t port, unsigned size, uint64_t v);

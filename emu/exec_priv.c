@@ -370,7 +370,7 @@ static bool msr_write(struct emu_cpu *c, uint32_t msr, uint64_t v)
     struct cpu_state *s = c->s;
 
     switch (msr) {
-    case MSR_TSC: c->tsc_offset = (int64_t)(v - (emu_rdtsc(c) - (uint64_t)c->tsc_offset)); return true;
+    case MSR_TSC: emu_set_tsc(c, v); return true;
     case MSR_APIC_BASE: s->apic_base = v; return true;
     case MSR_SYSENTER_CS: s->msr.sysenter_cs = v; return true;
     case MSR_SYSENTER_ESP: s->msr.sysenter_esp = v; return true;

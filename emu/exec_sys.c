@@ -50,6 +50,11 @@ uint64_t emu_rdtsc(struct emu_cpu *c)
     return __rdtsc() + (uint64_t)c->tsc_offset;
 }
 
+void emu_set_tsc(struct emu_cpu *c, uint64_t tsc)
+{
+    c->tsc_offset = (int64_t)(tsc - __rdtsc());
+}
+
 EMU_HANDLER(exec_rdtsc)
 {
     uint64_t t;
@@ -76,6 +81,8 @@ void emu_pio_out(struct emu_cpu *c, uint16_t port, unsigned size, uint64_t v)
     machine_lock();
     machine_pio(c->m, port, &v, size, true);
     machine_unlock();
+    if (c->io_written)
+        c->io_written(c->irq_opaque);
 }
 
 /* The TSS I/O permission bitmap is not consulted yet: CPL > IOPL faults. */

@@ -279,6 +279,8 @@ static void mmu_mmio_write(struct emu_cpu *c, gpa_t gpa, unsigned size, uint64_t
     machine_lock();
     machine_mmio(c->m, gpa, &v, size, true);
     machine_unlock();
+    if (c->io_written)
+        c->io_written(c->irq_opaque);
 }
 
 uint64_t emu_read_slow(struct emu_cpu *c, uint64_t la, unsigned size, enum emu_access acc)
