@@ -11,8 +11,8 @@
 
 static int qcow2_probe(const uint8_t *buf, size_t len, const char *filename)
 {
-    if (len >= 8 && be32_load(buf) == QCOW2_MAGIC &&
-        (be32_load(buf + 4) == 2 || be32_load(buf + 4) == 3))
+    /* Like QEMU: a newer version is still qcow2, refused later with a reason. */
+    if (len >= 8 && be32_load(buf) == QCOW2_MAGIC && be32_load(buf + 4) >= 2)
         return 100;
     return 0;
 }

@@ -263,6 +263,17 @@ static int cmd_create(int argc, char **argv)
 
 /* ---- info ---- */
 
+/* The backing file as the overlay resolves it (relative to its directory). */
+static void full_backing(const char *file, const char *backing, char *out, size_t len)
+{
+    const char *slash = strrchr(file, '/');
+
+    if (backing[0] != '/' && slash)
+        snprintf(out, len, "%.*s/%s", (int)(slash - file), file, backing);
+    else
+        snprintf(out, len, "%s", backing);
+}
+
 static void format_clock(char *buf, size_t len, uint64_t ns)
 {
     uint64_t secs = ns / 1000000000ULL;
@@ -352,7 +363,10 @@ static int cmd_info(int argc, char **argv)
             json_object_set_new(j, "format-specific", fs);
         }
         if (info.backing_file[0]) {
-            json_object_set_new(j, "full-backing-filename", json_string(info.backing_file));
+            char full[4096];
+
+            full_backing(file, info.backing_file, full, sizeof(full));
+            json_object_set_new(j, "full-backing-filename", json_string(full));
             json_object_set_new(j, "backing-filename", json_string(info.backing_file));
         }
         json_object_set_new(j, "dirty-flag", json_boolean(info.dirty));
@@ -366,7 +380,13 @@ static int cmd_info(int argc, char **argv)
         if (info.cluster_size)
             printf("cluster_size: %" PRIu64 "\n", info.cluster_size);
         if (info.backing_file[0]) {
-            printf("backing file: %s\n", info.backing_file);
+            char full[4096];
+
+            full_backing(file, info.backing_file, full, sizeof(full));
+            if (strcmp(full, info.backing_file))
+                printf("backing file: %s (actual path: %s)\n", info.backing_file, full);
+            else
+                printf("backing file: %s\n", info.backing_file);
             if (info.backing_format[0])
                 printf("backing file format: %s\n", info.backing_format);
         }
