@@ -83,6 +83,10 @@ void emu_pio_out(struct emu_cpu *c, uint16_t port, unsigned size, uint64_t v)
     machine_unlock();
     if (c->io_written)
         c->io_written(c->irq_opaque);
+    /* A device may have asked the machine to stop (debug-exit, reset):
+     * leave the block so the kick is seen before the next instruction. */
+    if (__atomic_load_n(&c->kick, __ATOMIC_RELAXED))
+        c->break_block = true;
 }
 
 /* The TSS I/O permission bitmap is not consulted yet: CPL > IOPL faults. */
