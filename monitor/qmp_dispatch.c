@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "monitor/qmp.h"
+#include "util/trace.h"
 
 void qmp_error_set(struct qmp_error *err, enum qmp_error_class cls, const char *fmt, ...)
 {
@@ -196,6 +197,7 @@ static json_t *run_command(struct machine *m, json_t *req, bool *negotiated,
 
     if (!check_envelope(req, &name, &args, err))
         return NULL;
+    TRACE(qmp_command, "cmd=%s negotiated=%d", name, *negotiated);
     cmd = qmp_find_command(name);
     if (!*negotiated) {
         if (!cmd || strcmp(name, "qmp_capabilities")) {

@@ -26,6 +26,7 @@
 #include "monitor/qmp.h"
 #include "util/log.h"
 #include "util/main_loop.h"
+#include "util/trace.h"
 #include "version.h"
 
 #define QMP_MAX_INPUT (1u << 20)        /* one request, like QEMU's token cap */
@@ -329,6 +330,7 @@ void qmp_event_send(const char *event, json_t *data)
     struct timeval tv;
     json_t *msg;
 
+    TRACE(qmp_event, "event=%s", event);
     gettimeofday(&tv, NULL);
     msg = json_pack("{s:{s:I,s:I},s:s}", "timestamp", "seconds", (json_int_t)tv.tv_sec,
                     "microseconds", (json_int_t)tv.tv_usec, "event", event);
