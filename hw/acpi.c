@@ -286,7 +286,8 @@ static int64_t build_fadt(struct acpi_image *img, uint64_t facs, uint64_t dsdt)
     put(t + 112, (1u << 0) | (1u << 2) | (1u << 5) | (1u << 6) | (1u << 10), 4);
     gas_io(t + 116, 8, 1, PM_RESET_PORT);
     t[128] = PM_RESET_VALUE;
-    put(t + 132, facs, 8);
+    /* X_FIRMWARE_CTRL stays 0: the spec allows only one of the two FACS
+     * pointers, and Linux would otherwise map the FACS twice. */
     put(t + 140, dsdt, 8);
     gas_io(t + 148, 8 * PM1A_EVT_LEN, 0, PM1A_EVT_BLK);
     gas_io(t + 172, 8 * PM1A_CNT_LEN, 0, PM1A_CNT_BLK);
