@@ -8,7 +8,7 @@
  * remote IRR are read-only. */
 #define RTE_WRITABLE 0xff0000000001afffull
 
-void ioapic_init(struct ioapic *io, void (*deliver)(void *opaque, const struct apic_msg *msg),
+void ioapic_init(struct ioapic *io, int (*deliver)(void *opaque, const struct apic_msg *msg),
                  void *opaque)
 {
     memset(io, 0, sizeof(*io));
@@ -23,20 +23,17 @@ void ioapic_reset(struct ioapic *io)
     io->ioregsel = 0;
     io->id = 0;
     io->irr = 0;
-    /* The input lines belong to the devices, which re-assert after reset;
-     * keeping `line` avoids a false edge when they do. */
+    io->line = 0;
     for (int i = 0; i < IOAPIC_NUM_PINS; i++)
         io->redir[i] = IOAPIC_RTE_MASKED;
 }
 
+/* Send the pin's message if its entry lets it through now. */
 static void service(struct ioapic *io, unsigned pin)
 {
     uint64_t e = io->redir[pin];
-    uint32_t bit = 1u << pin;
-    if (!(io->irr & bit) || (e & IOAPIC_RTE_MASKED))
-        return;
     bool level = (e & IOAPIC_RTE_LEVEL) != 0;
-    if (level && (e & IOAPIC_RTE_REMOTE_IRR))
+    if ((e & IOAPIC_RTE_MASKED) || (level && (e & IOAPIC_RTE_REMOTE_IRR)))
         return;
     struct apic_msg m = {
         .vector = e & 0xff,
@@ -47,13 +44,12 @@ static void service(struct ioapic *io, unsigned pin)
         .dest = e >> 56,
         .shorthand = APIC_SH_NONE,
     };
-    if (level)
-        io->redir[pin] |= IOAPIC_RTE_REMOTE_IRR;
-    else
-        io->irr &= ~bit;
     LOG(LOG_INT, "ioapic: pin %u -> vector %#x dest %#x\n", pin, m.vector, m.dest);
-    if (io->deliver)
-        io->deliver(io->opaque, &m);
+    int accepted = io->deliver ? io->deliver(io->opaque, &m) : 0;
+    if (!level)
+        io->irr &= ~(1u << pin);  /* the edge is spent, taken or not */
+    else if (accepted > 0)
+        io->redir[pin] |= IOAPIC_RTE_REMOTE_IRR;  /* wait for the EOI */
 }
 
 void ioapic_set_irq(struct ioapic *io, unsigned pin, int level)
@@ -61,19 +57,19 @@ void ioapic_set_irq(struct ioapic *io, unsigned pin, int level)
     if (pin >= IOAPIC_NUM_PINS)
         return;
     uint32_t bit = 1u << pin;
-    bool was = (io->line & bit) != 0;
-    if (level)
-        io->line |= bit;
-    else
+    if (!level) {
         io->line &= ~bit;
-    if (io->redir[pin] & IOAPIC_RTE_LEVEL) {
-        if (level)
-            io->irr |= bit;
-        else
-            io->irr &= ~bit;
-    } else if (level && !was) {
-        io->irr |= bit;  /* latched even while masked, delivered on unmask */
+        io->irr &= ~bit;
+        return;
     }
+    bool rising = !(io->line & bit);
+    io->line |= bit;
+    io->irr |= bit;
+    /* An edge pin fires on a rising edge only.  A repeated assert leaves
+     * IRR set without firing, and an edge on a masked pin stays in IRR but
+     * is not delivered on unmask: both exactly what KVM's IOAPIC does. */
+    if (!(io->redir[pin] & IOAPIC_RTE_LEVEL) && !rising)
+        return;
     service(io, pin);
 }
 
@@ -84,7 +80,8 @@ void ioapic_eoi(struct ioapic *io, uint8_t vector)
         if ((e & 0xff) != vector || !(e & IOAPIC_RTE_LEVEL) || !(e & IOAPIC_RTE_REMOTE_IRR))
             continue;
         io->redir[pin] &= ~IOAPIC_RTE_REMOTE_IRR;
-        service(io, pin);  /* line still asserted: deliver again */
+        if (io->irr & (1u << pin))
+            service(io, pin);  /* line still asserted: deliver again */
     }
 }
 
@@ -126,10 +123,9 @@ static void reg_write(struct ioapic *io, uint32_t val)
     if (!(ne & IOAPIC_RTE_LEVEL))
         ne &= ~IOAPIC_RTE_REMOTE_IRR;
     io->redir[pin] = ne;
-    /* A pin switched to level while asserted has its request pending. */
-    if ((ne & IOAPIC_RTE_LEVEL) && (io->line & (1u << pin)))
-        io->irr |= 1u << pin;
-    service(io, pin);
+    /* An asserted level pin that became deliverable fires now. */
+    if ((ne & IOAPIC_RTE_LEVEL) && (io->irr & (1u << pin)))
+        service(io, pin);
 }
 
 /* Only IOREGSEL (0x00) and IOWIN (0x10) exist.  The spec asks for 32-bit

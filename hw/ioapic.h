@@ -9,8 +9,13 @@
  * and read back but not applied (KVM and QEMU do the same): devices model
  * their lines as asserted/deasserted, not as voltages.
  *
- * The state fields are exactly what KVM_GET_IRQCHIP carries, plus `line`
- * (the input levels, for edge detection).  Callers hold the machine lock. */
+ * The state fields are what KVM_GET_IRQCHIP carries, with KVM's meaning
+ * (checked against the in-kernel IOAPIC by test_irqchip): for a level pin
+ * irr is the line; for an edge pin it is an edge not yet sent (set while
+ * masked, cleared when sent or when the line drops).  `line` holds the input
+ * levels for edge detection.  As on the 82093AA, an edge on a masked pin is
+ * not delivered on unmask, while an asserted level pin fires when unmasked.
+ * Callers hold the machine lock. */
 #ifndef VMON_HW_IOAPIC_H
 #define VMON_HW_IOAPIC_H
 
@@ -41,17 +46,18 @@ struct ioapic {
     uint64_t base;      /* guest-physical base (informational) */
     uint32_t ioregsel;
     uint32_t id;        /* 4-bit APIC ID, not shifted */
-    uint32_t irr;       /* pending edge / asserted level, per pin */
-    uint32_t line;      /* current input levels */
+    uint32_t irr;       /* KVM's irr: level lines, unsent edges */
+    uint32_t line;      /* input levels (not in KVM's state) */
     uint64_t redir[IOAPIC_NUM_PINS];
 
-    void (*deliver)(void *opaque, const struct apic_msg *msg);
+    /* Returns how many LAPICs accepted the message. */
+    int (*deliver)(void *opaque, const struct apic_msg *msg);
     void *opaque;
 };
 
-void ioapic_init(struct ioapic *io, void (*deliver)(void *opaque, const struct apic_msg *msg),
+void ioapic_init(struct ioapic *io, int (*deliver)(void *opaque, const struct apic_msg *msg),
                  void *opaque);
-/* Reset: ID 0, every pin masked, edge, no pending state. */
+/* Reset: ID 0, every pin masked and edge-triggered, all lines low. */
 void ioapic_reset(struct ioapic *io);
 /* MMIO at offset in the IOAPIC page; size 1/2/4/8. */
 uint64_t ioapic_read(struct ioapic *io, uint64_t offset, unsigned size);

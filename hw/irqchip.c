@@ -47,10 +47,10 @@ struct lapic *irqchip_lapic(struct irqchip *c, int index)
 
 /* ---- routing ---- */
 
-static void ioapic_deliver(void *opaque, const struct apic_msg *msg)
+static int ioapic_deliver(void *opaque, const struct apic_msg *msg)
 {
     struct irqchip *c = opaque;
-    lapic_bus_deliver(&c->bus, NULL, msg);
+    return lapic_bus_deliver(&c->bus, NULL, msg);
 }
 
 static void bus_eoi(void *opaque, uint8_t vector)

@@ -68,11 +68,9 @@ void kvm_irqchip_ioapic_from_kvm(const struct kvm_ioapic_state *k, struct ioapic
     io->irr = k->irr & ((1u << IOAPIC_NUM_PINS) - 1);
     for (int i = 0; i < IOAPIC_NUM_PINS; i++)
         io->redir[i] = k->redirtbl[i].bits;
-    /* KVM keeps no input levels; its irr holds the asserted level pins. */
-    io->line = 0;
-    for (int i = 0; i < IOAPIC_NUM_PINS; i++)
-        if (io->redir[i] & IOAPIC_RTE_LEVEL)
-            io->line |= io->irr & (1u << i);
+    /* KVM keeps no input levels: a set irr bit means the line is high; an
+     * edge line that is high with its edge already sent reads as low. */
+    io->line = io->irr;
 }
 
 void kvm_irqchip_pit_to_kvm(const struct pit *p, struct kvm_pit_state2 *k)

@@ -270,22 +270,22 @@ int lapic_bus_add(struct lapic_bus *bus, struct lapic *l)
 
 /* ---- interrupt acceptance and delivery to the CPU ---- */
 
-void lapic_accept(struct lapic *l, const struct apic_msg *msg)
+bool lapic_accept(struct lapic *l, const struct apic_msg *msg)
 {
     if (!lapic_hw_enabled(l))
-        return;
+        return false;
     switch (msg->delivery) {
     case APIC_DM_FIXED:
     case APIC_DM_LOWEST:
         if (msg->vector < 16) {
             l->esr_pending |= APIC_ESR_RECV_ILLEGAL_VECTOR;
             LOG(LOG_GUEST_ERRORS, "lapic%d: illegal vector %u received\n", l->index, msg->vector);
-            return;
+            return false;
         }
         /* A software-disabled APIC holds what it has but takes nothing
          * new (KVM behaves the same). */
         if (!lapic_sw_enabled(l))
-            return;
+            return false;
         vec_set(l, APIC_IRR, msg->vector);
         if (msg->level_trig)
             vec_set(l, APIC_TMR, msg->vector);
@@ -302,7 +302,7 @@ void lapic_accept(struct lapic *l, const struct apic_msg *msg)
         /* INIT level de-assert only synchronised arbitration IDs on old
          * CPUs; since the Pentium 4 it does nothing. */
         if (msg->level_trig && !msg->assert)
-            return;
+            return false;
         lapic_init_reset(l);
         if (l->ops && l->ops->init)
             l->ops->init(l->vcpu);
@@ -319,8 +319,9 @@ void lapic_accept(struct lapic *l, const struct apic_msg *msg)
         break;
     default: /* SMI and reserved modes */
         LOG(LOG_UNIMP, "lapic%d: delivery mode %u ignored\n", l->index, msg->delivery);
-        break;
+        return false;
     }
+    return true;
 }
 
 void lapic_accept_irq(struct lapic *l, uint8_t vector, bool level_trig)
@@ -434,13 +435,10 @@ static bool targets(const struct lapic *t, const struct lapic *src, const struct
     }
 }
 
-void lapic_bus_deliver(struct lapic_bus *bus, struct lapic *src, const struct apic_msg *msg)
+int lapic_bus_deliver(struct lapic_bus *bus, struct lapic *src, const struct apic_msg *msg)
 {
-    if (!bus) {
-        if (src && targets(src, src, msg))
-            lapic_accept(src, msg);
-        return;
-    }
+    if (!bus)
+        return src && targets(src, src, msg) && lapic_accept(src, msg);
     if (msg->delivery == APIC_DM_LOWEST) {
         /* Lowest priority: the enabled target with the lowest TPR, ties to
          * the lowest vCPU index (bus order). */
@@ -452,13 +450,13 @@ void lapic_bus_deliver(struct lapic_bus *bus, struct lapic *src, const struct ap
             if (!best || (rd(t, APIC_TPR) & 0xf0) < (rd(best, APIC_TPR) & 0xf0))
                 best = t;
         }
-        if (best)
-            lapic_accept(best, msg);
-        return;
+        return best && lapic_accept(best, msg);
     }
+    int n = 0;
     for (int i = 0; i < bus->nr; i++)
         if (targets(bus->lapics[i], src, msg))
-            lapic_accept(bus->lapics[i], msg);
+            n += lapic_accept(bus->lapics[i], msg);
+    return n;
 }
 
 static void send_ipi(struct lapic *l)

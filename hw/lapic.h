@@ -163,8 +163,9 @@ int lapic_bus_add(struct lapic_bus *bus, struct lapic *l);
 uint64_t lapic_read(struct lapic *l, uint64_t offset, unsigned size, uint64_t now);
 void lapic_write(struct lapic *l, uint64_t offset, uint64_t value, unsigned size, uint64_t now);
 
-/* Interrupt acceptance (a message for this LAPIC). */
-void lapic_accept(struct lapic *l, const struct apic_msg *msg);
+/* Interrupt acceptance (a message for this LAPIC); false if refused
+ * (APIC disabled, illegal vector, INIT de-assert, SMI). */
+bool lapic_accept(struct lapic *l, const struct apic_msg *msg);
 /* Shorthand for a fixed interrupt. */
 void lapic_accept_irq(struct lapic *l, uint8_t vector, bool level_trig);
 /* Highest-priority vector in IRR that PPR lets through, or -1. */
@@ -198,8 +199,8 @@ void lapic_save(struct lapic *l, uint64_t now);
 void lapic_restore(struct lapic *l, uint64_t now);
 
 /* Deliver a message to every LAPIC on the bus it addresses; src is the
- * sender for shorthands (NULL for IOAPIC/MSI). */
-void lapic_bus_deliver(struct lapic_bus *bus, struct lapic *src, const struct apic_msg *msg);
+ * sender for shorthands (NULL for IOAPIC/MSI).  Returns how many took it. */
+int lapic_bus_deliver(struct lapic_bus *bus, struct lapic *src, const struct apic_msg *msg);
 /* Does the message's destination (not shorthand) select this LAPIC? */
 bool lapic_match_dest(const struct lapic *l, uint8_t dest, bool logical);
 

@@ -12,19 +12,22 @@
 struct fix {
     struct ioapic io;
     int n;
+    int accept;   /* how many LAPICs take each message */
     struct apic_msg last;
 };
 
-static void deliver(void *opaque, const struct apic_msg *msg)
+static int deliver(void *opaque, const struct apic_msg *msg)
 {
     struct fix *f = opaque;
     f->n++;
     f->last = *msg;
+    return f->accept;
 }
 
 static int setup(void **state)
 {
     struct fix *f = test_calloc(1, sizeof(*f));
+    f->accept = 1;
     ioapic_init(&f->io, deliver, f);
     *state = f;
     return 0;
@@ -85,20 +88,25 @@ static void test_edge_delivery(void **state)
     assert_true(f->last.logical);
     assert_false(f->last.level_trig);
     assert_int_equal(f->last.delivery, APIC_DM_FIXED);
+    assert_int_equal(f->io.irr, 0);                     /* the edge was sent */
     ioapic_set_irq(&f->io, 4, 1);                       /* no new edge */
     assert_int_equal(f->n, 1);
+    assert_int_equal(f->io.irr, 1u << 4);               /* KVM does the same */
     ioapic_set_irq(&f->io, 4, 0);
+    assert_int_equal(f->io.irr, 0);
     ioapic_set_irq(&f->io, 4, 1);
     assert_int_equal(f->n, 2);
-    /* An edge on a masked pin is latched and delivered on unmask. */
+    /* An edge on a masked pin is lost (82093AA), even after unmasking. */
     ioapic_set_irq(&f->io, 4, 0);
     program(&f->io, 4, 0x0100000000010824ull);
     ioapic_set_irq(&f->io, 4, 1);
     assert_int_equal(f->n, 2);
-    assert_int_equal(f->io.irr, 1u << 4);
+    assert_int_equal(f->io.irr, 1u << 4);               /* unsent edge */
     program(&f->io, 4, 0x0100000000000824ull);
+    assert_int_equal(f->n, 2);
+    ioapic_set_irq(&f->io, 4, 0);
+    ioapic_set_irq(&f->io, 4, 1);
     assert_int_equal(f->n, 3);
-    assert_int_equal(f->io.irr, 0);
 }
 
 static void test_level_remote_irr_and_eoi(void **state)
@@ -131,6 +139,13 @@ static void test_level_remote_irr_and_eoi(void **state)
     assert_int_equal(f->n, 3);
     /* Switching to edge clears remote IRR. */
     reg_wr(&f->io, 0x10 + 20, 0x0001203a);
+    assert_false(reg_rd(&f->io, 0x10 + 20) & IOAPIC_RTE_REMOTE_IRR);
+    /* Nobody took it (no such destination): no remote IRR to wait for. */
+    ioapic_set_irq(&f->io, 10, 0);
+    f->accept = 0;
+    reg_wr(&f->io, 0x10 + 20, 0x0000a03a);
+    ioapic_set_irq(&f->io, 10, 1);
+    assert_int_equal(f->n, 4);
     assert_false(reg_rd(&f->io, 0x10 + 20) & IOAPIC_RTE_REMOTE_IRR);
 }
 

@@ -603,6 +603,118 @@ static void test_random_storm(void **state)
     assert_true(extint > 50);
 }
 
+/* Differential test of the line semantics against KVM's in-kernel PIC and
+ * IOAPIC: both start from the same programmed state, get the same random
+ * sequence of GSI level changes (the vCPU never runs, so nothing is
+ * acknowledged), and must agree on IRR, edge detection, remote IRR and
+ * what reached the LAPIC. */
+static void test_kvm_real_line_semantics(void **state)
+{
+    struct fix *f = *state;
+    int kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+    if (kvm < 0) {
+        skip();
+        return;
+    }
+    int vm = ioctl(kvm, KVM_CREATE_VM, 0);
+    assert_true(vm >= 0);
+    assert_int_equal(ioctl(vm, KVM_CREATE_IRQCHIP, 0), 0);
+    int vcpu = ioctl(vm, KVM_CREATE_VCPU, 0);
+    assert_true(vcpu >= 0);
+    /* The PC routing vmon's kvm accelerator installs (accel/kvm.c). */
+    struct kvm_irq_routing *rt = calloc(1, sizeof(*rt) + 48 * sizeof(rt->entries[0]));
+    assert_non_null(rt);
+    for (uint32_t i = 0; i < 16; i++)
+        if (i != 2)
+            rt->entries[rt->nr++] = (struct kvm_irq_routing_entry){
+                .gsi = i, .type = KVM_IRQ_ROUTING_IRQCHIP,
+                .u.irqchip = { .irqchip = i < 8 ? KVM_IRQCHIP_PIC_MASTER : KVM_IRQCHIP_PIC_SLAVE,
+                               .pin = i & 7 } };
+    for (uint32_t i = 0; i < IOAPIC_NUM_PINS; i++)
+        if (i != 2)
+            rt->entries[rt->nr++] = (struct kvm_irq_routing_entry){
+                .gsi = i, .type = KVM_IRQ_ROUTING_IRQCHIP,
+                .u.irqchip = { .irqchip = KVM_IRQCHIP_IOAPIC, .pin = i == 0 ? 2 : i } };
+    assert_int_equal(ioctl(vm, KVM_SET_GSI_ROUTING, rt), 0);
+    free(rt);
+
+    /* Linux-style PIC, a few level pins, some IOAPIC pins masked. */
+    pic_linux_init(f);
+    outb(f, 0x21, 0x48);
+    outb(f, 0xa1, 0x02);
+    outb(f, 0x4d0, 0x20);
+    outb(f, 0x4d1, 0x0e);
+    apic_wr(f, 0, APIC_SVR, 0x1ff);
+    static const unsigned gsis[] = { 0, 1, 3, 4, 5, 6, 8, 9, 10, 11, 12, 14, 15, 16, 19, 23 };
+    for (unsigned pin = 1; pin < IOAPIC_NUM_PINS; pin++) {
+        uint64_t rte = 0x30 + pin;
+        if (pin >= 9 && pin <= 11)
+            rte |= IOAPIC_RTE_LEVEL;
+        if (pin >= 16 && (pin & 1))
+            rte |= IOAPIC_RTE_LEVEL | IOAPIC_RTE_POLARITY_LOW;
+        if (pin == 5 || pin == 19 || pin == 10)
+            rte |= IOAPIC_RTE_MASKED;
+        ioapic_route(f, pin, rte);
+    }
+    struct kvm_irqchip chips[3], back[3];
+    struct kvm_pit_state2 pit;
+    struct kvm_lapic_state kl;
+    kvm_irqchip_to_kvm(f->c, chips, &pit);
+    kvm_irqchip_lapic_to_kvm(f->cpu[0].lapic, &kl);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(ioctl(vm, KVM_SET_IRQCHIP, &chips[i]), 0);
+    assert_int_equal(ioctl(vcpu, KVM_SET_LAPIC, &kl), 0);
+
+    rng_state = 42;
+    for (int step = 0; step < 3000; step++) {
+        uint64_t r = rnd();
+        unsigned gsi = gsis[r % (sizeof(gsis) / sizeof(gsis[0]))];
+        int level = (int)((r >> 8) & 1);
+        struct kvm_irq_level line = { .irq = gsi, .level = (uint32_t)level };
+        assert_true(ioctl(vm, KVM_IRQ_LINE, &line) >= 0);
+        irqchip_set_irq(f->c, gsi, level);
+        if (step % 20 == 5) {  /* occasionally the guest unmasks/masks */
+            uint8_t mask = (uint8_t)(rnd() & 0xfb);
+            struct kvm_irqchip m = { .chip_id = KVM_IRQCHIP_PIC_MASTER };
+            assert_int_equal(ioctl(vm, KVM_GET_IRQCHIP, &m), 0);
+            m.chip.pic.imr = mask;
+            assert_int_equal(ioctl(vm, KVM_SET_IRQCHIP, &m), 0);
+            outb(f, 0x21, mask);
+        }
+        for (int i = 0; i < 3; i++) {
+            memset(&back[i], 0, sizeof(back[i]));
+            back[i].chip_id = (uint32_t)i;
+            assert_int_equal(ioctl(vm, KVM_GET_IRQCHIP, &back[i]), 0);
+        }
+        kvm_irqchip_to_kvm(f->c, chips, &pit);
+        for (int i = 0; i < 2; i++) {
+            struct kvm_pic_state *a = &chips[i].chip.pic, *b = &back[i].chip.pic;
+            uint8_t cascade = i == 0 ? 0x04 : 0;
+            if (a->irr != b->irr || a->isr != b->isr || a->imr != b->imr ||
+                (a->last_irr & ~cascade) != (b->last_irr & ~cascade))
+                fail_msg("step %d gsi %u level %d: pic%d irr %#x/%#x isr %#x/%#x last %#x/%#x",
+                         step, gsi, level, i, a->irr, b->irr, a->isr, b->isr, a->last_irr,
+                         b->last_irr);
+        }
+        struct kvm_ioapic_state *a = &chips[2].chip.ioapic, *b = &back[2].chip.ioapic;
+        if (a->irr != b->irr)
+            fail_msg("step %d gsi %u level %d: ioapic irr %#x/%#x", step, gsi, level, a->irr,
+                     b->irr);
+        for (int pin = 0; pin < IOAPIC_NUM_PINS; pin++)
+            if (a->redirtbl[pin].bits != b->redirtbl[pin].bits)
+                fail_msg("step %d: ioapic pin %d %#llx/%#llx", step, pin,
+                         (unsigned long long)a->redirtbl[pin].bits,
+                         (unsigned long long)b->redirtbl[pin].bits);
+    }
+    /* What the IOAPIC delivered to the LAPIC (the vCPU never ran). */
+    assert_int_equal(ioctl(vcpu, KVM_GET_LAPIC, &kl), 0);
+    for (unsigned off = APIC_ISR; off < APIC_ESR; off += 0x10)
+        assert_int_equal(lapic_reg((uint8_t *)kl.regs, off), lapic_reg(f->cpu[0].lapic, off));
+    close(vcpu);
+    close(vm);
+    close(kvm);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -618,6 +730,7 @@ int main(void)
         cmocka_unit_test(test_board_registration),
         cmocka_unit_test_setup_teardown(test_random_storm, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kvm_real_round_trip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_kvm_real_line_semantics, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
