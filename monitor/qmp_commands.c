@@ -10,7 +10,6 @@
 #include "hw/pm.h"
 #include "machine/machine.h"
 #include "monitor/qmp.h"
-#include "util/main_loop.h"
 #include "version.h"
 
 static json_t *cmd_capabilities(struct machine *m, json_t *args, struct qmp_error *err)
@@ -172,18 +171,18 @@ static json_t *cmd_system_powerdown(struct machine *m, json_t *args, struct qmp_
     return json_object();
 }
 
-/* After a -no-shutdown stop the machine's own SHUTDOWN is long gone; the
- * quit still gets one, after the reply. */
-static void quit_event_bh(void *opaque)
-{
-    qmp_event_send("SHUTDOWN", json_pack("{s:b,s:s}", "guest", 0, "reason", "host-qmp-quit"));
-}
-
+/* SHUTDOWN goes out before the reply, as QEMU 7.2 orders them; the
+ * machine's own notification then stays quiet (qmp_quit_requested). */
 static json_t *cmd_quit(struct machine *m, json_t *args, struct qmp_error *err)
 {
-    if (qmp_run_state == QMP_RUN_SHUTDOWN || qmp_run_state == QMP_RUN_GUEST_PANICKED)
-        main_loop_call(quit_event_bh, NULL);
+    bool first = !qmp_quit_requested;
+
     qmp_quit_requested = true;
+    if (first)
+        qmp_event_send("SHUTDOWN", json_pack("{s:b,s:s}", "guest", 0, "reason",
+                                             "host-qmp-quit"));
+    if (qmp_run_state != QMP_RUN_GUEST_PANICKED)
+        qmp_run_state = QMP_RUN_SHUTDOWN;
     machine_request_shutdown(m, SHUTDOWN_HOST_QUIT, 0);
     return json_object();
 }

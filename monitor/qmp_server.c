@@ -458,7 +458,9 @@ static int listener_open(struct qmp_listener *l, const char *spec, bool *wait)
     if (listen(fd, 16) < 0)    /* again for a unix socket: harmless */
         goto sys_err;
     l->fd = fd;
-    l->filename = strdup(spec);
+    /* query-chardev shows it as QEMU does: the address and server=on. */
+    if (asprintf(&l->filename, "%.*s,server=on", (int)strcspn(spec, ","), spec) < 0)
+        l->filename = NULL;
     fd = -1;
     ret = 0;
     goto out;
@@ -477,7 +479,7 @@ static int wait_for_client(struct qmp_listener *l)
     struct pollfd p = { .fd = l->fd, .events = POLLIN };
     int fd;
 
-    fprintf(stderr, "vmon: waiting for a QMP connection on %s\n", l->filename);
+    fprintf(stderr, "vmon: waiting for a QMP connection on %s\n", l->filename ? l->filename : "?");
     while (poll(&p, 1, -1) < 0)
         if (errno != EINTR)
             return -1;
@@ -519,7 +521,9 @@ static void machine_event(struct machine *m, enum machine_event ev, int cause)
         reason = "host-qmp-system-reset";
     }
     qmp_run_state = cause == SHUTDOWN_GUEST_PANIC ? QMP_RUN_GUEST_PANICKED : QMP_RUN_SHUTDOWN;
-    qmp_event_send("SHUTDOWN", json_pack("{s:b,s:s}", "guest", guest, "reason", reason));
+    /* quit announced its SHUTDOWN already, before its reply, as QEMU does */
+    if (!(cause == SHUTDOWN_HOST_QUIT && qmp_quit_requested))
+        qmp_event_send("SHUTDOWN", json_pack("{s:b,s:s}", "guest", guest, "reason", reason));
     /* -no-shutdown: the VM stops instead of exiting, as QEMU reports it. */
     if (m->cfg && m->cfg->no_shutdown && cause != SHUTDOWN_HOST_QUIT)
         qmp_event_send("STOP", NULL);

@@ -198,7 +198,7 @@ static bool parse_requests(json_t *providers, struct stats_request *reqs, int *n
             return false;
         if (!provider_exists(json_string_value(json_object_get(r, "provider")))) {
             qmp_error_set(err, QMP_ERR_GENERIC,
-                          "Parameter 'providers[%zu].provider' does not accept value '%s'", i,
+                          "Parameter 'provider' does not accept value '%s'",
                           json_string_value(json_object_get(r, "provider")));
             return false;
         }

@@ -272,7 +272,7 @@ static void query_stats_follows_the_schema(void **state)
 
     assert_error(request("{\"execute\": \"query-stats\", \"arguments\": {\"target\": \"vcpu\", "
                          "\"providers\": [{\"provider\": \"xen\"}]}}", &neg),
-                 "GenericError", "Parameter 'providers[0].provider' does not accept value 'xen'");
+                 "GenericError", "Parameter 'provider' does not accept value 'xen'");
 
     r = request("{\"execute\": \"query-stats-schemas\", \"arguments\": {\"provider\": \"emu\"}}", &neg);
     list = json_object_get(r, "return");
