@@ -91,7 +91,7 @@ static void mmu_walk(struct emu_cpu *c, uint64_t la, enum emu_access acc, bool u
     bool w = true, u = true, nx = false;
     uint64_t *ptes[5];
     int nptes = 0;
-    uint64_t pte = 0, page_gpa;
+    uint64_t pte = 0, page_gpa = 0;
     uint64_t *leaf;
 
     if (s->cr4 & X86_CR4_PAE) {
