@@ -154,7 +154,7 @@ json_t *qmp_hmp_command(struct machine *m, json_t *args, struct qmp_error *err)
         json_int_t i = json_integer_value(cpu);
 
         if (i < 0 || i >= m->nr_vcpus) {
-            qmp_error_set(err, QMP_ERR_GENERIC, "Parameter 'cpu-index' expects a CPU index");
+            qmp_error_set(err, QMP_ERR_GENERIC, "Parameter 'cpu-index' expects a CPU number");
             return NULL;
         }
         cpu_index = (int)i;

@@ -67,12 +67,12 @@ static json_t *cmd_query_cpus_fast(struct machine *m, json_t *args, struct qmp_e
         char path[64];
 
         snprintf(path, sizeof(path), "/machine/unattached/device[%d]", v->index);
-        /* vmon presents flat CPUs: one core per socket, as QEMU's default
-         * topology for -smp N. */
+        /* vmon presents flat CPUs; QEMU 7.2's default topology for -smp N
+         * on a PC is one socket of N cores, so that is what we report. */
         json_array_append_new(list, json_pack(
             "{s:I,s:{s:i,s:i,s:i},s:s,s:i,s:s}",
             "thread-id", (json_int_t)(v->thread_id ? v->thread_id : getpid()),
-            "props", "core-id", 0, "thread-id", 0, "socket-id", v->index,
+            "props", "core-id", v->index, "thread-id", 0, "socket-id", 0,
             "qom-path", path, "cpu-index", v->index, "target", "x86_64"));
     }
     return list;

@@ -507,6 +507,9 @@ def test_hmp_subset(accel, vm_factory):
     regs = hmp("info registers")
     assert "RIP=" in regs and "CR0=" in regs and "EFER=" in regs
     assert "RIP=" in hmp("info registers", **{"cpu-index": 1})
+    r = q.cmd("human-monitor-command", {"command-line": "info registers", "cpu-index": 5})
+    assert r["error"] == {"class": "GenericError",
+                          "desc": "Parameter 'cpu-index' expects a CPU number"}
     wait_exits_grow(q)
     stats = hmp("info stats")
     assert "VM-EXIT" in stats and " IO " in stats
@@ -537,7 +540,7 @@ def test_query_commands_shapes(accel, vm_factory):
     for i, c in enumerate(cpus):
         assert c["qom-path"] == f"/machine/unattached/device[{i}]"
         assert c["target"] == "x86_64"
-        assert c["props"] == {"core-id": 0, "thread-id": 0, "socket-id": i}
+        assert c["props"] == {"core-id": i, "thread-id": 0, "socket-id": 0}
         assert isinstance(c["thread-id"], int) and c["thread-id"] > 0
     wait_exits_grow(q)
     per_cpu = q.ret("query-stats", {"target": "vcpu",
