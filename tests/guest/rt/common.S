@@ -65,7 +65,37 @@ ap_next_index:
     .skip 4
 
     .section .text
+/* 32-bit protected mode, paging off, EDI = boot magic, ESI = boot
+ * information: load our GDT, enable PAE paging with the static identity map
+ * and long mode, then continue at start64. */
+    .code32
+    .globl start32
+start32:
+    cli
+    lgdt gdtr
+    ljmp $SEL_CODE32, $1f
+1:  mov $SEL_DATA, %eax
+    mov %eax, %ds
+    mov %eax, %es
+    mov %eax, %ss
+    mov %cr4, %eax
+    or $0x20, %eax                  /* PAE */
+    mov %eax, %cr4
+    mov $pml4, %eax
+    mov %eax, %cr3
+    mov $0xc0000080, %ecx           /* EFER.LME */
+    rdmsr
+    or $0x100, %eax
+    wrmsr
+    mov %cr0, %eax
+    or $0x80000001, %eax            /* PG | PE */
+    mov %eax, %cr0
+    ljmp $SEL_CODE64, $2f
     .code64
+2:  mov %edi, %edi                  /* upper halves are undefined here */
+    mov %esi, %esi
+    jmp start64
+
 /* rdi: boot magic, rsi: boot information pointer (both preserved). */
     .globl start64
 start64:

@@ -1,7 +1,9 @@
 /* Protected-mode payload head of the bzImage flavour (Linux boot protocol,
- * loaded at 0x100000).  +0 is the 32-bit entry, which this kernel does not
- * support (it just halts); +0x200 is the 64-bit entry: the loader enters in
- * long mode, identity-mapped, with RSI = boot_params. */
+ * loaded at 0x100000).  +0 is the 32-bit entry (ESI = boot_params, flat
+ * segments, paging off: what rt/bzsetup.S or a loader's own 32-bit path
+ * provides); +0x200 is the 64-bit entry (long mode, identity-mapped,
+ * RSI = boot_params).  Both continue like the Multiboot entry, with the
+ * "HdrS" magic telling rt_start which boot information it was given. */
 #define LINUX_MAGIC 0x53726448      /* "HdrS" */
 
     .section .head, "ax"
@@ -9,8 +11,8 @@
     .globl _start
 _start:
     cli
-1:  hlt
-    jmp 1b
+    mov $LINUX_MAGIC, %edi
+    jmp start32
 
     .org 0x200
     .code64
