@@ -19,7 +19,7 @@ import kernels as ktab  # noqa: E402
 
 def clean(out):
     out = out.replace("\r", "")
-    return re.sub(r"^.*?Booting from ROM\.+", "", out, count=1, flags=re.S)
+    return re.sub(r"^.*?Booting from ROM\.+\s*", "", out, count=1, flags=re.S)
 
 
 def main():
