@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from conftest import VMON, guest_args, kernel_path, run_vmon, serial_text
+from conftest import ACCELS, VMON, accel_unavailable, guest_args, kernel_path, run_vmon, serial_text
 
 # A guest must never start for these, so a short timeout is plenty.
 ERR_TIMEOUT = 30
@@ -169,3 +169,27 @@ def test_reset_reboots_without_no_reboot(accel, kernels):
         p.kill()
         p.wait()
     assert buf.count(b"Hello from vmon test kernel") >= 2, buf.decode(errors="replace")
+
+
+def test_accel_auto_boots(vmon, kernels):
+    """-accel auto picks whatever runs here and the guest behaves the same."""
+    if all(accel_unavailable(a) for a in ACCELS):
+        pytest.skip("no accelerator can run here")
+    k = kernels["hello"]
+    args = guest_args(k, "kvm")
+    args[args.index("kvm")] = "auto"
+    status, out, err = run_vmon(args)
+    assert status == 1, f"stderr: {err}"
+    assert serial_text(out) == k.expected()
+
+
+def test_enable_kvm_is_accel_kvm(accel, kernels):
+    if accel != "kvm":
+        pytest.skip("-enable-kvm is -accel kvm")
+    k = kernels["hello"]
+    args = guest_args(k, accel)
+    i = args.index("-accel")
+    del args[i:i + 2]
+    status, out, err = run_vmon(["-enable-kvm", *args])
+    assert status == 1, f"stderr: {err}"
+    assert serial_text(out) == k.expected()
