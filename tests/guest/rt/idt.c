@@ -35,7 +35,6 @@ void irq_dispatch(uint64_t vector);
 
 static struct idt_gate idt[256] __attribute__((aligned(16)));
 static irq_handler_t handlers[256];
-static uint8_t gate_dpl[256];
 static struct tss64 tss __attribute__((aligned(16)));
 static uint8_t user_stack[16384] __attribute__((aligned(16)));
 
@@ -44,7 +43,7 @@ static void set_gate(unsigned v, uint64_t addr)
     idt[v].off_lo = (uint16_t)addr;
     idt[v].sel = SEL_CODE64;
     idt[v].ist = 0;
-    idt[v].type = 0x8e | gate_dpl[v] << 5;  /* present, interrupt gate */
+    idt[v].type = 0x8e;     /* present, DPL 0, interrupt gate */
     idt[v].off_mid = (uint16_t)(addr >> 16);
     idt[v].off_hi = (uint32_t)(addr >> 32);
 }
@@ -78,14 +77,6 @@ void idt_set_handler(unsigned vector, irq_handler_t h)
         return;
     handlers[vector] = h;
     set_gate(vector, (uint64_t)irq_stubs + 16 * (vector - 32));
-}
-
-void idt_set_user_handler(unsigned vector, irq_handler_t h)
-{
-    if (vector < 32 || vector > 255)
-        return;
-    gate_dpl[vector] = 3;
-    idt_set_handler(vector, h);
 }
 
 void exception_handler(struct exc_frame *f)

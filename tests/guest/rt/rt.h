@@ -73,8 +73,6 @@ typedef void (*irq_handler_t)(void);
 /* Install a handler for vector >= 32; it runs with interrupts off and must
  * send its own EOI. */
 void idt_set_handler(unsigned vector, irq_handler_t h);
-/* The same, reachable by INT n from ring 3 (a DPL 3 gate). */
-void idt_set_user_handler(unsigned vector, irq_handler_t h);
 
 /* Local APIC (xAPIC MMIO). */
 #define LAPIC_BASE 0xfee00000ULL
