@@ -13,19 +13,11 @@
 
 #include "hw/pc_devices.h"
 #include "hw/pci.h"
+#include "hw/pci_internal.h"
 #include "hw/pm.h"
 #include "util/log.h"
 
 #define PCI_HOST_NAME "pci-host"
-
-struct pci_bus {
-    struct machine *m;
-    uint32_t config_address;
-    uint8_t reset_control;         /* PIIX3 RCR at 0xcf9 */
-    struct pci_device *slots[PCI_MAX_SLOTS];   /* function 0 only */
-    int intx_count[4];             /* asserted INTx inputs per GSI */
-    struct pci_device host;
-};
 
 static uint16_t cfg_get16(const struct pci_device *d, unsigned off)
 {
@@ -52,15 +44,10 @@ static void cfg_set32(uint8_t *c, unsigned off, uint32_t v)
 void pci_device_init(struct pci_device *d, const char *name, uint16_t vendor,
                      uint16_t device, uint32_t class_code, uint8_t revision)
 {
-    memset(d->config, 0, sizeof(d->config));
-    memset(d->wmask, 0, sizeof(d->wmask));
-    memset(d->w1cmask, 0, sizeof(d->w1cmask));
-    memset(d->bars, 0, sizeof(d->bars));
+    memset(d, 0, sizeof(*d));
     d->name = name;
     d->devfn = -1;
     d->next_cap = PCI_CAP_START;
-    d->irq_level = 0;
-    d->bus = NULL;
     cfg_set16(d->config, PCI_VENDOR_ID, vendor);
     cfg_set16(d->config, PCI_DEVICE_ID, device);
     d->config[PCI_REVISION_ID] = revision;
@@ -345,6 +332,7 @@ static void pci_config_write(struct pci_device *d, unsigned off, uint32_t val, u
         pci_update_mappings(d);
         pci_update_intx(d);
     }
+    pci_msix_config_written(d);
     if (d->config_write)
         d->config_write(d, off, val, size);
 }
@@ -509,6 +497,7 @@ static void pci_device_reset(struct pci_device *d)
     d->irq_level = 0;
     pci_update_intx(d);
     memcpy(d->config, d->config_init, sizeof(d->config));
+    pci_msix_reset(d);
     if (d->reset)
         d->reset(d);
 }

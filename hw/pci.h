@@ -54,6 +54,7 @@ enum pci_bar_type { PCI_BAR_NONE, PCI_BAR_IO, PCI_BAR_MEM32, PCI_BAR_MEM64 };
 
 struct pci_bus;
 struct pci_device;
+struct pci_msix;
 
 struct pci_bar {
     enum pci_bar_type type;
@@ -89,10 +90,12 @@ struct pci_device {
     uint8_t next_cap;
     int irq_level;
     bool intx_asserted;             /* counted in the bus's line state */
+    struct pci_msix *msix;          /* pci_msix_init(), freed with the device */
     uint8_t config_init[PCI_CONFIG_SPACE_SIZE];
 };
 
-/* Fill in the header of a type-0 function. */
+/* Zero *d and fill in the header of a type-0 function; set opaque and the
+ * hooks afterwards. */
 void pci_device_init(struct pci_device *d, const char *name, uint16_t vendor,
                      uint16_t device, uint32_t class_code, uint8_t revision);
 /* Declare BAR n (a 64-bit BAR takes n and n+1).  -EINVAL on bad size/slot. */
@@ -106,6 +109,20 @@ int pci_add_capability(struct pci_device *d, uint8_t cap_id, uint8_t len);
 void pci_device_set_intx_pin(struct pci_device *d, uint8_t pin);
 /* Drive the device's INTx line (respecting COMMAND.INTX_DISABLE). */
 void pci_set_irq(struct pci_device *d, int level);
+
+/* MSI-X (PCI 3.0 section 6.8.2) in a BAR of its own: the table at offset 0,
+ * the pending-bit array after it.  Call before pci_register_device();
+ * nr_vectors 1..2048.  Returns 0, -EINVAL or -ENOMEM.  The bus keeps the
+ * table across guest accesses and resets; pci_msix_free() releases it (the
+ * device's teardown calls it). */
+int pci_msix_init(struct pci_device *d, unsigned nr_vectors, int bar);
+void pci_msix_free(struct pci_device *d);
+/* MSI-X Enable set in the capability. */
+bool pci_msix_enabled(const struct pci_device *d);
+/* Signal vector v: send its message, or set its pending bit while it (or
+ * the function) is masked or MSI-X is off; a pending vector is sent when
+ * unmasked.  Out-of-range vectors are ignored. */
+void pci_msix_notify(struct pci_device *d, unsigned v);
 
 /* The machine's root bus (created by the board), NULL if none. */
 struct pci_bus *pci_root_bus(struct machine *m);

@@ -24,7 +24,19 @@ static void fake_set_irq(struct machine *m, unsigned gsi, int level)
         irq_level[gsi] = level;
 }
 
-static const struct accel_ops fake_accel = { .name = "test", .set_irq = fake_set_irq };
+static struct { uint64_t addr; uint32_t data; } msi_log[16];
+static int nr_msi;
+
+static void fake_send_msi(struct machine *m, uint64_t addr, uint32_t data)
+{
+    if (nr_msi < 16)
+        msi_log[nr_msi] = (typeof(msi_log[0])){ addr, data };
+    nr_msi++;
+}
+
+static const struct accel_ops fake_accel = {
+    .name = "test", .set_irq = fake_set_irq, .send_msi = fake_send_msi,
+};
 static struct vm_config cfg = { .ram_size = 16 * MiB, .smp = 1 };
 
 struct testdev {
@@ -390,6 +402,109 @@ static void test_random_config_storm(void **st)
     }
 }
 
+static void mmio_write32(struct machine *m, uint64_t gpa, uint32_t v)
+{
+    machine_mmio(m, gpa, &v, 4, true);
+}
+
+static uint32_t mmio_read32(struct machine *m, uint64_t gpa)
+{
+    uint32_t v = 0;
+
+    machine_mmio(m, gpa, &v, 4, false);
+    return v;
+}
+
+/* MSI-X as Linux programs it: find the capability, map the table BAR,
+ * write entries, unmask, enable; vectors fire, pend while masked, and
+ * come out when unmasked. */
+static void test_msix(void **st)
+{
+    struct fixture *f = *st;
+    struct machine *m = &f->m;
+    struct pci_device d;
+    const uint64_t tbl = 0xe1000000;
+    unsigned slot, cap;
+
+    nr_msi = 0;
+    pci_device_init(&d, "msixdev", 0x1af4, 0x1043, 0x010000, 1);
+    assert_int_equal(pci_msix_init(&d, 3, 1), 0);
+    assert_int_equal(pci_msix_init(&d, 3, 1), -EINVAL);     /* only once */
+    assert_int_equal(pci_register_device(pci_root_bus(m), &d), 0);
+    slot = (unsigned)d.devfn >> 3;
+    cap = cfg_read(m, slot, 0x34, 1);
+    assert_int_equal(cfg_read(m, slot, cap, 1), 0x11);
+    assert_int_equal(cfg_read(m, slot, cap + 2, 2), 2);       /* table size - 1 */
+    assert_int_equal(cfg_read(m, slot, cap + 4, 4), 1);       /* BIR 1, offset 0 */
+    assert_int_equal(cfg_read(m, slot, cap + 8, 4), 48 | 1);  /* PBA after 3 entries */
+    cfg_write(m, slot, 0x14, 0xffffffff, 4);
+    assert_int_equal(cfg_read(m, slot, 0x14, 4), 0xfffff000);
+    cfg_write(m, slot, 0x14, (uint32_t)tbl, 4);
+    cfg_write(m, slot, 0x04, PCI_COMMAND_MEMORY, 2);
+
+    /* Masked at reset. */
+    assert_int_equal(mmio_read32(m, tbl + 16 + 12), 1);
+    mmio_write32(m, tbl + 16 + 0, 0xfee01000);
+    mmio_write32(m, tbl + 16 + 4, 0);
+    mmio_write32(m, tbl + 16 + 8, 0x4041);
+    assert_int_equal(mmio_read32(m, tbl + 16 + 8), 0x4041);
+
+    /* Not enabled yet: pending. */
+    pci_msix_notify(&d, 1);
+    assert_int_equal(nr_msi, 0);
+    assert_int_equal(mmio_read32(m, tbl + 48), 0x2);
+    cfg_write(m, slot, cap + 2, 0x8000, 2);                  /* enable */
+    assert_true(pci_msix_enabled(&d));
+    assert_int_equal(nr_msi, 0);                             /* vector still masked */
+    mmio_write32(m, tbl + 16 + 12, 0);                       /* unmask: delivered */
+    assert_int_equal(nr_msi, 1);
+    assert_int_equal(msi_log[0].addr, 0xfee01000);
+    assert_int_equal(msi_log[0].data, 0x4041);
+    assert_int_equal(mmio_read32(m, tbl + 48), 0);
+    pci_msix_notify(&d, 1);
+    assert_int_equal(nr_msi, 2);
+
+    /* Function mask holds it; clearing it releases it. */
+    cfg_write(m, slot, cap + 2, 0xc000, 2);
+    pci_msix_notify(&d, 1);
+    assert_int_equal(nr_msi, 2);
+    cfg_write(m, slot, cap + 2, 0x8000, 2);
+    assert_int_equal(nr_msi, 3);
+
+    /* Hostile: vectors out of range, PBA writes, accesses past the table,
+     * table size field read-only. */
+    pci_msix_notify(&d, 3);
+    pci_msix_notify(&d, 1u << 31);
+    mmio_write32(m, tbl + 48, 0xffffffff);
+    assert_int_equal(mmio_read32(m, tbl + 48), 0);
+    mmio_write32(m, tbl + 0xff8, 0xffffffff);
+    assert_int_equal(mmio_read32(m, tbl + 0xff8), 0);
+    cfg_write(m, slot, cap + 2, 0x87ff, 2);
+    assert_int_equal(cfg_read(m, slot, cap + 2, 2), 0x8002);
+    assert_int_equal(nr_msi, 3);
+
+    /* Reset: disabled, masked, nothing pending. */
+    pci_msix_notify(&d, 1);
+    for (int i = 0; i < m->nr_devices; i++)
+        m->devices[i].reset(m->devices[i].opaque);
+    assert_false(pci_msix_enabled(&d));
+    cfg_write(m, slot, 0x14, (uint32_t)tbl, 4);
+    cfg_write(m, slot, 0x04, PCI_COMMAND_MEMORY, 2);
+    assert_int_equal(mmio_read32(m, tbl + 16 + 12), 1);
+    assert_int_equal(mmio_read32(m, tbl + 48), 0);
+    pci_msix_free(&d);
+    assert_null(d.msix);
+    /* A too-large or invalid request fails cleanly. */
+    struct pci_device e;
+    pci_device_init(&e, "e", 1, 2, 0, 0);
+    assert_int_equal(pci_msix_init(&e, 0, 0), -EINVAL);
+    assert_int_equal(pci_msix_init(&e, 2049, 0), -EINVAL);
+    assert_int_equal(pci_msix_init(&e, 4, 6), -EINVAL);
+    assert_int_equal(pci_msix_init(&e, 2048, 0), 0);
+    assert_int_equal(e.bars[0].size, 65536);
+    pci_msix_free(&e);
+}
+
 static int group_setup(void **st)
 {
     return main_loop_init();
@@ -408,6 +523,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_intx, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reset_and_reset_register, setup, teardown),
         cmocka_unit_test_setup_teardown(test_random_config_storm, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_msix, setup, teardown),
     };
     return cmocka_run_group_tests(tests, group_setup, NULL);
 }

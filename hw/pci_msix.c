@@ -1,0 +1,215 @@
+/* MSI-X for devices on the vmon PCI bus: capability, vector table and
+ * pending-bit array in a dedicated memory BAR, delivery through
+ * machine_send_msi().  The guest can write anything into the table; a
+ * message goes out only with MSI-X enabled and neither the function nor
+ * the vector masked, as the spec says. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hw/pci.h"
+#include "hw/pci_internal.h"
+#include "util/log.h"
+
+#define PCI_CAP_ID_MSIX 0x11
+#define MSIX_CAP_LEN 12
+#define MSIX_CTRL_ENABLE 0x8000
+#define MSIX_CTRL_MASKALL 0x4000
+#define MSIX_ENTRY_SIZE 16
+#define MSIX_ENTRY_CTRL 12
+#define MSIX_MAX_VECTORS 2048
+
+struct pci_msix {
+    struct pci_device *d;
+    unsigned nr;
+    unsigned cap;
+    uint32_t pba_offset;
+    uint8_t *table;
+    uint64_t *pba;
+};
+
+static uint16_t msix_ctrl(const struct pci_msix *x)
+{
+    const uint8_t *c = x->d->config + x->cap + 2;
+
+    return (uint16_t)(c[0] | c[1] << 8);
+}
+
+static bool vector_masked(const struct pci_msix *x, unsigned v)
+{
+    uint16_t ctrl = msix_ctrl(x);
+
+    if (!(ctrl & MSIX_CTRL_ENABLE) || (ctrl & MSIX_CTRL_MASKALL))
+        return true;
+    return x->table[v * MSIX_ENTRY_SIZE + MSIX_ENTRY_CTRL] & 1;
+}
+
+static void msix_send(struct pci_msix *x, unsigned v)
+{
+    const uint8_t *e = x->table + v * MSIX_ENTRY_SIZE;
+    uint64_t addr = 0;
+    uint32_t data = 0;
+
+    for (int i = 0; i < 8; i++)
+        addr |= (uint64_t)e[i] << (8 * i);
+    for (int i = 0; i < 4; i++)
+        data |= (uint32_t)e[8 + i] << (8 * i);
+    if (x->d->bus)
+        machine_send_msi(x->d->bus->m, addr, data);
+}
+
+/* Deliver whatever became deliverable (after an unmask or enable). */
+static void msix_flush_pending(struct pci_msix *x)
+{
+    for (unsigned v = 0; v < x->nr; v++) {
+        uint64_t bit = 1ULL << (v % 64);
+        if ((x->pba[v / 64] & bit) && !vector_masked(x, v)) {
+            x->pba[v / 64] &= ~bit;
+            msix_send(x, v);
+        }
+    }
+}
+
+void pci_msix_notify(struct pci_device *d, unsigned v)
+{
+    struct pci_msix *x = d->msix;
+
+    if (!x || v >= x->nr)
+        return;
+    if (vector_masked(x, v)) {
+        x->pba[v / 64] |= 1ULL << (v % 64);
+        return;
+    }
+    msix_send(x, v);
+}
+
+bool pci_msix_enabled(const struct pci_device *d)
+{
+    return d->msix && (msix_ctrl(d->msix) & MSIX_CTRL_ENABLE);
+}
+
+static uint64_t msix_bar_read(void *opaque, uint64_t offset, unsigned size)
+{
+    struct pci_msix *x = opaque;
+    uint64_t v = 0;
+
+    for (unsigned i = 0; i < size; i++) {
+        uint64_t o = offset + i;
+        uint8_t b = 0;
+        if (o < (uint64_t)x->nr * MSIX_ENTRY_SIZE)
+            b = x->table[o];
+        else if (o >= x->pba_offset && o - x->pba_offset < 8 * ((x->nr + 63) / 64))
+            b = (uint8_t)(x->pba[(o - x->pba_offset) / 8] >> (8 * ((o - x->pba_offset) % 8)));
+        v |= (uint64_t)b << (8 * i);
+    }
+    return v;
+}
+
+static void msix_bar_write(void *opaque, uint64_t offset, uint64_t value, unsigned size)
+{
+    struct pci_msix *x = opaque;
+    bool ctrl_written = false;
+
+    /* Only the table is writable; the PBA and the gap ignore writes. */
+    for (unsigned i = 0; i < size; i++) {
+        uint64_t o = offset + i;
+        if (o >= (uint64_t)x->nr * MSIX_ENTRY_SIZE)
+            continue;
+        if (o % MSIX_ENTRY_SIZE >= MSIX_ENTRY_CTRL) {
+            /* Vector control: only the mask bit exists. */
+            if (o % MSIX_ENTRY_SIZE == MSIX_ENTRY_CTRL) {
+                x->table[o] = (uint8_t)(value >> (8 * i)) & 1;
+                ctrl_written = true;
+            }
+            continue;
+        }
+        x->table[o] = (uint8_t)(value >> (8 * i));
+    }
+    if (ctrl_written)
+        msix_flush_pending(x);
+}
+
+static const struct io_ops msix_bar_ops = {
+    .read = msix_bar_read,
+    .write = msix_bar_write,
+};
+
+static void msix_reset_table(struct pci_msix *x)
+{
+    memset(x->table, 0, (size_t)x->nr * MSIX_ENTRY_SIZE);
+    for (unsigned v = 0; v < x->nr; v++)
+        x->table[v * MSIX_ENTRY_SIZE + MSIX_ENTRY_CTRL] = 1;   /* masked */
+    memset(x->pba, 0, 8 * ((x->nr + 63) / 64));
+}
+
+int pci_msix_init(struct pci_device *d, unsigned nr_vectors, int bar)
+{
+    struct pci_msix *x;
+    uint64_t bar_size = 4096;
+    int cap, ret;
+
+    if (d->msix || nr_vectors == 0 || nr_vectors > MSIX_MAX_VECTORS || bar < 0 ||
+        bar >= PCI_NUM_BARS)
+        return -EINVAL;
+    x = calloc(1, sizeof(*x));
+    if (!x)
+        return -ENOMEM;
+    x->d = d;
+    x->nr = nr_vectors;
+    x->pba_offset = ALIGN_UP(nr_vectors * MSIX_ENTRY_SIZE, 8u);
+    x->table = malloc((size_t)nr_vectors * MSIX_ENTRY_SIZE);
+    x->pba = malloc(8 * ((nr_vectors + 63) / 64));
+    if (!x->table || !x->pba) {
+        ret = -ENOMEM;
+        goto err;
+    }
+    while (bar_size < x->pba_offset + 8 * ((nr_vectors + 63) / 64))
+        bar_size *= 2;
+    ret = pci_device_set_bar(d, bar, PCI_BAR_MEM32, bar_size, false, &msix_bar_ops, x);
+    if (ret < 0)
+        goto err;
+    cap = pci_add_capability(d, PCI_CAP_ID_MSIX, MSIX_CAP_LEN);
+    if (cap < 0) {
+        ret = cap;
+        goto err;
+    }
+    x->cap = (unsigned)cap;
+    d->config[cap + 2] = (uint8_t)(nr_vectors - 1);
+    d->config[cap + 3] = (uint8_t)((nr_vectors - 1) >> 8);
+    d->wmask[cap + 3] = (MSIX_CTRL_ENABLE | MSIX_CTRL_MASKALL) >> 8;
+    /* Table at offset 0 of the BAR, PBA after it (BIR in bits 2:0). */
+    for (int i = 0; i < 4; i++) {
+        d->config[cap + 4 + i] = (uint8_t)((uint32_t)bar >> (8 * i));
+        d->config[cap + 8 + i] = (uint8_t)((x->pba_offset | (uint32_t)bar) >> (8 * i));
+    }
+    msix_reset_table(x);
+    d->msix = x;
+    return 0;
+err:
+    free(x->table);
+    free(x->pba);
+    free(x);
+    return ret;
+}
+
+void pci_msix_free(struct pci_device *d)
+{
+    if (!d->msix)
+        return;
+    free(d->msix->table);
+    free(d->msix->pba);
+    free(d->msix);
+    d->msix = NULL;
+}
+
+void pci_msix_config_written(struct pci_device *d)
+{
+    if (d->msix)
+        msix_flush_pending(d->msix);
+}
+
+void pci_msix_reset(struct pci_device *d)
+{
+    if (d->msix)
+        msix_reset_table(d->msix);
+}
