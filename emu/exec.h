@@ -111,6 +111,11 @@ EMU_HANDLER(exec_retf);
 EMU_HANDLER(exec_far_E);
 EMU_HANDLER(exec_rdtscp);
 
+/* exec_fpu.c */
+EMU_HANDLER(exec_fwait);
+EMU_HANDLER(exec_x87);
+bool emu_exec_fxsave_group(struct emu_cpu *c, const struct emu_insn *i);
+
 /* exec_sys.c: system and I/O instructions. */
 EMU_HANDLER(exec_hlt);
 EMU_HANDLER(exec_cli);

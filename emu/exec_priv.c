@@ -267,7 +267,30 @@ EMU_HANDLER(exec_grp6)
         load_ldt_tr(c, i, true);
         return;
     }
-    emu_exec_ud(c, i);  /* VERR/VERW: not implemented */
+    if (i->sub == 4 || i->sub == 5) {
+        /* VERR/VERW: ZF says whether the segment is readable/writable
+         * from here; a bad selector only clears ZF. */
+        uint16_t sel = (uint16_t)op_get_E(c, i, 2);
+        uint64_t f = emu_cc_flags(c) & ~X86_RFLAGS_ZF;
+        uint64_t limit = (sel & 4) ? s->ldt.limit : s->gdt.limit;
+        bool ok = false;
+
+        if ((sel & ~3u) && (sel | 7u) <= limit && (!(sel & 4) || !s->ldt.unusable)) {
+            uint64_t la, d = emu_read_descriptor(c, sel, &la);
+            unsigned dpl = (d >> 45) & 3;
+            bool code = (d >> 43) & 1, conforming = code && ((d >> 42) & 1);
+
+            if ((d >> 44) & 1) {
+                bool priv = conforming || (dpl >= c->cpl && dpl >= (sel & 3u));
+
+                ok = priv && (i->sub == 4 ? (!code || ((d >> 41) & 1))
+                                          : (!code && ((d >> 41) & 1)));
+            }
+        }
+        emu_cc_set_flags(c, f | (ok ? X86_RFLAGS_ZF : 0));
+        return;
+    }
+    emu_exec_ud(c, i);
 }
 
 EMU_HANDLER(exec_grp7)
@@ -333,6 +356,18 @@ msw:
 
 /* --- MSRs ------------------------------------------------------------------------ */
 
+/* Fixed-range MTRRs 0x250, 0x258, 0x259, 0x268-0x26f in cpu_state order. */
+static int mtrr_fixed_index(uint32_t msr)
+{
+    if (msr == 0x250)
+        return 0;
+    if (msr == 0x258 || msr == 0x259)
+        return (int)(msr - 0x258 + 1);
+    if (msr >= 0x268 && msr <= 0x26f)
+        return (int)(msr - 0x268 + 3);
+    return -1;
+}
+
 static bool msr_read(struct emu_cpu *c, uint32_t msr, uint64_t *v)
 {
     struct cpu_state *s = c->s;
@@ -360,6 +395,17 @@ static bool msr_read(struct emu_cpu *c, uint32_t msr, uint64_t *v)
     }
     if (msr >= 0x200 && msr < 0x210) {
         *v = s->msr.mtrr_var[msr - 0x200];
+        return true;
+    }
+    if (mtrr_fixed_index(msr) >= 0) {
+        *v = s->msr.mtrr_fixed[mtrr_fixed_index(msr)];
+        return true;
+    }
+    switch (msr) {
+    case 0x8b:   /* IA32_BIOS_SIGN_ID: no microcode */
+    case 0x3a:   /* IA32_FEATURE_CONTROL: no VMX/SMX */
+    case 0x140:  /* MISC_FEATURES_ENABLES */
+        *v = 0;
         return true;
     }
     return false;
@@ -410,6 +456,15 @@ static bool msr_write(struct emu_cpu *c, uint32_t msr, uint64_t v)
     }
     if (msr >= 0x200 && msr < 0x210) {
         s->msr.mtrr_var[msr - 0x200] = v;
+        return true;
+    }
+    if (mtrr_fixed_index(msr) >= 0) {
+        s->msr.mtrr_fixed[mtrr_fixed_index(msr)] = v;
+        return true;
+    }
+    switch (msr) {
+    case 0x8b:   /* writing 0 before CPUID(1) is how the revision is read */
+    case 0x140:
         return true;
     }
     return false;

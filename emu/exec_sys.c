@@ -119,8 +119,7 @@ EMU_HANDLER(exec_ud2)
     emu_fault(c, EXC_UD);
 }
 
-/* 0F AE: fences and CLFLUSH now; FXSAVE/FXRSTOR/LDMXCSR/STMXCSR come with
- * the SSE work. */
+/* 0F AE: fences, CLFLUSH, FXSAVE/FXRSTOR/LDMXCSR/STMXCSR (exec_fpu.c). */
 EMU_HANDLER(exec_grp15)
 {
     if (!i->mem) {
@@ -136,6 +135,8 @@ EMU_HANDLER(exec_grp15)
         }
         emu_exec_ud(c, i);
     }
+    if (i->sub < 4 && !i->rep && !i->pfx66 && emu_exec_fxsave_group(c, i))
+        return;
     if (i->sub == 7 && !i->rep) {
         /* CLFLUSH/CLFLUSHOPT: caches are coherent; only the access check. */
         emu_read(c, i->seg, emu_ea(c, i), 1);
