@@ -53,7 +53,7 @@ $(eval $(call build_variant,$(BA),-O1 -g $(SAN),$(SAN)))
 TOOLS := $(patsubst tools/%.c,%,$(TOOL_SRCS))
 UNIT_TESTS := $(patsubst tests/unit/%.c,%,$(UNIT_SRCS))
 
-.PHONY: all check unit-test system-test slow-test guest-tests demo bench deps guest-kit clean
+.PHONY: all check unit-test system-test slow-test guest-tests demo bench deps guest-kit clean fuzz
 all: $(B)/vmon $(addprefix $(B)/tools/,$(TOOLS))
 	@for t in $(TOOLS); do ln -sf tools/$$t $(B)/$$t; done
 
@@ -63,8 +63,9 @@ guest-tests:
 unit-test: $(addprefix $(BA)/tests/,$(UNIT_TESTS))
 	@set -e; for t in $^; do echo "== $$t"; $$t; done
 
-system-test: all $(BA)/vmon guest-tests
+system-test: all $(BA)/vmon $(BA)/tools/vmon-img guest-tests
 	VMON=$(abspath $(B))/vmon VMON_ASAN=$(abspath $(BA))/vmon GUEST_TESTS=$(abspath $(B))/guest-tests \
+	VMON_IMG=$(abspath $(B))/tools/vmon-img VMON_IMG_ASAN=$(abspath $(BA))/tools/vmon-img \
 		/usr/bin/python3 -m pytest -q tests/system $(PYTEST_ARGS)
 
 # Unit tests run under ASan+UBSan; system tests run the optimised binary and,
@@ -92,3 +93,7 @@ bench: all guest-tests
 
 clean:
 	rm -rf build build-asan
+
+# Bounded libFuzzer run over the qcow2 image parser (clang); FUZZ_TIME=secs.
+fuzz: $(B)/tools/vmon-img
+	tests/fuzz/run.sh $(abspath $(B))/fuzz $(abspath $(B))/tools/vmon-img

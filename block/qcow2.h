@@ -3,6 +3,8 @@
 #ifndef VMON_BLOCK_QCOW2_H
 #define VMON_BLOCK_QCOW2_H
 
+#include <string.h>
+
 #include "block/block.h"
 
 #define QCOW2_MAGIC 0x514649fbu /* "QFI\xfb" */
@@ -164,30 +166,42 @@ static inline struct qcow2_state *qcow2_s(struct block_state *bs)
     return bs->opaque;
 }
 
-/* Big-endian helpers */
+/* Big-endian helpers (any alignment) */
 static inline uint64_t be64_load(const void *p)
 {
-    return __builtin_bswap64(*(const uint64_t __attribute__((aligned(1), may_alias)) *)p);
+    uint64_t v;
+
+    memcpy(&v, p, 8);
+    return __builtin_bswap64(v);
 }
 static inline uint32_t be32_load(const void *p)
 {
-    return __builtin_bswap32(*(const uint32_t __attribute__((aligned(1), may_alias)) *)p);
+    uint32_t v;
+
+    memcpy(&v, p, 4);
+    return __builtin_bswap32(v);
 }
 static inline uint16_t be16_load(const void *p)
 {
-    return __builtin_bswap16(*(const uint16_t __attribute__((aligned(1), may_alias)) *)p);
+    uint16_t v;
+
+    memcpy(&v, p, 2);
+    return __builtin_bswap16(v);
 }
 static inline void be64_store(void *p, uint64_t v)
 {
-    *(uint64_t __attribute__((aligned(1), may_alias)) *)p = __builtin_bswap64(v);
+    v = __builtin_bswap64(v);
+    memcpy(p, &v, 8);
 }
 static inline void be32_store(void *p, uint32_t v)
 {
-    *(uint32_t __attribute__((aligned(1), may_alias)) *)p = __builtin_bswap32(v);
+    v = __builtin_bswap32(v);
+    memcpy(p, &v, 4);
 }
 static inline void be16_store(void *p, uint16_t v)
 {
-    *(uint16_t __attribute__((aligned(1), may_alias)) *)p = __builtin_bswap16(v);
+    v = __builtin_bswap16(v);
+    memcpy(p, &v, 2);
 }
 
 /* qcow2_cache.c */

@@ -124,6 +124,12 @@ int qcow2_create(const char *filename, const struct qcow2_create_opts *o, char *
         goto out;
     }
     r = qcow2_header_serialize(&ih, buf, cs);
+    if (r == -ENOSPC && ih.nb_exts) {
+        /* The feature name table is optional: small clusters drop it, as
+         * QEMU does. */
+        qcow2_header_free(&ih);
+        r = qcow2_header_serialize(&ih, buf, cs);
+    }
     if (r < 0) {
         snprintf(err, errlen, "header and backing file name do not fit in one cluster");
         goto out;

@@ -551,12 +551,13 @@ static bool all_zero(const uint8_t *p, size_t len)
 {
     size_t i = 0;
 
-    for (; i < len && (i & 7); i++)
-        if (p[i])
+    for (; i + 8 <= len; i += 8) {
+        uint64_t v;
+
+        memcpy(&v, p + i, 8);
+        if (v)
             return false;
-    for (; i + 8 <= len; i += 8)
-        if (*(const uint64_t *)(p + i))
-            return false;
+    }
     for (; i < len; i++)
         if (p[i])
             return false;
