@@ -96,6 +96,8 @@ static int create_pluggable(struct machine *m, const char *arg)
     for (size_t i = 0; i < ARRAY_SIZE(pluggable_devices); i++) {
         if (strcmp(kv.driver, pluggable_devices[i].name))
             continue;
+        /* "id" names any device in QEMU; nothing refers to it here yet. */
+        (void)keyval_get(&kv, "id");
         ret = pluggable_devices[i].create(m, &kv);
         if (ret == 0)
             ret = keyval_check_unused(&kv);

@@ -128,7 +128,7 @@ static void test_debug_exit(void **st)
     assert_int_equal(m->exit_status, 0x21);
     destroy(m);
 
-    static const char *const defaults[] = { "isa-debug-exit", NULL };
+    static const char *const defaults[] = { "isa-debug-exit,id=dbg0", NULL };
     m = board(defaults, SERIAL_NONE, &ret);
     assert_int_equal(ret, 0);
     assert_true(claimed(m, 0x501) && claimed(m, 0x502));
