@@ -15,6 +15,7 @@
 #include "hw/pci.h"
 #include "hw/pci_internal.h"
 #include "hw/pm.h"
+#include "util/keyval.h"
 #include "util/log.h"
 
 #define PCI_HOST_NAME "pci-host"
@@ -467,12 +468,44 @@ static const struct io_ops pci_io_ops = {
 
 /* ---- bus ---- */
 
+int pci_keyval_addr(struct keyval *kv, struct pci_device *d)
+{
+    const char *v = keyval_get(kv, "addr");
+    unsigned long slot, fn = 0;
+    char *end;
+
+    if (!v)
+        return 0;
+    /* QEMU's "SLOT[.FN]" in hex, with or without 0x. */
+    slot = strtoul(v, &end, 16);
+    if (end != v && *end == '.') {
+        const char *f = end + 1;
+        fn = strtoul(f, &end, 16);
+        if (end == f)
+            end = (char *)v;   /* force the error below */
+    }
+    if (end == v || *end || slot >= PCI_MAX_SLOTS || fn != 0) {
+        error_report("%s: property 'addr': '%s' is not a slot on bus 0 (00-1f, function 0)",
+                     kv->context, v);
+        return -EINVAL;
+    }
+    d->devfn = (int)(slot << 3);
+    return 0;
+}
+
 int pci_register_device(struct pci_bus *bus, struct pci_device *d)
 {
     int slot = -1;
 
-    if (d->devfn >= 0 && (d->devfn & 7) == 0 && d->devfn < 256 && !bus->slots[d->devfn >> 3])
+    if (d->devfn >= 0) {
+        /* An explicit address (addr=) is that slot or an error. */
+        if ((d->devfn & 7) || d->devfn >= 256 || bus->slots[d->devfn >> 3]) {
+            error_report("pci: %s: slot %d function %d is not available", d->name,
+                         d->devfn >> 3, d->devfn & 7);
+            return -EBUSY;
+        }
         slot = d->devfn >> 3;
+    }
     for (int s = 0; slot < 0 && s < PCI_MAX_SLOTS; s++)
         if (!bus->slots[s])
             slot = s;

@@ -126,9 +126,13 @@ void pci_msix_notify(struct pci_device *d, unsigned v);
 
 /* The machine's root bus (created by the board), NULL if none. */
 struct pci_bus *pci_root_bus(struct machine *m);
-/* Put d on bus 0 in d->devfn's slot if that is >= 0 and free, else in the
- * first free slot.  -ENOSPC when the bus is full. */
+/* Put d on bus 0: in d->devfn's slot if that is >= 0 (-EBUSY if taken or
+ * not function 0), else in the first free slot (-ENOSPC when full). */
 int pci_register_device(struct pci_bus *bus, struct pci_device *d);
+struct keyval;
+/* A -device driver's "addr=SLOT[.0]" (hex, as QEMU) into d->devfn; absent
+ * leaves it alone.  -EINVAL after naming the property. */
+int pci_keyval_addr(struct keyval *kv, struct pci_device *d);
 /* The GSI of a slot's pin (1..4), as the _PRT announces it. */
 unsigned pci_intx_gsi(unsigned slot, unsigned pin);
 /* Lowest address of the 32-bit PCI memory window for this machine. */

@@ -14,6 +14,7 @@
 #include "hw/pc_devices.h"
 #include "hw/pci.h"
 #include "machine/machine.h"
+#include "util/keyval.h"
 #include "util/main_loop.h"
 
 static int irq_level[32];
@@ -312,12 +313,16 @@ static void test_capabilities(void **st)
     while (pci_add_capability(&d2, 0x09, 40) >= 0)
         ;
     assert_int_equal(pci_add_capability(&d2, 0x09, 40), -ENOSPC);
-    /* Slot preference: a taken slot falls back to a free one. */
+    /* An explicit slot is that slot or an error. */
     struct pci_device d3;
     pci_device_init(&d3, "d3", 1, 2, 0, 0);
     d3.devfn = 1 << 3;
+    assert_int_equal(pci_register_device(pci_root_bus(&f->m), &d3), -EBUSY);
+    d3.devfn = (7 << 3) | 1;
+    assert_int_equal(pci_register_device(pci_root_bus(&f->m), &d3), -EBUSY);
+    d3.devfn = 0x1e << 3;
     assert_int_equal(pci_register_device(pci_root_bus(&f->m), &d3), 0);
-    assert_int_not_equal(d3.devfn, 1 << 3);
+    assert_int_equal(cfg_read(&f->m, 0x1e, 0, 4), 0x00020001);
 }
 
 static void test_intx(void **st)
@@ -505,6 +510,33 @@ static void test_msix(void **st)
     pci_msix_free(&e);
 }
 
+static void test_keyval_addr(void **st)
+{
+    static const struct { const char *opt; int devfn; } ok[] = {
+        { "x,addr=5", 5 << 3 }, { "x,addr=0x1f", 0x1f << 3 }, { "x,addr=0a.0", 10 << 3 },
+        { "x", -1 },
+    };
+    static const char *const bad[] = { "x,addr=20", "x,addr=5.1", "x,addr=", "x,addr=zz",
+                                       "x,addr=5.", "x,addr=1.0.0" };
+    struct pci_device d;
+    struct keyval kv;
+
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        pci_device_init(&d, "x", 1, 2, 0, 0);
+        assert_int_equal(keyval_parse(&kv, ok[i].opt, true, ok[i].opt), 0);
+        assert_int_equal(pci_keyval_addr(&kv, &d), 0);
+        assert_int_equal(d.devfn, ok[i].devfn);
+        assert_int_equal(keyval_check_unused(&kv), 0);
+        keyval_free(&kv);
+    }
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        pci_device_init(&d, "x", 1, 2, 0, 0);
+        assert_int_equal(keyval_parse(&kv, bad[i], true, bad[i]), 0);
+        assert_int_equal(pci_keyval_addr(&kv, &d), -EINVAL);
+        keyval_free(&kv);
+    }
+}
+
 static int group_setup(void **st)
 {
     return main_loop_init();
@@ -524,6 +556,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reset_and_reset_register, setup, teardown),
         cmocka_unit_test_setup_teardown(test_random_config_storm, setup, teardown),
         cmocka_unit_test_setup_teardown(test_msix, setup, teardown),
+        cmocka_unit_test(test_keyval_addr),
     };
     return cmocka_run_group_tests(tests, group_setup, NULL);
 }
