@@ -111,6 +111,9 @@ EMU_HANDLER(exec_retf);
 EMU_HANDLER(exec_far_E);
 EMU_HANDLER(exec_rdtscp);
 
+/* exec_sse.c */
+EMU_HANDLER(exec_sse);
+
 /* exec_fpu.c */
 EMU_HANDLER(exec_fwait);
 EMU_HANDLER(exec_x87);
