@@ -24,7 +24,7 @@
 #define CODE_VA 0x20000000ULL
 #define TEST_OFF 0x800
 #define TEST_VA (CODE_VA + TEST_OFF)
-#define EPI_OFF 0x100
+#define EPI_OFF 0x400
 #define DATA_VA 0x10000000ULL      /* [0, 0x1000) stack, [0x1000, 0x3000) buffer */
 #define DATA_SIZE 0x3000
 #define BUF_VA (DATA_VA + 0x1000)
@@ -37,7 +37,9 @@
 struct regs {
     uint64_t gpr[16];
     uint64_t rflags;
+    uint8_t xmm[16][16];   /* at offset 136 */
 };
+#define XMM_OFF 136
 
 /* Template flags. */
 enum {
@@ -61,7 +63,10 @@ enum {
     T_NOMODRM = 1 << 17,
     T_XLAT = 1 << 18,
     T_MEMSRC_BUF = 1 << 19,
+    T_P66 = 1 << 20,    /* mandatory 66 prefix (SSE) */
+    T_ALIGN = 1 << 21,  /* memory operand 16-byte aligned most of the time */
 };
+#define T_SSE (T_NO16 | T_ALIGN)
 
 #define IMM_Z 3   /* 2 or 4 bytes by operand size */
 #define IMM_V 5   /* 2, 4 or 8 bytes by operand size */
@@ -215,6 +220,68 @@ static const struct tmpl tmpls[] = {
     { "pause", 0xf3, 0, 0x90, -1, T_NOMODRM | T_BYTE, 0, 0 },
     { "nop Ev", 0, 1, 0x1f, 0, 0, 0, 0 },
     { "endbr64", 0xf3, 1, 0x1e, 7, T_REGF | T_BYTE, 0, 0 },
+    /* SSE/SSE2 (xmm registers are loaded and compared too). */
+#define SSE(n, p, o, d, fl, imm) { n, (p) == 0x66 ? 0 : (p), 1, o, d, T_SSE | ((p) == 0x66 ? T_P66 : 0) | (fl), imm, 0 }
+    SSE("movups", 0, 0x10, -1, 0, 0), SSE("movups st", 0, 0x11, -1, 0, 0),
+    SSE("movupd", 0x66, 0x10, -1, 0, 0), SSE("movss", 0xf3, 0x10, -1, 0, 0),
+    SSE("movss st", 0xf3, 0x11, -1, 0, 0), SSE("movsd", 0xf2, 0x10, -1, 0, 0),
+    SSE("movsd st", 0xf2, 0x11, -1, 0, 0), SSE("movhlps/movlps", 0, 0x12, -1, 0, 0),
+    SSE("movlpd", 0x66, 0x12, -1, T_MEM, 0), SSE("movddup", 0xf2, 0x12, -1, 0, 0),
+    SSE("movlps st", 0, 0x13, -1, T_MEM, 0), SSE("movlhps/movhps", 0, 0x16, -1, 0, 0),
+    SSE("movhpd", 0x66, 0x16, -1, T_MEM, 0), SSE("movhps st", 0, 0x17, -1, T_MEM, 0),
+    SSE("unpcklps", 0, 0x14, -1, 0, 0), SSE("unpckhps", 0, 0x15, -1, 0, 0),
+    SSE("unpcklpd", 0x66, 0x14, -1, 0, 0), SSE("unpckhpd", 0x66, 0x15, -1, 0, 0),
+    SSE("movaps", 0, 0x28, -1, 0, 0), SSE("movaps st", 0, 0x29, -1, 0, 0),
+    SSE("ucomiss", 0, 0x2e, -1, 0, 0), SSE("comiss", 0, 0x2f, -1, 0, 0),
+    SSE("ucomisd", 0x66, 0x2e, -1, 0, 0), SSE("comisd", 0x66, 0x2f, -1, 0, 0),
+    SSE("movmskps", 0, 0x50, -1, T_REGF, 0), SSE("movmskpd", 0x66, 0x50, -1, T_REGF, 0),
+    SSE("andps", 0, 0x54, -1, 0, 0), SSE("andnps", 0, 0x55, -1, 0, 0),
+    SSE("orps", 0, 0x56, -1, 0, 0), SSE("xorps", 0, 0x57, -1, 0, 0),
+    SSE("xorpd", 0x66, 0x57, -1, 0, 0),
+    SSE("punpcklbw", 0x66, 0x60, -1, 0, 0), SSE("punpcklwd", 0x66, 0x61, -1, 0, 0),
+    SSE("punpckldq", 0x66, 0x62, -1, 0, 0), SSE("packsswb", 0x66, 0x63, -1, 0, 0),
+    SSE("pcmpgtb", 0x66, 0x64, -1, 0, 0), SSE("pcmpgtw", 0x66, 0x65, -1, 0, 0),
+    SSE("pcmpgtd", 0x66, 0x66, -1, 0, 0), SSE("packuswb", 0x66, 0x67, -1, 0, 0),
+    SSE("punpckhbw", 0x66, 0x68, -1, 0, 0), SSE("punpckhwd", 0x66, 0x69, -1, 0, 0),
+    SSE("punpckhdq", 0x66, 0x6a, -1, 0, 0), SSE("packssdw", 0x66, 0x6b, -1, 0, 0),
+    SSE("punpcklqdq", 0x66, 0x6c, -1, 0, 0), SSE("punpckhqdq", 0x66, 0x6d, -1, 0, 0),
+    SSE("movd/movq x,r/m", 0x66, 0x6e, -1, 0, 0), SSE("movdqa", 0x66, 0x6f, -1, 0, 0),
+    SSE("movdqu", 0xf3, 0x6f, -1, 0, 0), SSE("pshufd", 0x66, 0x70, -1, 0, 1),
+    SSE("pshuflw", 0xf2, 0x70, -1, 0, 1), SSE("pshufhw", 0xf3, 0x70, -1, 0, 1),
+    SSE("psrlw i", 0x66, 0x71, 2, T_REGF, 1), SSE("psraw i", 0x66, 0x71, 4, T_REGF, 1),
+    SSE("psllw i", 0x66, 0x71, 6, T_REGF, 1), SSE("psrld i", 0x66, 0x72, 2, T_REGF, 1),
+    SSE("psrad i", 0x66, 0x72, 4, T_REGF, 1), SSE("pslld i", 0x66, 0x72, 6, T_REGF, 1),
+    SSE("psrlq i", 0x66, 0x73, 2, T_REGF, 1), SSE("psrldq i", 0x66, 0x73, 3, T_REGF, 1),
+    SSE("psllq i", 0x66, 0x73, 6, T_REGF, 1), SSE("pslldq i", 0x66, 0x73, 7, T_REGF, 1),
+    SSE("pcmpeqb", 0x66, 0x74, -1, 0, 0), SSE("pcmpeqw", 0x66, 0x75, -1, 0, 0),
+    SSE("pcmpeqd", 0x66, 0x76, -1, 0, 0), SSE("movd/movq r/m,x", 0x66, 0x7e, -1, 0, 0),
+    SSE("movq x,x/m", 0xf3, 0x7e, -1, 0, 0), SSE("movdqa st", 0x66, 0x7f, -1, 0, 0),
+    SSE("movdqu st", 0xf3, 0x7f, -1, 0, 0),
+    SSE("psrlw", 0x66, 0xd1, -1, 0, 0), SSE("psrld", 0x66, 0xd2, -1, 0, 0),
+    SSE("psrlq", 0x66, 0xd3, -1, 0, 0), SSE("paddq", 0x66, 0xd4, -1, 0, 0),
+    SSE("pmullw", 0x66, 0xd5, -1, 0, 0), SSE("movq st", 0x66, 0xd6, -1, 0, 0),
+    SSE("pmovmskb", 0x66, 0xd7, -1, T_REGF, 0), SSE("psubusb", 0x66, 0xd8, -1, 0, 0),
+    SSE("psubusw", 0x66, 0xd9, -1, 0, 0), SSE("pminub", 0x66, 0xda, -1, 0, 0),
+    SSE("pand", 0x66, 0xdb, -1, 0, 0), SSE("paddusb", 0x66, 0xdc, -1, 0, 0),
+    SSE("paddusw", 0x66, 0xdd, -1, 0, 0), SSE("pmaxub", 0x66, 0xde, -1, 0, 0),
+    SSE("pandn", 0x66, 0xdf, -1, 0, 0), SSE("pavgb", 0x66, 0xe0, -1, 0, 0),
+    SSE("psraw", 0x66, 0xe1, -1, 0, 0), SSE("psrad", 0x66, 0xe2, -1, 0, 0),
+    SSE("pavgw", 0x66, 0xe3, -1, 0, 0), SSE("pmulhuw", 0x66, 0xe4, -1, 0, 0),
+    SSE("pmulhw", 0x66, 0xe5, -1, 0, 0), SSE("movntdq", 0x66, 0xe7, -1, T_MEM, 0),
+    SSE("psubsb", 0x66, 0xe8, -1, 0, 0), SSE("psubsw", 0x66, 0xe9, -1, 0, 0),
+    SSE("pminsw", 0x66, 0xea, -1, 0, 0), SSE("por", 0x66, 0xeb, -1, 0, 0),
+    SSE("paddsb", 0x66, 0xec, -1, 0, 0), SSE("paddsw", 0x66, 0xed, -1, 0, 0),
+    SSE("pmaxsw", 0x66, 0xee, -1, 0, 0), SSE("pxor", 0x66, 0xef, -1, 0, 0),
+    SSE("psllw", 0x66, 0xf1, -1, 0, 0), SSE("pslld", 0x66, 0xf2, -1, 0, 0),
+    SSE("psllq", 0x66, 0xf3, -1, 0, 0), SSE("pmuludq", 0x66, 0xf4, -1, 0, 0),
+    SSE("pmaddwd", 0x66, 0xf5, -1, 0, 0), SSE("psadbw", 0x66, 0xf6, -1, 0, 0),
+    SSE("psubb", 0x66, 0xf8, -1, 0, 0), SSE("psubw", 0x66, 0xf9, -1, 0, 0),
+    SSE("psubd", 0x66, 0xfa, -1, 0, 0), SSE("psubq", 0x66, 0xfb, -1, 0, 0),
+    SSE("paddb", 0x66, 0xfc, -1, 0, 0), SSE("paddw", 0x66, 0xfd, -1, 0, 0),
+    SSE("paddd", 0x66, 0xfe, -1, 0, 0),
+    SSE("shufps", 0, 0xc6, -1, 0, 1), SSE("shufpd", 0x66, 0xc6, -1, 0, 1),
+    SSE("pinsrw", 0x66, 0xc4, -1, 0, 1), SSE("pextrw", 0x66, 0xc5, -1, T_REGF, 1),
+    SSE("movnti", 0, 0xc3, -1, T_MEM, 0),
 };
 
 /* --- random numbers (xorshift64*, reproducible) ------------------------------ */
@@ -285,6 +352,18 @@ static unsigned emit_movreg(uint8_t *p, unsigned n, unsigned reg, uint32_t disp,
     return emit(p, n, &disp, 4);
 }
 
+/* movdqu xmmN, [rax + disp32] or movdqu [rax + disp32], xmmN. */
+static unsigned emit_movxmm(uint8_t *p, unsigned n, unsigned reg, uint32_t disp, bool store)
+{
+    p[n++] = 0xf3;
+    if (reg >= 8)
+        p[n++] = 0x44;
+    p[n++] = 0x0f;
+    p[n++] = store ? 0x7f : 0x6f;
+    p[n++] = 0x80 | ((reg & 7) << 3);
+    return emit(p, n, &disp, 4);
+}
+
 /* Prologue at CODE_VA (called with rdi = &n_in) and epilogue at EPI_OFF. */
 static void native_build_frame(void)
 {
@@ -300,6 +379,8 @@ static void native_build_frame(void)
     n = emit(p, n, "\x48\x89\xf8", 3);                  /* mov rax, rdi */
     n = emit(p, n, "\xff\xb0\x80\x00\x00\x00", 6);      /* push [rax+128] */
     n = emit(p, n, "\x9d", 1);                          /* popfq */
+    for (unsigned r = 0; r < 16; r++)
+        n = emit_movxmm(p, n, r, XMM_OFF + r * 16, false);
     for (unsigned r = 1; r < 16; r++)
         n = emit_movreg(p, n, r, r * 8, false);
     n = emit(p, n, "\x48\x8b\x00", 3);                  /* mov rax, [rax] */
@@ -319,6 +400,8 @@ static void native_build_frame(void)
     n = emit_imm64(p, n, (uint64_t)(uintptr_t)&n_out);
     for (unsigned r = 1; r < 16; r++)
         n = emit_movreg(p, n, r, r * 8, true);
+    for (unsigned r = 0; r < 16; r++)
+        n = emit_movxmm(p, n, r, XMM_OFF + r * 16, true);
     n = emit(p, n, "\x48\xbc", 2);                      /* mov rsp, imm64 */
     n = emit_imm64(p, n, (uint64_t)(uintptr_t)&n_scratch_stack[60]);
     n = emit(p, n, "\x9c", 1);                          /* pushfq */
@@ -419,12 +502,15 @@ static int emu_case(const uint8_t *insn, unsigned len, const uint8_t *mem_in, st
     emu_cache_invalidate_range(tm.cache, G_CODE_PA + TEST_OFF, len);
     memcpy(tm.m.ram + G_DATA_PA, mem_in, DATA_SIZE);
     memcpy(s->gpr, n_in.gpr, sizeof(s->gpr));
+    memcpy(s->fpu.xmm, n_in.xmm, sizeof(n_in.xmm));
+    s->fpu.mxcsr = 0x1f80;
     s->rip = TEST_VA;
     s->rflags = (n_in.rflags & (F_CMP)) | X86_RFLAGS_FIXED | X86_RFLAGS_IF;
     emu_invalidate(&tm.c);
     st = emu_step(&tm.c);
     emu_sync_state(&tm.c);
     memcpy(out->gpr, s->gpr, sizeof(s->gpr));
+    memcpy(out->xmm, s->fpu.xmm, sizeof(out->xmm));
     out->rflags = s->rflags;
     if (st == EMU_STOP_EXCEPTION)
         return tm.c.exc_vector + 1;
@@ -485,6 +571,11 @@ static void gen_case(const struct tmpl *t, struct gen *g, uint8_t *mem)
         memcpy(mem + k, &v, 8);
     }
     n_in.gpr[R_ESP] = DATA_VA + 0x800 + rnd_below(0x100) * 8;
+    for (int r = 0; r < 16; r++) {
+        uint64_t v[2] = { rnd_value(), rnd_below(3) ? rnd() : rnd_value() };
+
+        memcpy(n_in.xmm[r], v, 16);
+    }
     g->mem_reg = -1;
 
     if (!(t->fl & T_BYTE)) {
@@ -501,6 +592,8 @@ static void gen_case(const struct tmpl *t, struct gen *g, uint8_t *mem)
         if (!b[n - 1])
             n--;
     }
+    if (t->fl & T_P66)
+        p66 = true;
     if (p66)
         b[n++] = 0x66;
     if (t->pfx)
@@ -549,7 +642,7 @@ static void gen_case(const struct tmpl *t, struct gen *g, uint8_t *mem)
     } else {
         b[n++] = t->op;
     }
-    opsize = (t->fl & T_BYTE) ? 1 : (rex & 8) ? 8 : p66 ? 2 : 4;
+    opsize = (t->fl & T_BYTE) ? 1 : (rex & 8) ? 8 : p66 && !(t->fl & T_P66) ? 2 : 4;
 
     if (!(t->fl & T_NOMODRM)) {
         if (!mem_form) {
@@ -561,6 +654,8 @@ static void gen_case(const struct tmpl *t, struct gen *g, uint8_t *mem)
 
             if (t->fl & T_BTOFF)
                 off = 0x1000;
+            if ((t->fl & T_ALIGN) && rnd_below(8))
+                off &= ~15ULL;
             if (form == 3 && !(t->fl & T_BTOFF)) {
                 /* RIP-relative: resolved after the length is known. */
                 b[n++] = ((reg & 7) << 3) | 5;
@@ -767,6 +862,7 @@ static bool run_one(const struct tmpl *t, uint8_t *mem_in)
             return false;
         }
         if (memcmp(e_out.gpr, n_in.gpr, sizeof(e_out.gpr)) || tm.s.rip != TEST_VA ||
+            memcmp(e_out.xmm, n_in.xmm, sizeof(e_out.xmm)) ||
             memcmp(tm.m.ram + G_DATA_PA, mem_in, DATA_SIZE)) {
             dump_case(t, &g, "emu changed state before its exception");
             return false;
@@ -796,6 +892,20 @@ static bool run_one(const struct tmpl *t, uint8_t *mem_in)
 
             snprintf(msg, sizeof(msg), "%s native %016llx emu %016llx", regname[r],
                      (unsigned long long)n_out.gpr[r], (unsigned long long)e_out.gpr[r]);
+            dump_case(t, &g, msg);
+            return false;
+        }
+    }
+    for (int r = 0; r < 16; r++) {
+        if (memcmp(n_out.xmm[r], e_out.xmm[r], 16)) {
+            char msg[160];
+            uint64_t nv[2], ev[2];
+
+            memcpy(nv, n_out.xmm[r], 16);
+            memcpy(ev, e_out.xmm[r], 16);
+            snprintf(msg, sizeof(msg), "xmm%d native %016llx:%016llx emu %016llx:%016llx", r,
+                     (unsigned long long)nv[1], (unsigned long long)nv[0],
+                     (unsigned long long)ev[1], (unsigned long long)ev[0]);
             dump_case(t, &g, msg);
             return false;
         }
