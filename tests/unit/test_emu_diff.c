@@ -936,7 +936,7 @@ static bool run_one(const struct tmpl *t, uint8_t *mem_in)
 static void test_diff_integer(void **state)
 {
     static uint8_t mem_in[DATA_SIZE];
-    unsigned per = getenv("EMU_DIFF_N") ? (unsigned)atoi(getenv("EMU_DIFF_N")) : 150;
+    unsigned per = getenv("EMU_DIFF_N") ? (unsigned)atoi(getenv("EMU_DIFF_N")) : 100;
     unsigned total = 0;
 
     native_signals();
