@@ -159,11 +159,20 @@ int irqchip_ack(struct irqchip *c, int index)
         return -1;
     if (extint_ready(c, l)) {
         l->extint_pending = false;
-        return pic_ack(&c->pic);
+        int v = pic_ack(&c->pic);
+        if (v == c->pic.chip[0].irq_base)
+            pit_irq_acked(&c->pit);  /* IRQ0 through the 8259 */
+        return v;
     }
     l->extint_pending = false;
     int v = lapic_pending_interrupt(l);
-    return v < 0 ? -1 : lapic_ack(l, v);
+    if (v < 0)
+        return -1;
+    v = lapic_ack(l, v);
+    uint64_t pin2 = c->ioapic.redir[2];
+    if (!(pin2 & IOAPIC_RTE_MASKED) && v == (int)(pin2 & 0xff))
+        pit_irq_acked(&c->pit);  /* IRQ0 through IOAPIC pin 2 */
+    return v;
 }
 
 uint64_t irqchip_next_deadline_ns(struct irqchip *c)

@@ -127,21 +127,43 @@ uint64_t pit_next_deadline_ns(const struct pit *p)
     return p->irq_deadline_ns;
 }
 
-void pit_timer_check(struct pit *p, uint64_t now)
+static void pulse(struct pit *p)
 {
-    if (!p->irq_deadline_ns || now < p->irq_deadline_ns)
-        return;
-    /* Missed edges are coalesced into one, as a real PIC would lose them
-     * too; Linux keeps time from a clocksource, not from tick counts. */
     if (p->set_irq) {
         p->set_irq(p->opaque, 1);
         p->set_irq(p->opaque, 0);
     }
+}
+
+void pit_timer_check(struct pit *p, uint64_t now)
+{
+    if (!p->irq_deadline_ns || now < p->irq_deadline_ns)
+        return;
+    pulse(p);
+    /* Periods that passed unseen (the host did not run us) are owed to the
+     * guest and paid one per acknowledge (pit_irq_acked), as KVM's PIT
+     * reinjects them: a kernel counting ticks keeps time. */
+    const struct pit_channel *c = &p->ch[0];
+    uint64_t period_ns = (uint64_t)c->count * NS_PER_SEC / PIT_FREQ_HZ;
+    if (mode_periodic(c->mode) && period_ns >= PIT_MIN_PERIOD_NS) {
+        uint64_t lost = (now - p->irq_deadline_ns) / period_ns;
+        uint64_t cap = MIN(PIT_MAX_BACKLOG, NS_PER_SEC / period_ns);
+        p->irq_missed = (uint32_t)MIN(p->irq_missed + lost, cap);
+    }
     irq_schedule(p, now);
+}
+
+void pit_irq_acked(struct pit *p)
+{
+    if (p->irq_missed) {
+        p->irq_missed--;
+        pulse(p);
+    }
 }
 
 void pit_restore(struct pit *p, uint64_t now)
 {
+    p->irq_missed = 0;
     irq_schedule(p, now);
 }
 
@@ -156,8 +178,10 @@ static void load_count(struct pit *p, unsigned ch, uint32_t val, uint64_t now)
         val = c->bcd ? 10000 : 0x10000;
     c->count = val;
     c->count_load_time = (int64_t)now;
-    if (ch == 0)
+    if (ch == 0) {
+        p->irq_missed = 0;
         irq_schedule(p, now);
+    }
 }
 
 static void latch_count(struct pit_channel *c, uint64_t now)
@@ -206,8 +230,10 @@ static void write_control(struct pit *p, uint8_t val, uint64_t now)
     c->bcd = val & 1;
     c->count_latched = 0;
     /* A control word stops the counter until the new count is written. */
-    if (ch == 0)
+    if (ch == 0) {
         p->irq_deadline_ns = 0;
+        p->irq_missed = 0;
+    }
 }
 
 static uint8_t read_channel(struct pit_channel *c, uint64_t now)
@@ -330,6 +356,7 @@ void pit_reset(struct pit *p, uint64_t now)
     }
     p->port61 = 0;
     p->irq_deadline_ns = 0;
+    p->irq_missed = 0;
 }
 
 void pit_init(struct pit *p, void (*set_irq)(void *opaque, int level), void *opaque)

@@ -23,6 +23,9 @@
 #define PIT_PORT61 0x61
 /* Periodic IRQ0 is not raised more often than this (KVM clamps too). */
 #define PIT_MIN_PERIOD_NS 100000ull
+/* At most this many (and at most one second of) periodic IRQ0 edges that
+ * the host was too busy to raise on time are owed to the guest. */
+#define PIT_MAX_BACKLOG 1000u
 
 /* read_state / write_state / count_latched values (KVM's encoding). */
 enum { PIT_RW_LSB = 1, PIT_RW_MSB = 2, PIT_RW_WORD0 = 3, PIT_RW_WORD1 = 4 };
@@ -47,6 +50,7 @@ struct pit {
     struct pit_channel ch[3];
     uint8_t port61;           /* bits 0-3 as last written */
     uint64_t irq_deadline_ns; /* next IRQ0 edge, 0 = none (derived) */
+    uint32_t irq_missed;      /* periodic IRQ0 edges owed to the guest */
 
     void (*set_irq)(void *opaque, int level);  /* IRQ0 */
     void *opaque;
@@ -65,6 +69,9 @@ void pit_set_gate(struct pit *p, unsigned ch, bool gate, uint64_t now);
 /* IRQ0 timer. */
 uint64_t pit_next_deadline_ns(const struct pit *p);
 void pit_timer_check(struct pit *p, uint64_t now);
+/* The CPU acknowledged IRQ0's interrupt: raise the next owed edge, if any
+ * (the irqchip glue calls this). */
+void pit_irq_acked(struct pit *p);
 /* Rebuild derived state (the IRQ0 deadline) after loading the channels. */
 void pit_restore(struct pit *p, uint64_t now);
 
