@@ -9,6 +9,7 @@
  * once; when either fills, the whole cache is flushed. */
 #include <errno.h>
 #include <stdlib.h>
+#include <capstone/capstone.h>
 
 #include "emu/exec.h"
 
@@ -177,7 +178,7 @@ static bool insn_ends_block(const struct emu_insn *i)
            f == exec_call_E || f == exec_ret || f == exec_loop || f == exec_jrcxz ||
            f == exec_int3 || f == exec_int || f == exec_into || f == exec_hlt ||
            f == emu_exec_ud || f == emu_exec_gp_len || f == exec_ud2 || f == exec_sti ||
-           f == exec_cli || f == exec_popf || f == exec_mov_sreg_E || f == exec_pop_sreg ||
+           f == exec_popf || f == exec_mov_sreg_E || f == exec_pop_sreg ||
            f == exec_iret || f == exec_mov_cr || f == exec_jmp_far || f == exec_retf ||
            f == exec_far_E || f == exec_syscall || f == exec_sysret || f == exec_grp7 ||
            f == exec_wrmsr || f == exec_grp6;
@@ -222,6 +223,41 @@ static struct emu_block *cache_build(struct emu_cpu *c, gpa_t gpa, const uint8_t
     cache->hash[cache_hash(gpa, b->mode)] = cache->nblocks;
     cache->nblocks++;
     return b;
+}
+
+/* -d in_asm: the block as capstone disassembles it. */
+static void log_block(struct emu_cpu *c, const struct emu_block *b, const uint8_t *host)
+{
+    static const cs_mode modes[] = { CS_MODE_16, CS_MODE_16, CS_MODE_32, CS_MODE_64 };
+    uint64_t rip = c->s->rip;
+    unsigned off = 0;
+    csh h;
+
+    log_printf("IN: rip=%#llx gpa=%#llx (%u insns)\n", (unsigned long long)rip,
+               (unsigned long long)b->gpa, b->n);
+    if (cs_open(CS_ARCH_X86, modes[c->mode & 3], &h) != CS_ERR_OK)
+        return;
+    for (unsigned k = 0; k < b->n; k++) {
+        const struct emu_insn *i = &c->cache->insns[b->insn0 + k];
+        cs_insn *ci;
+        size_t n = cs_disasm(h, host + off, i->len, rip + off, 1, &ci);
+
+        if (n) {
+            log_printf("  %#llx: %-8s %s%s\n", (unsigned long long)(rip + off), ci[0].mnemonic,
+                       ci[0].op_str, i->fn == emu_exec_ud ? "   [#UD]" : "");
+            cs_free(ci, n);
+        } else {
+            log_printf("  %#llx: (%u bytes capstone does not know)\n",
+                       (unsigned long long)(rip + off), i->len);
+        }
+        off += i->len;
+    }
+    cs_close(&h);
+}
+
+static void log_cpu_line(void *opaque, const char *line)
+{
+    log_printf("%s\n", line);
 }
 
 static struct emu_block *cache_lookup(struct emu_cache *cache, gpa_t gpa, unsigned mode)
@@ -407,8 +443,15 @@ static void run_blocks(struct emu_cpu *c)
             gpa = emu_translate(c, la, ACC_EXEC, &host);
         }
         b = host ? cache_lookup(c->cache, gpa, c->mode) : NULL;
-        if (!b && host)
+        if (!b && host) {
             b = cache_build(c, gpa, host, 0x1000 - (la & 0xfff));
+            if (b && unlikely(log_mask & LOG_IN_ASM))
+                log_block(c, b, host);
+        }
+        if (unlikely(log_mask & LOG_CPU)) {
+            emu_sync_state(c);
+            cpu_state_dump(s, log_cpu_line, NULL);
+        }
         if (!b) {
             struct emu_insn one;
 
