@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "block/block.h"
@@ -49,10 +50,53 @@ int block_file_pread(int fd, uint64_t off, void *buf, size_t len)
     return 0;
 }
 
+uint64_t block_crash_after_writes;
+static uint64_t block_writes_issued;
+
+static void crash_point(void)
+{
+    uint64_t n = __atomic_add_fetch(&block_writes_issued, 1, __ATOMIC_SEQ_CST);
+
+    if (block_crash_after_writes && n >= block_crash_after_writes)
+        _exit(99);
+}
+
+uint64_t block_writes_count(void)
+{
+    return __atomic_load_n(&block_writes_issued, __ATOMIC_SEQ_CST);
+}
+
+int block_file_pwritev(int fd, uint64_t off, struct iovec *iov, int niov)
+{
+    int first = 0;
+
+    crash_point();
+    while (first < niov) {
+        ssize_t w = pwritev(fd, iov + first, niov - first, (off_t)off);
+
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        off += (uint64_t)w;
+        while (first < niov && (size_t)w >= iov[first].iov_len) {
+            w -= (ssize_t)iov[first].iov_len;
+            first++;
+        }
+        if (first < niov && w) {
+            iov[first].iov_base = (uint8_t *)iov[first].iov_base + w;
+            iov[first].iov_len -= (size_t)w;
+        }
+    }
+    return 0;
+}
+
 int block_file_pwrite(int fd, uint64_t off, const void *buf, size_t len)
 {
     const uint8_t *p = buf;
 
+    crash_point();
     while (len) {
         ssize_t n = pwrite(fd, p, len, (off_t)off);
 

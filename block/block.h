@@ -178,6 +178,13 @@ extern const struct block_driver block_driver_qcow2;
 /* Helpers shared by drivers. */
 int block_file_pread(int fd, uint64_t off, void *buf, size_t len);
 int block_file_pwrite(int fd, uint64_t off, const void *buf, size_t len);
+struct iovec;
+int block_file_pwritev(int fd, uint64_t off, struct iovec *iov, int niov);
+/* Crash-test hook: when nonzero, the process _exit()s instead of issuing
+ * its Nth image write, so a test can stop it at every write boundary (the
+ * places a SIGKILL can land).  Only vmon-img's hidden write-pattern sets it. */
+extern uint64_t block_crash_after_writes;
+uint64_t block_writes_count(void);
 void block_set_error(struct block_state *bs, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 

@@ -316,29 +316,8 @@ static int64_t write_in_l2(struct block_state *bs, uint64_t off, const uint8_t *
             }
             iov[niov++] = (struct iovec){ tail, tail_len };
         }
-        uint64_t pos = (uint64_t)host, left = n * cs;
-        int first = 0;
-
-        while (left) {
-            ssize_t w = pwritev(bs->fd, iov + first, niov - first, (off_t)pos);
-
-            if (w < 0) {
-                if (errno == EINTR)
-                    continue;
-                r = -errno;
-                goto out;
-            }
-            pos += (uint64_t)w;
-            left -= (uint64_t)w;
-            while (first < niov && (size_t)w >= iov[first].iov_len) {
-                w -= (ssize_t)iov[first].iov_len;
-                first++;
-            }
-            if (first < niov && w) {
-                iov[first].iov_base = (uint8_t *)iov[first].iov_base + w;
-                iov[first].iov_len -= (size_t)w;
-            }
-        }
+        if ((r = block_file_pwritev(bs->fd, (uint64_t)host, iov, niov)) < 0)
+            goto out;
     }
     for (uint64_t i = 0; i < n; i++) {
         uint64_t old = be64_load(l2 + (l2i + i) * 8);

@@ -831,6 +831,8 @@ static int cmd_write_pattern(int argc, char **argv)
     count = strtoull(argv[3], NULL, 0);
     flush_every = strtoull(argv[4], NULL, 0);
     st = seed ? seed : 1;
+    if (getenv("VMON_IMG_CRASH_AFTER_WRITES"))
+        block_crash_after_writes = strtoull(getenv("VMON_IMG_CRASH_AFTER_WRITES"), NULL, 0);
     bs = open_image(argv[1], NULL, BLOCK_O_RDWR);
     size = block_getlength(bs);
     log = fopen(argv[5], "a");
@@ -855,6 +857,8 @@ static int cmd_write_pattern(int argc, char **argv)
         }
     }
     block_close(bs);
+    if (getenv("VMON_IMG_CRASH_AFTER_WRITES"))
+        fprintf(stderr, "image writes: %" PRIu64 "\n", block_writes_count());
     fclose(log);
     free(buf);
     return 0;

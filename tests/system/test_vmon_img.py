@@ -399,6 +399,72 @@ def test_crash_consistency_under_sigkill(tmp_path):
     qemu_check_ok(img, allow_leaks=True)
 
 
+@pytest.fixture
+def shm_path(tmp_path):
+    """tmpfs when there is one: the stop-at-write model needs no real
+    durability, and fdatasync on disk would dominate the run time."""
+    import tempfile
+    if not os.path.isdir("/dev/shm"):
+        yield tmp_path
+        return
+    d = tempfile.mkdtemp(prefix="vmon-img-crash-", dir="/dev/shm")
+    try:
+        yield __import__("pathlib").Path(d)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.mark.parametrize("opts", ["cluster_size=4k", "cluster_size=512,refcount_bits=64"])
+def test_crash_at_every_write_boundary(shm_path, opts):
+    tmp_path = shm_path
+    """Stop the writer before its Nth image write (N over every write, or an
+    even sample of them): the places a SIGKILL can land.  Each stopped image
+    must check clean (leaks allowed) and keep every write that a completed
+    flush covered."""
+    size = 4 * MiB
+    base = tmp_path / "base.qcow2"
+    run("create", "-q", "-f", "qcow2", "-o", opts, base, size)
+    qemu_io(base, "write -P 0x99 0 1M")
+    start = bytearray(qemu_raw(tmp_path, base))
+    seed, count, flush_every = 8, 30, 3
+    img = tmp_path / "c.qcow2"
+    env = dict(os.environ)
+    env["VMON_IMG_CRASH_AFTER_WRITES"] = str(1 << 62)
+    shutil.copyfile(base, img)
+    p = subprocess.run([VMON_IMG, "write-pattern", str(img), str(seed), str(count), str(flush_every),
+                        str(tmp_path / "log")], env=env, capture_output=True, text=True, timeout=60)
+    total = int(p.stderr.split("image writes:")[1])
+    stride = max(1, total // int(os.environ.get("CRASH_POINTS", "25")))
+    n, stopped = 1, 0
+    while True:
+        shutil.copyfile(base, img)
+        log = tmp_path / "log"
+        log.write_text("")
+        env["VMON_IMG_CRASH_AFTER_WRITES"] = str(n)
+        p = subprocess.run([VMON_IMG, "write-pattern", str(img), str(seed), str(count), str(flush_every), str(log)],
+                           env=env, capture_output=True, text=True, timeout=60)
+        if p.returncode == 0:
+            break                       # N is past the last write: done
+        assert p.returncode == 99, p.stderr
+        stopped += 1
+        chk = qemu("qemu-img", "check", img, check=False)
+        assert chk.returncode in (0, 3), f"stopped before write {n}:\n{chk.stdout}{chk.stderr}"
+        lines = log.read_text().split()
+        flushed = int(lines[-1]) if lines else 0
+        expected = replay(start, seed, flushed, size)
+        untouched = bytearray(b"\x01") * size
+        for i, off, length, _ in pattern_writes(seed, count, size):
+            if i > flushed:
+                untouched[off:off + length] = bytes(length)
+        actual = qemu_raw(tmp_path, img)
+        for pos in range(0, size, 4096):
+            if untouched[pos:pos + 4096].count(0) == 0:
+                assert actual[pos:pos + 4096] == expected[pos:pos + 4096], \
+                    f"stopped before write {n}: flushed data lost at {pos}"
+        n += stride
+    assert stopped >= min(total, 20)
+
+
 # ---- hostile images ----
 
 def qcow2_with(tmp_path, name, patch, size="4M", opts="cluster_size=64k"):
