@@ -380,6 +380,7 @@ int emu_cpu_init(struct emu_cpu *c, struct cpu_state *s, struct machine *m,
     c->cache = cache;
     c->phys_bits = 40;
     c->deliver_exceptions = true;
+    emu_tlb_reset(c);
     emu_set_tsc(c, s->msr.tsc);
     if (cache) {
         if (cache->ncpus >= MACHINE_MAX_VCPUS)

@@ -73,6 +73,7 @@ struct emu_tlb_entry {
     uintptr_t addend;  /* host = linear + addend (RAM pages) */
     gpa_t gpa;         /* physical page */
     uint8_t global;
+    uint8_t used;      /* listed in emu_cpu.tlb_used */
 };
 
 enum emu_mode {
@@ -96,6 +97,10 @@ struct emu_cpu {
     uint8_t phys_bits;   /* MAXPHYADDR for reserved-bit checks */
 
     struct emu_tlb_entry tlb[2][EMU_TLB_SIZE];
+    /* Entries filled since the last full flush, so a flush (every CR3 write
+     * under PTI) touches only those. */
+    uint16_t tlb_used[2 * EMU_TLB_SIZE];
+    unsigned tlb_nused;
 
     /* Options. */
     bool deliver_exceptions; /* through the IDT; false: stop with EMU_STOP_EXCEPTION */

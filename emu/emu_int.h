@@ -304,6 +304,8 @@ uint64_t emu_pop(struct emu_cpu *c, unsigned size);
 /* The page at host pointer hva (RAM) was written: drop its blocks. */
 void emu_cache_page_written(struct emu_cpu *c, gpa_t gpa);
 bool emu_cache_page_has_code(struct emu_cache *cache, gpa_t gpa);
+/* Invalidate every TLB entry (initialisation). */
+void emu_tlb_reset(struct emu_cpu *c);
 /* Recompute mode/CPL after CS, CR0 or EFER changed. */
 void emu_update_mode(struct emu_cpu *c);
 
