@@ -72,6 +72,8 @@ static int reset_machine(struct machine *m)
 {
     int ret;
 
+    if (m->accel->reset)
+        m->accel->reset(m);
     board_reset(m);
     for (int i = 0; i < m->nr_vcpus; i++)
         cpu_state_reset(&m->vcpus[i]->state, (unsigned)i, i == 0);

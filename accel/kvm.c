@@ -170,6 +170,8 @@ static const struct kvm_cpuid_entry2 *find_supported(const struct kvm_cpuid2 *c,
     return NULL;
 }
 
+static void drop_software_kvm_features(struct cpuid_model *model);
+
 /* The model belongs to the machine: cutting it here (before any vCPU exists)
  * means a later switch to emu keeps presenting the same CPU. */
 static int kvm_intersect_cpuid(struct kvm_vm *vm, struct cpuid_model *model)
@@ -208,7 +210,27 @@ static int kvm_intersect_cpuid(struct kvm_vm *vm, struct cpuid_model *model)
         }
     }
     free(sup);
+    drop_software_kvm_features(model);
     return 0;
+}
+
+/* A KVM without vmx/svm underneath (PVM) emulates guest supervisor code in
+ * the host, and that emulator has no CMPXCHG16B: Linux would die on its
+ * first `lock cmpxchg16b` (QEMU's guests do).  KVM_GET_SUPPORTED_CPUID still
+ * reports the bit, because guest user mode runs natively, so drop it here. */
+static void drop_software_kvm_features(struct cpuid_model *model)
+{
+    if (accel_host_has_hw_virt())
+        return;
+    for (int i = 0; i < model->nr; i++) {
+        struct cpuid_entry *e = &model->e[i];
+
+        if (e->function == 1 && (e->ecx & (1u << 13))) {
+            e->ecx &= ~(1u << 13);
+            LOG(LOG_ACCEL, "kvm: no vmx/svm under this KVM: CMPXCHG16B (CPUID.1:ECX[13]) "
+                           "dropped, its supervisor-mode emulator cannot run it\n");
+        }
+    }
 }
 
 /* GSI routing as on a PC chipset (and as QEMU sets it up): ISA IRQs 0-15 go
