@@ -272,6 +272,12 @@ static int opt_S(struct vm_config *cfg, const char *opt, const char *arg)
     return 0;
 }
 
+static int opt_incoming(struct vm_config *cfg, const char *opt, const char *arg)
+{
+    cfg->incoming = arg;
+    return 0;
+}
+
 static int opt_no_shutdown(struct vm_config *cfg, const char *opt, const char *arg)
 {
     cfg->no_shutdown = true;
@@ -308,8 +314,12 @@ static const struct cli_option options[] = {
     { "d", "ITEMS", "enable debug log items (-d help lists them)", opt_d },
     { "D", "FILE", "write the debug log to FILE", opt_D },
     { "device", "DRIVER[,PROP=VAL...]", "add a device (e.g. isa-debug-exit,iobase=0xf4,iosize=0x04)", opt_device },
+    { "drive", "file=F[,format=raw|qcow2][,if=virtio|none][,id=ID][,readonly=on][,cache=M]", "add a disk (if=virtio: a virtio-blk-pci)", config_opt_drive },
+    { "netdev", "user|tap,id=ID[,...]", "network backend (user: hostfwd=, net=; tap: ifname=)", config_opt_netdev },
+    { "nic", "user|tap[,mac=M][,...]", "network backend plus a virtio-net-pci", config_opt_nic },
     { "qmp", "DEV", "QMP server: unix:PATH,server=on,wait=off or tcp:HOST:PORT,server=on,wait=off", opt_qmp },
     { "S", NULL, "do not start the CPUs until QMP 'cont'", opt_S },
+    { "incoming", "file:PATH|defer", "resume a snapshot (defer: wait for QMP migrate-incoming)", opt_incoming },
     { "no-shutdown", NULL, "on guest shutdown stop the CPUs but keep QMP up until 'quit'", opt_no_shutdown },
     { "trace", "[enable=]PATTERN", "trace events matching PATTERN (also events=FILE, file=PATH)", opt_trace },
     { "h", NULL, "print this help", opt_help },

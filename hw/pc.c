@@ -15,6 +15,7 @@
 #include "hw/pc_devices.h"
 #include "util/keyval.h"
 #include "util/log.h"
+#include "virtio/virtio_devices.h"
 
 struct board_device {
     const char *name;
@@ -59,6 +60,8 @@ static const struct board_device board_devices[] = {
 
 static const struct pluggable_device pluggable_devices[] = {
     { "isa-debug-exit", debug_exit_create },
+    { "virtio-rng-pci", virtio_rng_create },
+    { "virtio-blk-pci", virtio_blk_create },
 };
 
 /* Built after every device exists, and rebuilt on reset since the guest

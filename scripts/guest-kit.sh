@@ -89,6 +89,13 @@ for m in $(cat /etc/modules); do
     insmod /lib/modules/$m || echo "init: insmod $m failed"
 done
 echo "VMON-GUEST-UP uptime=$(cut -d' ' -f1 /proc/uptime)"
+# vmon.test=NAME runs /tests/NAME.sh, which a system test appends to the
+# initrd as a second cpio archive (the kernel unpacks them in turn).
+for arg in $(cat /proc/cmdline); do
+    case $arg in
+    vmon.test=*) sh "/tests/${arg#vmon.test=}.sh" ;;
+    esac
+done
 if grep -qw shell /proc/cmdline; then
     echo "init: starting a shell; 'poweroff -f' ends the VM"
     setsid cttyhack sh -l
