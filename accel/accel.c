@@ -12,7 +12,7 @@
  * which is what makes the linker pull accel/emu.o out of libvmon.a; a weak
  * reference alone would not. */
 #ifndef ACCEL_HAVE_EMU
-#define ACCEL_HAVE_EMU 0
+#define ACCEL_HAVE_EMU 1
 #endif
 #if !ACCEL_HAVE_EMU
 extern const struct accel_ops accel_emu_ops __attribute__((weak));
