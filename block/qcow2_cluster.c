@@ -191,7 +191,7 @@ static int free_entry_later(struct block_state *bs, uint64_t e)
 }
 
 /* Pin a writable L2 table for l1 index l1i: allocate it, or copy a table
- * shared with a snapshot (its clusters gain the copy's references). */
+ * shared with a snapshot. */
 static int l2_for_write(struct block_state *bs, uint64_t l1i, uint8_t **l2)
 {
     struct qcow2_state *s = qcow2_s(bs);
@@ -214,19 +214,11 @@ static int l2_for_write(struct block_state *bs, uint64_t l1i, uint8_t **l2)
         r = qcow2_cache_get(bs, &s->l2_cache, old, false, &src);
         if (r < 0)
             goto fail;
-        for (uint64_t i = 0; i < (1ULL << s->l2_bits) && r == 0; i++) {
-            uint64_t e = be64_load(src + i * 8) & ~QCOW2_OFLAG_COPIED;
-
-            be64_store(*l2 + i * 8, e);
-            if (e & QCOW2_OFLAG_COMPRESSED) {
-                uint64_t coff = e & s->coffset_mask;
-                uint64_t nsec = ((e >> s->csize_shift) & s->csize_mask) + 1;
-
-                r = qcow2_update_refcount(bs, coff & ~511ULL, nsec * 512, 1);
-            } else if (e & QCOW2_OFFSET_MASK) {
-                r = qcow2_update_refcount(bs, e & QCOW2_OFFSET_MASK, s->cluster_size, 1);
-            }
-        }
+        /* Clusters under a shared table already count every table that
+         * reaches them (snapshot creation raised them), so the copy only
+         * drops COPIED. */
+        for (uint64_t i = 0; i < (1ULL << s->l2_bits); i++)
+            be64_store(*l2 + i * 8, be64_load(src + i * 8) & ~QCOW2_OFLAG_COPIED);
         qcow2_cache_put(&s->l2_cache, src);
         if (r < 0)
             goto fail;

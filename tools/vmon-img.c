@@ -76,6 +76,17 @@ static char *size_to_str(uint64_t val)
     return buf;
 }
 
+static struct block_state *open_image_cache(const char *file, const char *fmt, unsigned flags,
+                                           enum block_cache_mode cache)
+{
+    char err[ERRLEN];
+    struct block_state *bs = block_open(file, fmt, flags, cache, err, sizeof(err));
+
+    if (!bs)
+        die(file, "%s", err);
+    return bs;
+}
+
 static struct block_state *open_image(const char *file, const char *fmt, unsigned flags)
 {
     char err[ERRLEN];
@@ -574,6 +585,9 @@ static void progress(bool on, uint64_t done, uint64_t total)
 
 #define CONVERT_CHUNK (2 * MiB)
 
+/* Static so an error exit leaks nothing. */
+static uint8_t convert_buf[CONVERT_CHUNK];
+
 static int cmd_convert(int argc, char **argv)
 {
     struct create_opts c;
@@ -584,10 +598,24 @@ static int cmd_convert(int argc, char **argv)
     uint8_t *buf;
     int opt, r;
 
+    /* qemu-img convert writes its output with cache=unsafe unless -t says
+     * otherwise: a failed convert is redone, not recovered. */
+    enum block_cache_mode cache = BLOCK_CACHE_UNSAFE;
+
     create_defaults(&c);
     c.fmt = NULL;
-    while ((opt = getopt(argc, argv, "+f:O:o:cpqU")) != -1) {
+    while ((opt = getopt(argc, argv, "+f:O:o:cpqUt:")) != -1) {
         switch (opt) {
+        case 't':
+            if (!strcmp(optarg, "unsafe"))
+                cache = BLOCK_CACHE_UNSAFE;
+            else if (!strcmp(optarg, "writeback"))
+                cache = BLOCK_CACHE_WRITEBACK;
+            else if (!strcmp(optarg, "none"))
+                cache = BLOCK_CACHE_NONE;
+            else
+                die(NULL, "Invalid cache option: %s", optarg);
+            break;
         case 'f': in_fmt = optarg; break;
         case 'O': c.fmt = optarg; break;
         case 'o': parse_o(NULL, optarg, &c); break;
@@ -609,13 +637,11 @@ static int cmd_convert(int argc, char **argv)
     in = open_image(src, in_fmt, 0);
     size = block_getlength(in);
     do_create_image(dst, &c, size, true);
-    out = open_image(dst, c.fmt, BLOCK_O_RDWR);
+    out = open_image_cache(dst, c.fmt, BLOCK_O_RDWR, cache);
     gran = out->drv->write_granularity ? out->drv->write_granularity(out) : 4096;
     if (compress)
         gran = out->drv->write_granularity(out);
-    buf = malloc(CONVERT_CHUNK);
-    if (!buf)
-        die(dst, "out of memory");
+    buf = convert_buf;
     if (quiet)
         prog = false;
     progress(prog, 0, size);
@@ -640,19 +666,37 @@ static int cmd_convert(int argc, char **argv)
 
                 r = block_pread(in, done, buf, len);
                 if (r < 0)
-                    die(src, "error while reading at byte %" PRIu64 ": %s", done, strerror(-r));
-                for (size_t o = 0; o < len;) {
-                    size_t piece = (size_t)MIN((uint64_t)len - o, gran - ((done + o) % gran));
+                    die(src, "error while reading at byte %" PRIu64 ": %s", done,
+                        in->errmsg[0] ? in->errmsg : strerror(-r));
+                /* Non-zero pieces are gathered into runs so each run is one
+                 * write (one allocation) in the output. */
+                size_t run_start = 0, run_len = 0;
 
-                    if (!all_zero(buf + o, piece)) {
-                        if (compress && piece == gran)
-                            r = block_pwrite_compressed(out, done + o, buf + o, piece);
-                        else
-                            r = block_pwrite(out, done + o, buf + o, piece);
+                for (size_t o = 0; o <= len;) {
+                    size_t piece = o < len ? (size_t)MIN((uint64_t)len - o,
+                                                         gran - ((done + o) % gran)) : 0;
+                    bool data = o < len && !all_zero(buf + o, piece);
+
+                    if (compress && data && piece == gran) {
+                        r = block_pwrite_compressed(out, done + o, buf + o, piece);
                         if (r < 0)
                             die(dst, "error while writing at byte %" PRIu64 ": %s", done + o,
                                 out->errmsg[0] ? out->errmsg : strerror(-r));
+                        data = false;
+                    } else if (data) {
+                        if (!run_len)
+                            run_start = o;
+                        run_len += piece;
                     }
+                    if (!data && run_len) {
+                        r = block_pwrite(out, done + run_start, buf + run_start, run_len);
+                        if (r < 0)
+                            die(dst, "error while writing at byte %" PRIu64 ": %s",
+                                done + run_start, out->errmsg[0] ? out->errmsg : strerror(-r));
+                        run_len = 0;
+                    }
+                    if (o == len)
+                        break;
                     o += piece;
                 }
                 done = chunk_end;
@@ -669,7 +713,6 @@ static int cmd_convert(int argc, char **argv)
     r = block_flush(out);
     if (r < 0)
         die(dst, "error while flushing: %s", strerror(-r));
-    free(buf);
     block_close(out);
     block_close(in);
     return 0;
@@ -870,7 +913,7 @@ static void usage(void)
            "  create -f raw|qcow2 [-o opts] [-b BACKING [-F FMT]] FILE [SIZE]\n"
            "  info [-f FMT] [--output=human|json] FILE\n"
            "  check [-f FMT] [-r leaks|all] [--output=human|json] FILE\n"
-           "  convert [-f FMT] -O FMT [-o opts] [-c] [-p] IN OUT\n"
+           "  convert [-f FMT] -O FMT [-o opts] [-t CACHE] [-c] [-p] IN OUT\n"
            "  resize [-f FMT] [--shrink] FILE [+|-]SIZE\n"
            "  map [-f FMT] [--output=human|json] FILE\n"
            "qcow2 -o options: cluster_size, compat=0.10|1.1, lazy_refcounts=on|off,\n"

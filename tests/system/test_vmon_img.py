@@ -186,6 +186,22 @@ def test_vmon_written_images_pass_qemu_check(tmp_path, opts):
     assert run("check", img).returncode == 0
 
 
+def test_writes_keep_internal_snapshots_intact(tmp_path):
+    img = tmp_path / "s.qcow2"
+    qemu("qemu-img", "create", "-f", "qcow2", "-o", "cluster_size=4k", img, "8M")
+    qemu_io(img, "write -P 0x31 0 2M", "write -c -P 0x32 4M 64k")
+    qemu("qemu-img", "snapshot", "-c", "before", img)
+    snap = tmp_path / "snap.raw"
+    qemu("qemu-img", "convert", "-l", "snapshot.name=before", "-O", "raw", img, snap)
+    before = snap.read_bytes()
+    run("write-pattern", img, 17, 40, 8, tmp_path / "log")
+    qemu_check_ok(img)
+    assert qemu_raw(tmp_path, img) == replay(before, 17, 40, 8 * MiB)
+    qemu("qemu-img", "convert", "-l", "snapshot.name=before", "-O", "raw", img, snap)
+    assert snap.read_bytes() == before
+    assert "before" in run("info", img).stdout
+
+
 def test_resize_grows_l1(tmp_path):
     img = tmp_path / "g.qcow2"
     run("create", "-q", "-f", "qcow2", "-o", "cluster_size=512", img, "1M")
