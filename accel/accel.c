@@ -117,3 +117,14 @@ const struct accel_ops *accel_select(const char *name)
     error_report("-accel %s: unknown accelerator (valid: kvm, emu, tcg, auto)", name);
     return NULL;
 }
+
+void accel_print_available(void)
+{
+    char why[256];
+
+    printf("Accelerators supported in this vmon binary:\n");
+    if (accel_kvm_ops.available(why, sizeof(why)))
+        printf("kvm\n");
+    if (emu_ops())
+        printf("emu\ntcg\n");
+}

@@ -50,6 +50,8 @@ extern const struct accel_ops accel_emu_ops;
 /* Resolve an -accel name ("kvm", "emu", "tcg", "auto") to an accelerator,
  * explaining the choice under -d accel.  NULL + error message on failure. */
 const struct accel_ops *accel_select(const char *name);
+/* -accel help: list the accelerators that can run here, one per line. */
+void accel_print_available(void);
 /* True if the host CPU has vmx or svm (real hardware virtualization). */
 bool accel_host_has_hw_virt(void);
 

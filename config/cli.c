@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "accel/accel.h"
 #include "config/config.h"
 #include "machine/machine.h"
 #include "util/log.h"
@@ -160,6 +161,10 @@ static int opt_accel(struct vm_config *cfg, const char *opt, const char *arg)
 
     if (!strncmp(arg, "accel=", 6))
         arg += 6;
+    if (!strcmp(arg, "help")) {
+        accel_print_available();
+        return 1;
+    }
     for (size_t i = 0; i < ARRAY_SIZE(names); i++) {
         if (!strcmp(arg, names[i])) {
             cfg->accel = names[i];

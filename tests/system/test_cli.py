@@ -193,3 +193,11 @@ def test_enable_kvm_is_accel_kvm(accel, kernels):
     status, out, err = run_vmon(["-enable-kvm", *args])
     assert status == 1, f"stderr: {err}"
     assert serial_text(out) == k.expected()
+
+
+def test_accel_help_lists_what_runs_here(vmon):
+    status, out, err = run_vmon(["-accel", "help"], timeout=ERR_TIMEOUT)
+    assert status == 0, err
+    names = out.splitlines()[1:]
+    assert "emu" in names and "tcg" in names
+    assert ("kvm" in names) == (not accel_unavailable("kvm"))
