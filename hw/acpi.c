@@ -11,6 +11,7 @@
 #include "config/config.h"
 #include "hw/acpi.h"
 #include "hw/acpi_aml.h"
+#include "hw/fw_bytes.h"
 #include "hw/pc_devices.h"
 #include "hw/pci.h"
 #include "hw/pm.h"
@@ -24,20 +25,6 @@ struct acpi_image {
     uint32_t len;
 };
 
-static void put(uint8_t *p, uint64_t v, unsigned n)
-{
-    for (unsigned i = 0; i < n; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint8_t checksum(const uint8_t *p, size_t n)
-{
-    uint8_t sum = 0;
-
-    for (size_t i = 0; i < n; i++)
-        sum = (uint8_t)(sum + p[i]);
-    return (uint8_t)-sum;
-}
 
 /* Reserve len bytes aligned to align; returns the offset, or -1 if the
  * image is full (cannot happen with vmon's tables and 64 vCPUs). */
@@ -54,14 +41,14 @@ static int64_t img_alloc(struct acpi_image *img, uint32_t len, uint32_t align)
 static void header(uint8_t *t, const char *sig, uint32_t len, uint8_t rev)
 {
     memcpy(t, sig, 4);
-    put(t + 4, len, 4);
+    fw_put_le(t + 4, len, 4);
     t[8] = rev;
     t[9] = 0;
     memcpy(t + 10, "VMON  ", 6);
     memcpy(t + 16, "VMONPC  ", 8);
-    put(t + 24, 1, 4);
+    fw_put_le(t + 24, 1, 4);
     memcpy(t + 28, "VMON", 4);
-    put(t + 32, 1, 4);
+    fw_put_le(t + 32, 1, 4);
 }
 
 static void finish(uint8_t *t)
@@ -69,7 +56,7 @@ static void finish(uint8_t *t)
     uint32_t len = (uint32_t)(t[4] | t[5] << 8 | t[6] << 16 | (uint32_t)t[7] << 24);
 
     t[9] = 0;
-    t[9] = checksum(t, len);
+    t[9] = fw_checksum(t, len);
 }
 
 /* Generic address structure: system I/O. */
@@ -79,7 +66,7 @@ static void gas_io(uint8_t *p, uint8_t bit_width, uint8_t access_size, uint64_t 
     p[1] = bit_width;
     p[2] = 0;
     p[3] = access_size;
-    put(p + 4, port, 8);
+    fw_put_le(p + 4, port, 8);
 }
 
 /* Device(name) { _HID, _UID, _CRS } */
@@ -211,44 +198,44 @@ static int64_t build_madt(const struct machine *m, struct acpi_image *img)
         return -1;
     t = img->buf + off;
     header(t, "APIC", len, 3);
-    put(t + 36, ACPI_LAPIC_ADDR, 4);
-    put(t + 40, 1, 4);                 /* PCAT_COMPAT: there are 8259s too */
+    fw_put_le(t + 36, ACPI_LAPIC_ADDR, 4);
+    fw_put_le(t + 40, 1, 4);                 /* PCAT_COMPAT: there are 8259s too */
     e = t + 44;
     for (int i = 0; i < n; i++, e += 8) {
         e[0] = 0;                      /* processor local APIC */
         e[1] = 8;
         e[2] = (uint8_t)i;             /* ACPI processor UID */
         e[3] = (uint8_t)i;             /* APIC ID = vCPU index */
-        put(e + 4, 1, 4);              /* enabled */
+        fw_put_le(e + 4, 1, 4);              /* enabled */
     }
     e[0] = 1;                          /* I/O APIC */
     e[1] = 12;
     e[2] = ACPI_IOAPIC_ID;
     e[3] = 0;
-    put(e + 4, ACPI_IOAPIC_ADDR, 4);
-    put(e + 8, 0, 4);                  /* GSI base */
+    fw_put_le(e + 4, ACPI_IOAPIC_ADDR, 4);
+    fw_put_le(e + 8, 0, 4);                  /* GSI base */
     e += 12;
     /* IRQ0 (PIT) is wired to pin 2, as on every PC with an IOAPIC. */
     e[0] = 2;
     e[1] = 10;
     e[2] = 0;
     e[3] = 0;
-    put(e + 4, 2, 4);
-    put(e + 8, 0, 2);                  /* conforms to the bus (edge, high) */
+    fw_put_le(e + 4, 2, 4);
+    fw_put_le(e + 8, 0, 2);                  /* conforms to the bus (edge, high) */
     e += 10;
     /* SCI: level-triggered, active high. */
     e[0] = 2;
     e[1] = 10;
     e[2] = 0;
     e[3] = PM_SCI_IRQ;
-    put(e + 4, PM_SCI_IRQ, 4);
-    put(e + 8, 0x000d, 2);
+    fw_put_le(e + 4, PM_SCI_IRQ, 4);
+    fw_put_le(e + 8, 0x000d, 2);
     e += 10;
     /* LINT1 of every CPU is NMI. */
     e[0] = 4;
     e[1] = 6;
     e[2] = 0xff;
-    put(e + 3, 0, 2);
+    fw_put_le(e + 3, 0, 2);
     e[5] = 1;
     finish(t);
     return off;
@@ -264,31 +251,31 @@ static int64_t build_fadt(struct acpi_image *img, uint64_t facs, uint64_t dsdt)
         return -1;
     t = img->buf + off;
     header(t, "FACP", len, 3);
-    put(t + 36, facs, 4);
-    put(t + 40, dsdt, 4);
+    fw_put_le(t + 36, facs, 4);
+    fw_put_le(t + 40, dsdt, 4);
     t[45] = 0;                           /* preferred PM profile: unspecified */
-    put(t + 46, PM_SCI_IRQ, 2);
-    put(t + 48, 0, 4);                   /* no SMI_CMD: always in ACPI mode */
-    put(t + 56, PM1A_EVT_BLK, 4);
-    put(t + 64, PM1A_CNT_BLK, 4);
-    put(t + 76, PM_TMR_BLK, 4);
+    fw_put_le(t + 46, PM_SCI_IRQ, 2);
+    fw_put_le(t + 48, 0, 4);                   /* no SMI_CMD: always in ACPI mode */
+    fw_put_le(t + 56, PM1A_EVT_BLK, 4);
+    fw_put_le(t + 64, PM1A_CNT_BLK, 4);
+    fw_put_le(t + 76, PM_TMR_BLK, 4);
     t[88] = PM1A_EVT_LEN;
     t[89] = PM1A_CNT_LEN;
     t[91] = PM_TMR_LEN;
-    put(t + 96, 0x0fff, 2);              /* no C2 */
-    put(t + 98, 0x0fff, 2);              /* no C3 */
+    fw_put_le(t + 96, 0x0fff, 2);              /* no C2 */
+    fw_put_le(t + 98, 0x0fff, 2);              /* no C3 */
     t[108] = 0x32;                       /* RTC century register */
     /* IAPC_BOOT_ARCH: legacy devices, 8042, no VGA. */
-    put(t + 109, 0x0001 | 0x0002 | 0x0004, 2);
+    fw_put_le(t + 109, 0x0001 | 0x0002 | 0x0004, 2);
     /* Flags: WBINVD, PROC_C1, no fixed sleep button, FIX_RTC,
      * RESET_REG_SUP.  The power button is the fixed-feature one (PM1
      * PWRBTN), which pm_power_button() presses. */
-    put(t + 112, (1u << 0) | (1u << 2) | (1u << 5) | (1u << 6) | (1u << 10), 4);
+    fw_put_le(t + 112, (1u << 0) | (1u << 2) | (1u << 5) | (1u << 6) | (1u << 10), 4);
     gas_io(t + 116, 8, 1, PM_RESET_PORT);
     t[128] = PM_RESET_VALUE;
     /* X_FIRMWARE_CTRL stays 0: the spec allows only one of the two FACS
      * pointers, and Linux would otherwise map the FACS twice. */
-    put(t + 140, dsdt, 8);
+    fw_put_le(t + 140, dsdt, 8);
     gas_io(t + 148, 8 * PM1A_EVT_LEN, 0, PM1A_EVT_BLK);
     gas_io(t + 172, 8 * PM1A_CNT_LEN, 0, PM1A_CNT_BLK);
     gas_io(t + 208, 8 * PM_TMR_LEN, 0, PM_TMR_BLK);
@@ -312,7 +299,7 @@ static int acpi_build_image(const struct machine *m, struct acpi_image *img)
         return -ENOSPC;
 
     memcpy(img->buf + facs, "FACS", 4);
-    put(img->buf + facs + 4, 64, 4);
+    fw_put_le(img->buf + facs + 4, 64, 4);
     img->buf[facs + 32] = 2;             /* version */
 
     aml_init(&body);
@@ -338,25 +325,25 @@ static int acpi_build_image(const struct machine *m, struct acpi_image *img)
 
     t = img->buf + rsdt;
     header(t, "RSDT", HDR_LEN + 2 * 4, 1);
-    put(t + 36, base + (uint64_t)fadt, 4);
-    put(t + 40, base + (uint64_t)madt, 4);
+    fw_put_le(t + 36, base + (uint64_t)fadt, 4);
+    fw_put_le(t + 40, base + (uint64_t)madt, 4);
     finish(t);
 
     t = img->buf + xsdt;
     header(t, "XSDT", HDR_LEN + 2 * 8, 1);
-    put(t + 36, base + (uint64_t)fadt, 8);
-    put(t + 44, base + (uint64_t)madt, 8);
+    fw_put_le(t + 36, base + (uint64_t)fadt, 8);
+    fw_put_le(t + 44, base + (uint64_t)madt, 8);
     finish(t);
 
     t = img->buf + rsdp;
     memcpy(t, "RSD PTR ", 8);
     memcpy(t + 9, "VMON  ", 6);
     t[15] = 2;
-    put(t + 16, base + (uint64_t)rsdt, 4);
-    put(t + 20, 36, 4);
-    put(t + 24, base + (uint64_t)xsdt, 8);
-    t[8] = checksum(t, 20);
-    t[32] = checksum(t, 36);
+    fw_put_le(t + 16, base + (uint64_t)rsdt, 4);
+    fw_put_le(t + 20, 36, 4);
+    fw_put_le(t + 24, base + (uint64_t)xsdt, 8);
+    t[8] = fw_checksum(t, 20);
+    t[32] = fw_checksum(t, 36);
     return 0;
 }
 

@@ -5,32 +5,19 @@
 #include <string.h>
 
 #include "hw/acpi.h"
+#include "hw/fw_bytes.h"
 #include "hw/pc_devices.h"
 #include "util/log.h"
 
 #define MPTABLE_ADDR 0xf0000ULL
 #define MP_MAX_SIZE 4096
 
-static void put(uint8_t *p, uint64_t v, unsigned n)
-{
-    for (unsigned i = 0; i < n; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint8_t checksum(const uint8_t *p, size_t n)
-{
-    uint8_t sum = 0;
-
-    for (size_t i = 0; i < n; i++)
-        sum = (uint8_t)(sum + p[i]);
-    return (uint8_t)-sum;
-}
 
 static void irq_entry(uint8_t *e, uint8_t type, uint8_t src_irq, uint8_t ioapic, uint8_t pin)
 {
     e[0] = 3;
     e[1] = type;          /* 0 INT, 3 ExtINT */
-    put(e + 2, 0, 2);     /* conforms to bus */
+    fw_put_le(e + 2, 0, 2);     /* conforms to bus */
     e[4] = 0;             /* ISA bus */
     e[5] = src_irq;
     e[6] = ioapic;
@@ -52,8 +39,8 @@ static int mptable_build(struct machine *m)
         e[1] = (uint8_t)i;                   /* LAPIC ID */
         e[2] = 0x14;                         /* LAPIC version */
         e[3] = (uint8_t)(0x01 | (i == 0 ? 0x02 : 0));  /* enabled, BSP */
-        put(e + 4, 0x600, 4);                /* CPU signature: family 6 */
-        put(e + 8, 0x201, 4);                /* FPU, APIC */
+        fw_put_le(e + 4, 0x600, 4);                /* CPU signature: family 6 */
+        fw_put_le(e + 8, 0x201, 4);                /* FPU, APIC */
     }
     e[0] = 1;
     e[1] = 0;
@@ -63,7 +50,7 @@ static int mptable_build(struct machine *m)
     e[1] = ioapic_id;
     e[2] = 0x11;
     e[3] = 1;
-    put(e + 4, ACPI_IOAPIC_ADDR, 4);
+    fw_put_le(e + 4, ACPI_IOAPIC_ADDR, 4);
     e += 8, entries++;
     irq_entry(e, 3, 0, ioapic_id, 0);        /* the 8259's ExtINT on pin 0 */
     e += 8, entries++;
@@ -77,7 +64,7 @@ static int mptable_build(struct machine *m)
     for (uint8_t lint = 0; lint < 2; lint++) {
         e[0] = 4;
         e[1] = lint == 0 ? 3 : 1;
-        put(e + 2, 0, 2);
+        fw_put_le(e + 2, 0, 2);
         e[4] = 0;
         e[5] = 0;
         e[6] = 0xff;
@@ -87,19 +74,19 @@ static int mptable_build(struct machine *m)
 
     uint16_t len = (uint16_t)(e - cfg);
     memcpy(cfg, "PCMP", 4);
-    put(cfg + 4, len, 2);
+    fw_put_le(cfg + 4, len, 2);
     cfg[6] = 4;
     memcpy(cfg + 8, "VMON    ", 8);
     memcpy(cfg + 16, "PC          ", 12);
-    put(cfg + 34, entries, 2);
-    put(cfg + 36, ACPI_LAPIC_ADDR, 4);
-    cfg[7] = checksum(cfg, len);
+    fw_put_le(cfg + 34, entries, 2);
+    fw_put_le(cfg + 36, ACPI_LAPIC_ADDR, 4);
+    cfg[7] = fw_checksum(cfg, len);
 
     memcpy(fp, "_MP_", 4);
-    put(fp + 4, MPTABLE_ADDR + 16, 4);
+    fw_put_le(fp + 4, MPTABLE_ADDR + 16, 4);
     fp[8] = 1;
     fp[9] = 4;
-    fp[10] = checksum(fp, 16);
+    fp[10] = fw_checksum(fp, 16);
 
     if (machine_write_gpa(m, MPTABLE_ADDR, buf, 16 + len) < 0) {
         error_report("mptable: cannot write at 0x%llx", (unsigned long long)MPTABLE_ADDR);
