@@ -62,6 +62,9 @@ static const struct pluggable_device pluggable_devices[] = {
     { "isa-debug-exit", debug_exit_create },
     { "virtio-rng-pci", virtio_rng_create },
     { "virtio-blk-pci", virtio_blk_create },
+    { "virtio-serial-pci", virtio_console_create },
+    { "virtio-console-pci", virtio_console_create },
+    { "virtio-net-pci", virtio_net_create },
 };
 
 /* Built after every device exists, and rebuilt on reset since the guest

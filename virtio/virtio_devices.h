@@ -11,5 +11,7 @@ struct keyval;
 
 int virtio_rng_create(struct machine *m, struct keyval *opts);
 int virtio_blk_create(struct machine *m, struct keyval *opts);
+int virtio_console_create(struct machine *m, struct keyval *opts);
+int virtio_net_create(struct machine *m, struct keyval *opts);
 
 #endif

@@ -10,6 +10,7 @@
 #include <cmocka.h>
 #include <errno.h>
 #include <stdlib.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "config/config.h"
