@@ -14,6 +14,7 @@
 #include "config/config.h"
 #include "hw/board.h"
 #include "machine/machine.h"
+#include "migration/migration.h"
 #include "monitor/monitor.h"
 #include "util/log.h"
 #include "util/main_loop.h"
@@ -117,6 +118,8 @@ int main(int argc, char **argv)
     if (boot_load(&machine) < 0)
         goto fail;
     if (load_vcpu_states(&machine) < 0)
+        goto fail;
+    if (cfg.incoming && migration_incoming_startup(&machine, cfg.incoming) < 0)
         goto fail;
     machine.reset_hook = reset_machine;
     chardev_set_quit_handler(quit_from_console, &machine);

@@ -55,7 +55,11 @@ static int emu_init(struct machine *m)
     em->cache = emu_cache_new(m);
     if (em->wake_fd < 0 || !em->cache)
         goto fail;
-    em->chip = irqchip_create(m);
+    /* After a switch from kvm and back, the chip of the first emu run is
+     * still a machine device: take it over (its LAPICs are rebound). */
+    em->chip = irqchip_of(m);
+    if (!em->chip)
+        em->chip = irqchip_create(m);
     if (!em->chip)
         goto fail;
     m->accel_priv = em;

@@ -275,6 +275,7 @@ enum vcpu_exit kvm_vcpu_run(struct vcpu *v)
     struct kvm_vcpu_priv *p = v->accel_priv;
     struct machine *m = v->m;
     struct kvm_run *run = p->run;
+    bool io_pending = false;
 
     for (;;) {
         uint64_t t0;
@@ -285,8 +286,20 @@ enum vcpu_exit kvm_vcpu_run(struct vcpu *v)
         /* Clear before looking at the flags: a kick that sets a flag after
          * the check re-arms immediate_exit, so KVM_RUN returns at once. */
         __atomic_store_n(&run->immediate_exit, 0, __ATOMIC_SEQ_CST);
-        if (should_stop(m))
+        if (should_stop(m)) {
+            /* KVM finishes an I/O or MMIO instruction on the next KVM_RUN;
+             * until then its register state is mid-instruction (PVM even
+             * reports the wrong CPL).  Complete it before anyone reads the
+             * state (snapshots, accelerator switches): KVM_RUN with
+             * immediate_exit does that and returns EINTR. */
+            if (io_pending) {
+                __atomic_store_n(&run->immediate_exit, 1, __ATOMIC_SEQ_CST);
+                r = ioctl(p->fd, KVM_RUN, 0);
+                __atomic_store_n(&run->immediate_exit, 0, __ATOMIC_SEQ_CST);
+            }
             return VCPU_EXIT_STOP;
+        }
+        io_pending = false;
 
         r = ioctl(p->fd, KVM_RUN, 0);
         t0 = now_ns();
@@ -306,11 +319,13 @@ enum vcpu_exit kvm_vcpu_run(struct vcpu *v)
         case KVM_EXIT_IO:
             if (!handle_io(v, p))
                 return fatal_exit(v, "malformed KVM_EXIT_IO");
+            io_pending = true;
             vcpu_stat_add(v, STAT_EXIT_IO, now_ns() - t0);
             break;
         case KVM_EXIT_MMIO:
             if (!handle_mmio(v, p))
                 return fatal_exit(v, "malformed KVM_EXIT_MMIO");
+            io_pending = true;
             vcpu_stat_add(v, STAT_EXIT_MMIO, now_ns() - t0);
             break;
         case KVM_EXIT_INTR:

@@ -154,3 +154,27 @@ int fw_cfg_create(struct machine *m)
     }
     return machine_add_device(m, "fw_cfg", f, fw_cfg_reset, free);
 }
+
+/* ---- snapshot state (migration/vmstate.h) ---- */
+
+#include "migration/migration.h"
+
+static void fw_cfg_post_load(void *opaque)
+{
+    struct fw_cfg *f = opaque;
+
+    if (f->len > FW_CFG_MAX_DATA)
+        f->len = FW_CFG_MAX_DATA;
+    if (f->offset > f->len)
+        f->offset = f->len;
+}
+
+static const struct vmstate_field fw_cfg_fields[] = {
+    VMS_U16_FIELD(struct fw_cfg, key), VMS_U32_FIELD(struct fw_cfg, offset),
+    VMS_U32_FIELD(struct fw_cfg, len), VMS_U8_FIELD(struct fw_cfg, data),
+    VMS_END,
+};
+
+const struct vmstate_desc fw_cfg_vmstate = {
+    .name = "fw_cfg", .version = 1, .fields = fw_cfg_fields, .post_load = fw_cfg_post_load,
+};

@@ -295,3 +295,30 @@ int i8042_create(struct machine *m)
         return ret;
     return machine_add_device(m, "i8042", k, i8042_reset, free);
 }
+
+/* ---- snapshot state (migration/vmstate.h) ---- */
+
+#include "migration/migration.h"
+
+static void i8042_post_load(void *opaque)
+{
+    struct i8042 *k = opaque;
+
+    k->q_head %= QUEUE_SIZE;
+    if (k->q_count > QUEUE_SIZE)
+        k->q_count = QUEUE_SIZE;
+    k->irq_level = k->irq_level ? 1 : 0;
+}
+
+static const struct vmstate_field i8042_fields[] = {
+    VMS_U8_FIELD(struct i8042, status), VMS_U8_FIELD(struct i8042, ctr),
+    VMS_U8_FIELD(struct i8042, outport), VMS_U8_FIELD(struct i8042, pending_cmd),
+    VMS_U8_FIELD(struct i8042, kbd_pending), VMS_BOOL_FIELD(struct i8042, kbd_enabled),
+    VMS_U8_FIELD(struct i8042, queue), VMS_U32_FIELD(struct i8042, q_head),
+    VMS_U32_FIELD(struct i8042, q_count), VMS_INT_FIELD(struct i8042, irq_level),
+    VMS_END,
+};
+
+const struct vmstate_desc i8042_vmstate = {
+    .name = "i8042", .version = 1, .fields = i8042_fields, .post_load = i8042_post_load,
+};

@@ -581,3 +581,20 @@ int pci_host_create(struct machine *m)
         return ret;
     return machine_add_device(m, PCI_HOST_NAME, bus, pci_bus_reset, free);
 }
+
+/* ---- snapshot state (migration/vmstate.h) ---- */
+
+#include "migration/migration.h"
+
+/* The bus registers and the host bridge's configuration space.  Functions
+ * in other slots are devices of their own and carry their own sections. */
+static const struct vmstate_field pci_host_fields[] = {
+    VMS_U32_FIELD(struct pci_bus, config_address),
+    VMS_U8_FIELD(struct pci_bus, reset_control),
+    VMS_U8_FIELD(struct pci_bus, host.config),
+    VMS_END,
+};
+
+const struct vmstate_desc pci_host_vmstate = {
+    .name = PCI_HOST_NAME, .version = 1, .fields = pci_host_fields,
+};

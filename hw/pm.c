@@ -188,3 +188,24 @@ int pm_create(struct machine *m)
     }
     return machine_add_device(m, "acpi-pm", p, pm_reset, free);
 }
+
+/* ---- snapshot state (migration/vmstate.h) ---- */
+
+#include "migration/migration.h"
+
+static void pm_post_load(void *opaque)
+{
+    struct pm *p = opaque;
+
+    p->sci_level = p->sci_level ? 1 : 0;
+}
+
+static const struct vmstate_field pm_fields[] = {
+    VMS_U16_FIELD(struct pm, sts), VMS_U16_FIELD(struct pm, en), VMS_U16_FIELD(struct pm, cnt),
+    VMS_INT_FIELD(struct pm, sci_level), VMS_CLOCK_FIELD(struct pm, tmr_base_ns),
+    VMS_END,
+};
+
+const struct vmstate_desc pm_vmstate = {
+    .name = "acpi-pm", .version = 1, .fields = pm_fields, .post_load = pm_post_load,
+};

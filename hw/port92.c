@@ -79,3 +79,16 @@ int port92_create(struct machine *m)
         return ret;
     return machine_add_device(m, "port92", p, port92_reset, free);
 }
+
+/* ---- snapshot state (migration/vmstate.h) ---- */
+
+#include "migration/migration.h"
+
+static const struct vmstate_field port92_fields[] = {
+    VMS_U8_FIELD(struct port92, val),
+    VMS_END,
+};
+
+const struct vmstate_desc port92_vmstate = {
+    .name = "port92", .version = 1, .fields = port92_fields,
+};

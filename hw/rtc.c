@@ -390,3 +390,28 @@ int rtc_create(struct machine *m)
     }
     return machine_add_device(m, "rtc", r, rtc_reset, rtc_destroy);
 }
+
+/* ---- snapshot state (migration/vmstate.h) ---- */
+
+#include "migration/migration.h"
+
+static void rtc_post_load(void *opaque)
+{
+    struct rtc *r = opaque;
+
+    r->index &= RTC_CMOS_SIZE - 1;
+    r->irq_level = r->irq_level ? 1 : 0;
+    rtc_arm_timer(r);
+}
+
+static const struct vmstate_field rtc_fields[] = {
+    VMS_U8_FIELD(struct rtc, index), VMS_U8_FIELD(struct rtc, cmos),
+    VMS_U64_FIELD(struct rtc, offset_s), VMS_CLOCK_FIELD(struct rtc, next_periodic),
+    VMS_CLOCK_FIELD(struct rtc, last_c_read), VMS_U64_FIELD(struct rtc, last_update_s),
+    VMS_INT_FIELD(struct rtc, irq_level),
+    VMS_END,
+};
+
+const struct vmstate_desc rtc_vmstate = {
+    .name = "rtc", .version = 1, .fields = rtc_fields, .post_load = rtc_post_load,
+};

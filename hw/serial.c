@@ -460,3 +460,33 @@ int serial_com1_create(struct machine *m)
     }
     return machine_add_device(m, "serial", s, serial_reset, serial_free);
 }
+
+/* ---- snapshot state (migration/vmstate.h) ---- */
+
+#include "migration/migration.h"
+
+static void serial_post_load(void *opaque)
+{
+    struct serial *s = opaque;
+
+    /* The stream is input: keep the FIFO indexes inside the FIFO. */
+    s->rx_head %= FIFO_SIZE;
+    if (s->rx_count > FIFO_SIZE)
+        s->rx_count = FIFO_SIZE;
+    s->irq_level = s->irq_level ? 1 : 0;
+}
+
+static const struct vmstate_field serial_fields[] = {
+    VMS_U8_FIELD(struct serial, ier), VMS_U8_FIELD(struct serial, lcr),
+    VMS_U8_FIELD(struct serial, mcr), VMS_U8_FIELD(struct serial, lsr),
+    VMS_U8_FIELD(struct serial, msr), VMS_U8_FIELD(struct serial, scr),
+    VMS_U8_FIELD(struct serial, fcr), VMS_U16_FIELD(struct serial, divisor),
+    VMS_BOOL_FIELD(struct serial, thr_ipending), VMS_U8_FIELD(struct serial, rx),
+    VMS_U32_FIELD(struct serial, rx_head), VMS_U32_FIELD(struct serial, rx_count),
+    VMS_INT_FIELD(struct serial, irq_level),
+    VMS_END,
+};
+
+const struct vmstate_desc serial_vmstate = {
+    .name = "serial", .version = 1, .fields = serial_fields, .post_load = serial_post_load,
+};

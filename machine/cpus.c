@@ -17,6 +17,8 @@
 
 static pthread_cond_t park_cond = PTHREAD_COND_INITIALIZER;    /* parked threads */
 static pthread_cond_t parked_cond = PTHREAD_COND_INITIALIZER;  /* the pauser */
+/* Parked threads end instead of resuming (accelerator switch). */
+static atomic_int threads_exit;
 
 int machine_create_vcpus(struct machine *m)
 {
@@ -74,20 +76,25 @@ void vcpu_stat_add(struct vcpu *v, enum vcpu_stat_kind kind, uint64_t ns)
 /* Park the calling vCPU thread until the machine lets it go.  The vCPUs it
  * runs save their state first, and load it again on the way out, because
  * whoever paused them may have changed it (reset, snapshot load, switch). */
-static void park(struct machine *m, struct vcpu **vs, int n)
+static bool park(struct machine *m, struct vcpu **vs, int n)
 {
+    bool leave;
+
     machine_lock();
     for (int i = 0; i < n; i++)
         m->accel->get_state(vs[i], &vs[i]->state);
     m->nr_parked++;
     pthread_cond_broadcast(&parked_cond);
-    while (atomic_load(&m->vcpus_should_stop) && !atomic_load(&m->shutdown_requested))
+    while (atomic_load(&m->vcpus_should_stop) && !atomic_load(&m->shutdown_requested) &&
+           !atomic_load(&threads_exit))
         machine_cond_wait(&park_cond);
     m->nr_parked--;
-    if (!atomic_load(&m->shutdown_requested))
+    leave = atomic_load(&threads_exit);
+    if (!atomic_load(&m->shutdown_requested) && !leave)
         for (int i = 0; i < n; i++)
             m->accel->set_state(vs[i], &vs[i]->state);
     machine_unlock();
+    return leave;
 }
 
 static void fatal_guest_error(struct machine *m)
@@ -103,7 +110,8 @@ static void *vcpu_thread(void *arg)
     v->thread_id = gettid();
     while (!atomic_load(&m->shutdown_requested)) {
         if (atomic_load(&m->vcpus_should_stop)) {
-            park(m, &v, 1);
+            if (park(m, &v, 1))
+                return NULL;
             continue;
         }
         TRACE(vcpu_run, "cpu=%d", v->index);
@@ -128,7 +136,8 @@ static void *single_thread(void *arg)
         bool all_halted = true;
 
         if (atomic_load(&m->vcpus_should_stop)) {
-            park(m, m->vcpus, m->nr_vcpus);
+            if (park(m, m->vcpus, m->nr_vcpus))
+                return NULL;
             continue;
         }
         for (int i = 0; i < m->nr_vcpus; i++) {
@@ -218,4 +227,27 @@ void machine_stop_vcpus(struct machine *m)
     }
     for (int i = 0; i < m->nr_vcpus; i++)
         m->vcpus[i]->thread_started = false;
+}
+
+/* Called with the machine lock held and every vCPU parked (after
+ * machine_pause_vcpus): the threads end, their state stays in v->state.
+ * The lock is dropped while they are joined. */
+void machine_end_vcpu_threads(struct machine *m)
+{
+    atomic_store(&threads_exit, 1);
+    pthread_cond_broadcast(&park_cond);
+    machine_unlock();
+    if (m->accel->single_thread) {
+        if (m->nr_vcpus && m->vcpus[0]->thread_started)
+            pthread_join(m->vcpus[0]->thread, NULL);
+    } else {
+        for (int i = 0; i < m->nr_vcpus; i++)
+            if (m->vcpus[i]->thread_started)
+                pthread_join(m->vcpus[i]->thread, NULL);
+    }
+    machine_lock();
+    for (int i = 0; i < m->nr_vcpus; i++)
+        m->vcpus[i]->thread_started = false;
+    m->nr_vcpu_threads = 0;
+    atomic_store(&threads_exit, 0);
 }

@@ -206,6 +206,10 @@ void machine_stop_vcpus(struct machine *m);
  * let them go again (loading v->state back into the accelerator). */
 void machine_pause_vcpus(struct machine *m);
 void machine_resume_vcpus(struct machine *m);
+/* With every vCPU parked and the lock held: end the vCPU threads (their
+ * state stays in v->state), e.g. to change accelerators; start new ones
+ * with machine_start_vcpus() (they park while vcpus_should_stop is set). */
+void machine_end_vcpu_threads(struct machine *m);
 /* Make every running vCPU leave the accelerator and look at the flags. */
 void machine_kick_vcpus(struct machine *m);
 /* Record one exit in a vCPU's statistics. */

@@ -9,6 +9,7 @@
 #include "config/config.h"
 #include "hw/pm.h"
 #include "machine/machine.h"
+#include "migration/migration.h"
 #include "monitor/qmp.h"
 #include "version.h"
 
@@ -54,8 +55,9 @@ const char *qmp_run_state_name(void)
 
 static json_t *cmd_query_status(struct machine *m, json_t *args, struct qmp_error *err)
 {
-    return json_pack("{s:s,s:b,s:b}", "status", qmp_run_state_name(), "singlestep", 0,
-                     "running", qmp_run_state == QMP_RUN_RUNNING);
+    return json_pack("{s:s,s:b,s:b,s:s}", "status", qmp_run_state_name(), "singlestep", 0,
+                     "running", qmp_run_state == QMP_RUN_RUNNING, "accel",
+                     m->accel ? m->accel->name : "none");
 }
 
 static json_t *cmd_query_cpus_fast(struct machine *m, json_t *args, struct qmp_error *err)
@@ -215,4 +217,5 @@ void qmp_commands_register(void)
 {
     for (size_t i = 0; i < sizeof(command_table) / sizeof(command_table[0]); i++)
         qmp_register_command(&command_table[i]);
+    migration_qmp_register();
 }

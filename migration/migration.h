@@ -1,0 +1,72 @@
+/* Snapshots, incoming migration and live accelerator switching.
+ *
+ * The stream (docs/migration.md): a header with the machine configuration
+ * digest, then checksummed sections named and versioned one by one: "cpu"
+ * per vCPU (struct cpu_state), "pic"/"ioapic"/"pit" (vmon's irqchip model
+ * format under either accelerator), one per stateful device, "ram" chunks
+ * without their zero pages, and "end". */
+#ifndef VMON_MIGRATION_MIGRATION_H
+#define VMON_MIGRATION_MIGRATION_H
+
+#include "machine/machine.h"
+#include "migration/vmstate.h"
+
+#define MIG_MAGIC "VMONSNAP"
+#define MIG_FORMAT_VERSION 1u
+#define MIG_SECTION_MAGIC 0x54434553u   /* "SECT" */
+/* No section is larger (a RAM chunk is 1 MiB of pages plus a bitmap). */
+#define MIG_MAX_SECTION (4u << 20)
+#define MIG_RAM_CHUNK (1u << 20)
+#define MIG_PAGE 4096u
+
+/* State tables (the device ones live in their device's file). */
+extern const struct vmstate_desc cpu_vmstate;
+extern const struct vmstate_desc pic_chip_vmstate;
+extern const struct vmstate_desc ioapic_vmstate;
+extern const struct vmstate_desc pit_vmstate;
+extern const struct vmstate_desc serial_vmstate;
+extern const struct vmstate_desc rtc_vmstate;
+extern const struct vmstate_desc pm_vmstate;
+extern const struct vmstate_desc i8042_vmstate;
+extern const struct vmstate_desc fw_cfg_vmstate;
+extern const struct vmstate_desc port92_vmstate;
+extern const struct vmstate_desc pci_host_vmstate;
+
+/* The state table of a machine device by its machine_add_device() name;
+ * *stateless is set for devices that have nothing to save.  NULL and not
+ * stateless: the device cannot be snapshotted. */
+const struct vmstate_desc *migration_device_desc(const char *name, bool *stateless);
+
+/* A byte sink/source: a file now, a socket later. */
+struct mig_channel {
+    int fd;
+    const char *what;       /* "file:PATH", for errors */
+    uint64_t bytes;         /* transferred so far */
+};
+
+/* Write the whole machine state.  Every vCPU must be parked (or not yet
+ * started): v->state is authoritative.  0 or -errno after error_report. */
+int migration_save(struct machine *m, struct mig_channel *ch);
+/* Read a stream and, only if all of it is present and valid, load it into
+ * the machine (vCPUs parked or not started; their accelerator state is set
+ * from the loaded v->state).  Guest RAM is written as it arrives. */
+int migration_load(struct machine *m, struct mig_channel *ch);
+
+/* URIs: "file:PATH".  Same contract as above. */
+int migration_save_uri(struct machine *m, const char *uri);
+int migration_load_uri(struct machine *m, const char *uri);
+
+/* Live accelerator switch: pause, move vCPU and irqchip state to `to`,
+ * resume unless the VM was paused.  Machine lock held (main loop).  0 or
+ * -errno after error_report; on failure the old accelerator runs again. */
+int accel_switch(struct machine *m, const struct accel_ops *to);
+
+/* -incoming at startup (main.c, after the machine is built, before the
+ * vCPU threads start): "file:PATH" loads now, "defer" waits for QMP
+ * migrate-incoming.  0 or -1. */
+int migration_incoming_startup(struct machine *m, const char *uri);
+/* QMP commands (migrate, query-migrate, migrate-incoming, x-accel-switch,
+ * query-accel); called by the monitor's table registration. */
+void migration_qmp_register(void);
+
+#endif
