@@ -14,7 +14,7 @@ import subprocess
 
 import pytest
 
-from conftest import ROOT, run_vmon, serial_text
+from conftest import ROOT, accel_unavailable, run_vmon, serial_text
 
 KIT = os.environ.get("GUEST_KIT", os.path.join(ROOT, "build", "guest"))
 DISK_SIZE = 4 * 1024 * 1024
@@ -60,6 +60,9 @@ def results(out):
 
 @pytest.fixture
 def kit():
+    reason = accel_unavailable("emu")
+    if reason:
+        pytest.skip(f"accel emu: {reason}")
     for f in ("vmlinuz", "initrd.cpio.gz"):
         if not os.path.exists(os.path.join(KIT, f)):
             pytest.fail(f"guest kit missing ({KIT}/{f}): run scripts/guest-kit.sh {KIT}")
