@@ -27,10 +27,21 @@
  * kit), so this only bounds the cost of a missed one. */
 #define EMU_IDLE_MAX_MS 100
 
+/* Device writes into guest RAM queued for the vCPU thread; more than this
+ * many between two slices flush the whole block cache. */
+#define EMU_DMA_RANGES 16
+
 struct emu_machine {
     struct emu_cache *cache;
     struct irqchip *chip;
     int wake_fd;           /* eventfd: wakes idle_wait */
+    /* machine_notify_ram_write() runs on device threads; the block cache
+     * belongs to the vCPU thread, which drops the queued ranges before it
+     * runs again (emu_dma_invalidate). */
+    atomic_flag dma_lock;
+    atomic_bool dma_pending;
+    unsigned dma_n;        /* > EMU_DMA_RANGES: flush everything */
+    struct { gpa_t gpa; uint64_t len; } dma[EMU_DMA_RANGES];
 };
 
 struct emu_vcpu {
@@ -184,6 +195,63 @@ static void emu_io_written(void *opaque)
     atomic_store_explicit(&ev->irq_hint, 1, memory_order_relaxed);
 }
 
+/* --- device writes into guest RAM ------------------------------------------ */
+
+static void emu_dma_lock(struct emu_machine *em)
+{
+    while (atomic_flag_test_and_set_explicit(&em->dma_lock, memory_order_acquire))
+        ;
+}
+
+static void emu_dma_unlock(struct emu_machine *em)
+{
+    atomic_flag_clear_explicit(&em->dma_lock, memory_order_release);
+}
+
+/* Declared in machine/machine.h: a device wrote [gpa, gpa+len) of guest RAM
+ * behind the CPU's back (DMA).  Any thread.  Decoded blocks of those pages
+ * are dropped before any vCPU runs another block: the kick ends the running
+ * slice at its next block boundary, and the device's completion (used ring,
+ * interrupt) is published after this call. */
+void machine_notify_ram_write(struct machine *m, gpa_t gpa, uint64_t len)
+{
+    struct emu_machine *em;
+
+    if (!m || m->accel != &accel_emu_ops || !m->accel_priv || !len)
+        return;
+    em = m->accel_priv;
+    emu_dma_lock(em);
+    if (em->dma_n < EMU_DMA_RANGES) {
+        em->dma[em->dma_n].gpa = gpa;
+        em->dma[em->dma_n].len = len;
+    }
+    if (em->dma_n <= EMU_DMA_RANGES)
+        em->dma_n++;
+    atomic_store(&em->dma_pending, true);
+    emu_dma_unlock(em);
+    for (int k = 0; k < m->nr_vcpus; k++) {
+        struct vcpu *v = m->vcpus[k];
+        struct emu_vcpu *ev = v ? v->accel_priv : NULL;
+
+        if (ev)
+            emu_kick(&ev->c);
+    }
+}
+
+/* On the vCPU thread: drop the blocks of every page devices wrote. */
+static void emu_dma_invalidate(struct emu_machine *em)
+{
+    emu_dma_lock(em);
+    atomic_store(&em->dma_pending, false);
+    if (em->dma_n > EMU_DMA_RANGES)
+        emu_cache_flush(em->cache);
+    else
+        for (unsigned k = 0; k < em->dma_n; k++)
+            emu_cache_invalidate_range(em->cache, em->dma[k].gpa, em->dma[k].len);
+    em->dma_n = 0;
+    emu_dma_unlock(em);
+}
+
 static int emu_vcpu_init(struct vcpu *v)
 {
     struct emu_machine *em = v->m->accel_priv;
@@ -206,6 +274,7 @@ static int emu_vcpu_init(struct vcpu *v)
     ev->c.irq_ack = emu_irq_ack;
     ev->c.io_written = emu_io_written;
     ev->c.irq_opaque = ev;
+    ev->c.lapic = irqchip_lapic(em->chip, v->index);
     ev->c.deliver_exceptions = true;
     atomic_store(&ev->irq_hint, 1);
     v->accel_priv = ev;
@@ -242,6 +311,8 @@ static enum vcpu_exit emu_vcpu_run(struct vcpu *v)
 
     irqchip_set_current_cpu(v->index);
     emu_timers(ev->em);
+    if (atomic_load(&ev->em->dma_pending))
+        emu_dma_invalidate(ev->em);
     if (s->mp_state == MP_UNINITIALIZED || s->mp_state == MP_INIT_RECEIVED)
         return VCPU_EXIT_HALT;
     /* Look for interrupts at least once per slice: the hint is an

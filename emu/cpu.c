@@ -432,6 +432,8 @@ static void run_blocks(struct emu_cpu *c)
             c->stop_req = EMU_STOP_KICK + 1;
             break;
         }
+        if (unlikely(s->events.nmi_pending))
+            emu_take_nmi(c);
         if (c->irq_pending && (s->rflags & X86_RFLAGS_IF))
             take_interrupt(c);
         c->insn_rip = s->rip;
@@ -562,7 +564,7 @@ enum emu_stop emu_run(struct emu_cpu *c, uint64_t budget)
         if (r >= 0)
             return (enum emu_stop)r;
     }
-    if (s->mp_state == MP_HALTED && !take_interrupt(c))
+    if (s->mp_state == MP_HALTED && !emu_take_nmi(c) && !take_interrupt(c))
         return EMU_STOP_HALT;
     run_blocks(c);
     if (c->stop_req)

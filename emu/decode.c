@@ -138,8 +138,9 @@ static int dec_core(struct emu_insn *i, const uint8_t *p, unsigned avail, enum e
         }
     } else {
         d = &emu_optab1[b];
-        /* VEX, EVEX and XOP escapes: no AVX is advertised. */
-        if (b == 0xc4 || b == 0xc5 || b == 0x62)
+        /* VEX, EVEX and XOP escapes: no AVX is advertised.  Outside 64-bit
+         * mode, C4/C5 with a memory ModRM are LES/LDS. */
+        if (b == 0x62 || ((b == 0xc4 || b == 0xc5) && (m64 || (n < avail && p[n] >= 0xc0))))
             goto invalid;
     }
     i->op = b;

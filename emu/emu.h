@@ -15,6 +15,8 @@
 #include <setjmp.h>
 #include "machine/machine.h"
 
+struct lapic;
+
 struct emu_cache;
 
 /* Exception vectors. */
@@ -127,6 +129,9 @@ struct emu_cpu {
      * have made an interrupt deliverable). */
     void (*io_written)(void *opaque);
     void *irq_opaque;
+    /* This vCPU's local APIC (accel/emu.c sets it; NULL in unit tests):
+     * CR8 and IA32_APIC_BASE go through it, under the machine lock. */
+    struct lapic *lapic;
 
     bool break_block;        /* leave the block after this instruction */
     uint8_t stop_req;        /* enum emu_stop an instruction asked for, +1 */

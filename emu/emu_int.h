@@ -141,6 +141,8 @@ __attribute__((noreturn)) static inline void emu_fault_err(struct emu_cpu *c, un
 /* Deliver an event through the IDT now (may raise a nested exception). */
 void emu_deliver_event(struct emu_cpu *c, unsigned vec, bool has_err, uint32_t err, bool soft,
                        bool ext);
+/* Take a pending, unblocked NMI (intr.c); true if one was delivered. */
+bool emu_take_nmi(struct emu_cpu *c);
 /* Software interrupts and INTO/INT3: RIP already past the instruction. */
 __attribute__((noreturn)) void emu_raise_trap(struct emu_cpu *c, unsigned vector);
 

@@ -127,6 +127,11 @@ EMU_HANDLER(exec_cpuid);
 EMU_HANDLER(exec_rdtsc);
 EMU_HANDLER(exec_in);
 EMU_HANDLER(exec_out);
+EMU_HANDLER(exec_ins);
+EMU_HANDLER(exec_outs);
+EMU_HANDLER(exec_pusha);
+EMU_HANDLER(exec_popa);
+EMU_HANDLER(exec_lxs);
 EMU_HANDLER(exec_ud2);
 EMU_HANDLER(exec_grp15);
 

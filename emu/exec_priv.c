@@ -3,6 +3,7 @@
  * privilege level. */
 #include "emu/exec_ops.h"
 #include "emu/seg.h"
+#include "hw/lapic.h"
 
 #define MSR_TSC 0x10
 #define MSR_APIC_BASE 0x1b
@@ -82,6 +83,34 @@ static void set_cr4(struct emu_cpu *c, uint64_t v)
     c->break_block = true;
 }
 
+/* CR8 is the LAPIC's TPR[7:4]: the model keeps PPR and kicks the vCPU when
+ * lowering it unmasks a pending interrupt.  Without a LAPIC (unit tests)
+ * cpu_state.cr8 is the register. */
+static uint64_t priv_get_cr8(struct emu_cpu *c)
+{
+    uint64_t v;
+
+    if (!c->lapic)
+        return c->s->cr8;
+    machine_lock();
+    v = lapic_get_cr8(c->lapic);
+    machine_unlock();
+    return v;
+}
+
+static void priv_set_cr8(struct emu_cpu *c, uint64_t v)
+{
+    if (!c->lapic) {
+        c->s->cr8 = v;
+        return;
+    }
+    machine_lock();
+    lapic_set_cr8(c->lapic, v);
+    machine_unlock();
+    if (c->io_written)
+        c->io_written(c->irq_opaque);
+}
+
 /* 0F 20 / 0F 22: MOV r64, CRn / MOV CRn, r64 (ModRM.mod ignored). */
 static void mov_cr(struct emu_cpu *c, const struct emu_insn *i)
 {
@@ -102,7 +131,7 @@ static void mov_cr(struct emu_cpu *c, const struct emu_insn *i)
         case 2: v = s->cr2; break;
         case 3: v = s->cr3; break;
         case 4: v = s->cr4; break;
-        default: v = s->cr8; break;
+        default: v = priv_get_cr8(c); break;
         }
         emu_set_reg(c, i->rm, size, v);
         return;
@@ -119,7 +148,7 @@ static void mov_cr(struct emu_cpu *c, const struct emu_insn *i)
     default:
         if (v & ~15ULL)
             emu_fault_err(c, EXC_GP, 0);
-        s->cr8 = v;
+        priv_set_cr8(c, v);
         c->break_block = true;
         break;
     }
@@ -417,7 +446,20 @@ static bool msr_write(struct emu_cpu *c, uint32_t msr, uint64_t v)
 
     switch (msr) {
     case MSR_TSC: emu_set_tsc(c, v); return true;
-    case MSR_APIC_BASE: s->apic_base = v; return true;
+    case MSR_APIC_BASE: {
+        int r;
+
+        if (!c->lapic) {
+            s->apic_base = v;
+            return true;
+        }
+        machine_lock();
+        r = lapic_set_base(c->lapic, v);
+        machine_unlock();
+        if (c->io_written)
+            c->io_written(c->irq_opaque);
+        return r == 0;  /* -EINVAL: reserved bits or x2APIC: #GP */
+    }
     case MSR_SYSENTER_CS: s->msr.sysenter_cs = v; return true;
     case MSR_SYSENTER_ESP: s->msr.sysenter_esp = v; return true;
     case MSR_SYSENTER_EIP: s->msr.sysenter_eip = v; return true;

@@ -89,10 +89,34 @@ void emu_pio_out(struct emu_cpu *c, uint16_t port, unsigned size, uint64_t v)
         c->break_block = true;
 }
 
-/* The TSS I/O permission bitmap is not consulted yet: CPL > IOPL faults. */
-static void io_check(struct emu_cpu *c)
+/* Port access rights (SDM vol. 1, 19.5): in protected mode with CPL > IOPL
+ * (and in vm86), every bit of the TSS I/O permission bitmap for the ports
+ * touched must be clear.  The bitmap starts at the 16-bit offset at TSS+0x66;
+ * a bitmap (or the 2 bytes read) beyond the TSS limit, or a 16-bit TSS,
+ * means #GP(0). */
+static void io_check(struct emu_cpu *c, uint16_t port, unsigned size)
 {
-    if (c->mode != EMU_MODE_REAL && c->cpl > sys_iopl(c))
+    const struct x86_segment *tr = &c->s->tr;
+    uint64_t base_off, off;
+    uint8_t idx = c->mmu_idx;
+    unsigned bits;
+
+    if (c->mode == EMU_MODE_REAL)
+        return;
+    if (c->cpl <= sys_iopl(c) && !(c->s->rflags & X86_RFLAGS_VM))
+        return;
+    if (!tr->present || (tr->type & 7) != 3 || tr->limit < 0x67)
+        emu_fault_err(c, EXC_GP, 0);  /* no 32/64-bit TSS (type 9/11) */
+    c->mmu_idx = 0;  /* TSS accesses are supervisor accesses */
+    base_off = emu_read_la(c, tr->base + 0x66, 2);
+    off = base_off + port / 8;
+    if (off + 1 > tr->limit) {
+        c->mmu_idx = idx;
+        emu_fault_err(c, EXC_GP, 0);
+    }
+    bits = (unsigned)emu_read_la(c, tr->base + off, 2);
+    c->mmu_idx = idx;
+    if ((bits >> (port & 7)) & ((1u << size) - 1))
         emu_fault_err(c, EXC_GP, 0);
 }
 
@@ -101,7 +125,7 @@ EMU_HANDLER(exec_in)
     unsigned size = i->opsize == 8 ? 4 : i->opsize;
     uint16_t port = (i->op & 8) ? (uint16_t)c->s->gpr[R_EDX] : (uint16_t)i->imm;
 
-    io_check(c);
+    io_check(c, port, size);
     emu_set_reg(c, R_EAX, size, emu_pio_in(c, port, size));
 }
 
@@ -110,8 +134,60 @@ EMU_HANDLER(exec_out)
     unsigned size = i->opsize == 8 ? 4 : i->opsize;
     uint16_t port = (i->op & 8) ? (uint16_t)c->s->gpr[R_EDX] : (uint16_t)i->imm;
 
-    io_check(c);
+    io_check(c, port, size);
     emu_pio_out(c, port, size, emu_reg(c, R_EAX, size));
+}
+
+/* Iterations of REP INS/OUTS per execution before yielding (RIP stays on
+ * the instruction), so interrupts and kicks are seen during long transfers. */
+#define REP_IO_CHUNK 1024
+
+/* 6C/6D: INS to ES:rDI (no segment override); 6E/6F: OUTS from seg:rSI
+ * (DS unless overridden).  The memory operand is checked before the port
+ * is touched, so a fault loses no device data. */
+static void string_io(struct emu_cpu *c, const struct emu_insn *i, bool out)
+{
+    struct cpu_state *s = c->s;
+    unsigned size = i->opsize == 8 ? 4 : i->opsize, as = i->addrsize;
+    uint64_t amask = emu_mask(as), n = 1;
+    uint16_t port = (uint16_t)s->gpr[R_EDX];
+    int64_t step = (s->rflags & X86_RFLAGS_DF) ? -(int64_t)size : (int64_t)size;
+    unsigned r = out ? R_ESI : R_EDI;
+
+    io_check(c, port, size);
+    if (i->rep)
+        n = s->gpr[R_ECX] & amask;
+    for (uint64_t k = 0; k < n; k++) {
+        uint64_t off = s->gpr[r] & amask, la;
+
+        if (k == REP_IO_CHUNK || (k && c->break_block)) {
+            s->rip = c->insn_rip;
+            c->break_block = true;
+            return;
+        }
+        if (out) {
+            uint64_t v = emu_read(c, i->seg, off, size);
+
+            emu_pio_out(c, port, size, v);
+        } else {
+            la = emu_linear(c, S_ES, off, size, ACC_WRITE);
+            emu_probe_write(c, la, size);
+            emu_write_la(c, la, size, emu_pio_in(c, port, size));
+        }
+        emu_set_reg(c, r, as, s->gpr[r] + (uint64_t)step);
+        if (i->rep)
+            emu_set_reg(c, R_ECX, as, s->gpr[R_ECX] - 1);
+    }
+}
+
+EMU_HANDLER(exec_ins)
+{
+    string_io(c, i, false);
+}
+
+EMU_HANDLER(exec_outs)
+{
+    string_io(c, i, true);
 }
 
 EMU_HANDLER(exec_ud2)

@@ -256,6 +256,9 @@ EMU_HANDLER(exec_iret)
     }
     s->rip = size == 8 ? rip : rip & emu_mask(size);
     emu_set_rflags(c, (old_fl & ~mask) | (fl & mask));
+    /* IRET ends NMI blocking (SDM 6.7.1), even when not returning from the
+     * NMI handler; a pending NMI is then taken at the next boundary. */
+    s->events.nmi_masked = 0;
     emu_update_mode(c);
     /* Data segments the new privilege may not use become null (outer). */
     if (outer) {
@@ -273,4 +276,25 @@ EMU_HANDLER(exec_iret)
         }
     }
     c->break_block = true;
+}
+
+/* Deliver a pending NMI unless NMIs are blocked (an NMI handler runs until
+ * its IRET) or a MOV SS shadow is in force.  IF does not matter; a halted
+ * CPU wakes.  Called between blocks. */
+bool emu_take_nmi(struct emu_cpu *c)
+{
+    struct cpu_state *s = c->s;
+
+    if (!s->events.nmi_pending || s->events.nmi_masked || (s->events.interrupt_shadow & 2))
+        return false;
+    s->events.nmi_pending = 0;
+    s->events.nmi_masked = 1;
+    s->mp_state = MP_RUNNABLE;
+    c->insn_rip = s->rip;
+    c->delivering = EXC_NMI;
+    c->exc_ext = true;
+    emu_deliver_event(c, EXC_NMI, false, 0, false, true);
+    c->delivering = -1;
+    c->exc_ext = false;
+    return true;
 }

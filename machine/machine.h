@@ -212,6 +212,11 @@ void machine_resume_vcpus(struct machine *m);
 void machine_end_vcpu_threads(struct machine *m);
 /* Make every running vCPU leave the accelerator and look at the flags. */
 void machine_kick_vcpus(struct machine *m);
+/* A device wrote [gpa, gpa+len) of guest RAM directly (DMA): accelerators
+ * that cache decoded guest code (emu) drop it.  Any thread; a no-op under
+ * kvm.  Call before publishing the completion (when the buffer is mapped is
+ * early enough: a guest does not run code from a buffer a device owns). */
+void machine_notify_ram_write(struct machine *m, gpa_t gpa, uint64_t len);
 /* Record one exit in a vCPU's statistics. */
 void vcpu_stat_add(struct vcpu *v, enum vcpu_stat_kind kind, uint64_t ns);
 /* Short lower-case name of an exit reason ("io", "hlt"): stats and traces. */

@@ -127,6 +127,8 @@ static int add_desc(struct virtqueue *vq, struct vq_elem *e, const struct vring_
     if (!p)
         return vq_break(vq, "buffer outside guest RAM");
     if (write)
+        machine_notify_ram_write(vq->m, d->addr, d->len);
+    if (write)
         e->in_len += d->len;
     else
         e->out_len += d->len;

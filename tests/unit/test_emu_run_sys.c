@@ -1,0 +1,429 @@
+/* The emulator's system-level additions, run end to end: NMI delivery and
+ * NMI blocking until IRET, CR8 and IA32_APIC_BASE through the LAPIC model,
+ * INS/OUTS (REP, DF, segment override) and IN/OUT rights from the TSS I/O
+ * permission bitmap, and the 32-bit forms PUSHA/POPA and LES/LSS. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "hw/lapic.h"
+#include "machine/ioport.h"
+#include "tests/emu/emu_test.h"
+
+#define CODE 0x100000ULL
+#define GDT 0x90000ULL
+#define IDT 0x91000ULL
+#define TSS 0x92000ULL
+#define BUF 0x200000ULL
+#define STACK_TOP 0x8f000ULL
+#define PORT 0x100
+
+/* CPL-0 (or 3) long-mode guest, identity-mapped low 4 MiB, flat GDT, IDT. */
+static void guest_init(struct emu_tm *t, unsigned cpl)
+{
+    uint64_t *gdt;
+
+    assert_int_equal(emu_tm_init(t, 4 * MiB, cpl), 0);
+    emu_tm_map(t, 0, 0, 4 * MiB, EMU_TM_W | (cpl ? EMU_TM_U : 0));
+    gdt = (uint64_t *)(t->m.ram + GDT);
+    gdt[0] = 0;
+    gdt[1] = 0x00af9b000000ffffULL;  /* 0x08: 64-bit code, DPL 0 */
+    gdt[2] = 0x00cf93000000ffffULL;  /* 0x10: data */
+    t->s.gdt.base = GDT;
+    t->s.gdt.limit = 0x17;
+    t->s.idt.base = IDT;
+    t->s.idt.limit = 0xfff;
+    if (!cpl) {
+        t->s.seg[S_CS].selector = 0x08;
+        t->s.seg[S_SS].selector = 0x10;
+    }
+    t->s.gpr[R_ESP] = STACK_TOP;
+    t->s.rip = CODE;
+    emu_invalidate(&t->c);
+}
+
+static void set_gate(struct emu_tm *t, unsigned vec, uint64_t off)
+{
+    uint64_t *g = (uint64_t *)(t->m.ram + IDT + vec * 16);
+
+    g[0] = (off & 0xffff) | (0x08ULL << 16) | (0xeULL << 40) | (1ULL << 47) |
+           (((off >> 16) & 0xffff) << 48);
+    g[1] = off >> 32;
+}
+
+static void put(struct emu_tm *t, gpa_t at, const void *bytes, size_t len)
+{
+    memcpy(t->m.ram + at, bytes, len);
+    emu_cache_invalidate_range(t->cache, at, len);
+}
+
+/* --- NMI ------------------------------------------------------------------ */
+
+static void test_nmi_blocked_until_iret(void **state)
+{
+    /* IF=0 throughout; NMIs are blocked at the start (as in an NMI handler)
+     * and the IRETQ to `target` unblocks them. */
+    static const uint8_t code[] = {
+        0xfa,                               /* cli */
+        0x48, 0x89, 0xe0,                   /* mov rax, rsp */
+        0x6a, 0x10,                         /* push 0x10 (ss) */
+        0x50,                               /* push rax (rsp) */
+        0x9c,                               /* pushfq */
+        0x6a, 0x08,                         /* push 0x08 (cs) */
+        0x48, 0x8d, 0x0d, 0x03, 0, 0, 0,    /* lea rcx, [rip+3] */
+        0x51,                               /* push rcx */
+        0x48, 0xcf,                         /* iretq */
+        0xf4,                               /* target: hlt */
+        0xf4,                               /* hlt */
+    };
+    static const uint8_t handler[] = {
+        0x48, 0xff, 0xc3,                   /* inc rbx */
+        0x48, 0x8b, 0x34, 0x24,             /* mov rsi, [rsp] (return RIP) */
+        0x48, 0xcf,                         /* iretq */
+    };
+    const uint64_t target = CODE + sizeof(code) - 2;
+    struct emu_tm t;
+
+    guest_init(&t, 0);
+    t.c.deliver_exceptions = true;
+    put(&t, CODE, code, sizeof(code));
+    put(&t, CODE + 0x1000, handler, sizeof(handler));
+    set_gate(&t, 2, CODE + 0x1000);
+    t.s.events.nmi_pending = 1;
+    t.s.events.nmi_masked = 1;
+    assert_int_equal(emu_run(&t.c, 1000), EMU_STOP_HALT);
+    /* Taken once, right after the unblocking IRETQ, despite IF=0. */
+    assert_int_equal(t.s.gpr[R_EBX], 1);
+    assert_int_equal(t.s.gpr[R_ESI], target);
+    assert_int_equal(t.s.events.nmi_pending, 0);
+    assert_int_equal(t.s.events.nmi_masked, 0);  /* the handler's IRETQ */
+    assert_int_equal(t.s.rip, target + 1);
+    assert_int_equal(t.s.gpr[R_ESP], STACK_TOP);
+
+    /* An NMI wakes a halted CPU and returns after the HLT. */
+    assert_int_equal(emu_run(&t.c, 1000), EMU_STOP_HALT);
+    assert_int_equal(t.s.gpr[R_EBX], 1);
+    t.s.events.nmi_pending = 1;
+    assert_int_equal(emu_run(&t.c, 1000), EMU_STOP_HALT);
+    assert_int_equal(t.s.gpr[R_EBX], 2);
+    assert_int_equal(t.s.gpr[R_ESI], target + 1);
+    assert_int_equal(t.s.rip, target + 2);
+    emu_tm_destroy(&t);
+}
+
+/* --- CR8 and IA32_APIC_BASE ------------------------------------------------- */
+
+static void nop_vcpu(void *vcpu)
+{
+}
+
+static void nop_sipi(void *vcpu, uint8_t vector)
+{
+}
+
+static const struct lapic_host_ops test_lapic_ops = {
+    .init = nop_vcpu, .sipi = nop_sipi, .nmi = nop_vcpu, .kick = nop_vcpu,
+};
+
+static void test_cr8_and_apic_base_through_lapic(void **state)
+{
+    static const uint8_t code[] = {
+        0x44, 0x0f, 0x22, 0xc0,             /* mov cr8, rax */
+        0x44, 0x0f, 0x20, 0xc2,             /* mov rdx, cr8 */
+        0x0f, 0x30,                         /* wrmsr (APIC_BASE) */
+        0xf4,
+    };
+    struct lapic_bus bus = { 0 };
+    struct lapic l;
+    struct emu_tm t;
+    uint32_t tpr;
+
+    guest_init(&t, 0);
+    t.s.apic_base = 0xfee00900ULL;  /* BSP, enabled */
+    lapic_regs_reset(t.s.lapic, 0);
+    lapic_init(&l, &t.s, 0, &test_lapic_ops, NULL, &bus);
+    t.c.lapic = &l;
+    put(&t, CODE, code, sizeof(code));
+    t.s.gpr[R_EAX] = 5;
+    t.s.gpr[R_ECX] = 0x1b;
+    /* Run the two MOVs: TPR[7:4] is CR8. */
+    assert_int_equal(emu_run(&t.c, 2), EMU_STOP_BUDGET);
+    memcpy(&tpr, t.s.lapic + 0x80, 4);
+    assert_int_equal(tpr, 0x50);
+    assert_int_equal(t.s.gpr[R_EDX], 5);
+    assert_int_equal(lapic_get_cr8(&l), 5);
+
+    /* A reserved-bit APIC_BASE value is the model's -EINVAL: #GP(0). */
+    t.s.gpr[R_EDX] = 0x80000000;
+    t.s.gpr[R_EAX] = 0xfee00900;
+    assert_int_equal(emu_run(&t.c, 1), EMU_STOP_EXCEPTION);
+    assert_int_equal(t.c.exc_vector, EXC_GP);
+    assert_int_equal(t.s.apic_base, 0xfee00900ULL);
+    /* A legal one (disable the APIC) goes through. */
+    t.s.gpr[R_EDX] = 0;
+    t.s.gpr[R_EAX] = 0xfee00100;
+    t.s.rip = CODE + 8;
+    assert_int_equal(emu_run(&t.c, 10), EMU_STOP_HALT);
+    assert_int_equal(t.s.apic_base, 0xfee00100ULL);
+    emu_tm_destroy(&t);
+}
+
+/* --- port I/O ----------------------------------------------------------------- */
+
+struct test_port {
+    uint8_t next_in;        /* each read of PORT returns the next byte value */
+    uint64_t out[16];
+    unsigned out_size[16];
+    unsigned nout;
+};
+
+static uint64_t port_read(void *opaque, uint64_t offset, unsigned size)
+{
+    struct test_port *p = opaque;
+    uint64_t v = 0;
+
+    for (unsigned k = 0; k < size; k++)
+        v |= (uint64_t)(++p->next_in) << (8 * k);
+    return v;
+}
+
+static void port_write(void *opaque, uint64_t offset, uint64_t value, unsigned size)
+{
+    struct test_port *p = opaque;
+
+    if (p->nout < 16) {
+        p->out[p->nout] = value;
+        p->out_size[p->nout++] = size;
+    }
+}
+
+static const struct io_ops port_ops = { .read = port_read, .write = port_write };
+
+static void io_init(struct emu_tm *t, unsigned cpl, struct test_port *p)
+{
+    guest_init(t, cpl);
+    memset(p, 0, sizeof(*p));
+    t->m.pio_map = calloc(65536, sizeof(*t->m.pio_map));
+    assert_non_null(t->m.pio_map);
+    assert_int_equal(machine_register_pio(&t->m, PORT, 0x100, &port_ops, p, "test"), 0);
+    t->s.gpr[R_EDX] = PORT;
+}
+
+static void io_destroy(struct emu_tm *t)
+{
+    free(t->m.pio_map);
+    free(t->m.pio_regions);
+    emu_tm_destroy(t);
+}
+
+static void test_ins_outs(void **state)
+{
+    static const uint8_t code[] = {
+        0xf3, 0x6c,                 /* rep insb */
+        0xfd,                       /* std */
+        0xf3, 0x66, 0x6f,           /* rep outsw (backwards) */
+        0xfc,                       /* cld */
+        0x64, 0x6f,                 /* outsd fs:[rsi] */
+        0xf4,
+    };
+    struct test_port p;
+    struct emu_tm t;
+
+    io_init(&t, 0, &p);
+    put(&t, CODE, code, sizeof(code));
+    t.s.gpr[R_ECX] = 4;
+    t.s.gpr[R_EDI] = BUF;
+    /* rep insb: 4 bytes 1,2,3,4 to ES:RDI. */
+    assert_int_equal(emu_run(&t.c, 1), EMU_STOP_BUDGET);
+    assert_memory_equal(t.m.ram + BUF, "\1\2\3\4", 4);
+    assert_int_equal(t.s.gpr[R_EDI], BUF + 4);
+    assert_int_equal(t.s.gpr[R_ECX], 0);
+
+    /* std; rep outsw: words at BUF+2, then BUF, RSI ends at BUF-2. */
+    t.s.gpr[R_ECX] = 2;
+    t.s.gpr[R_ESI] = BUF + 2;
+    assert_int_equal(emu_run(&t.c, 2), EMU_STOP_BUDGET);
+    assert_int_equal(p.nout, 2);
+    assert_int_equal(p.out[0], 0x0403);
+    assert_int_equal(p.out[1], 0x0201);
+    assert_int_equal(p.out_size[0], 2);
+    assert_int_equal(t.s.gpr[R_ESI], BUF - 2);
+    assert_int_equal(t.s.gpr[R_ECX], 0);
+
+    /* cld; fs outsd: the source segment is overridable. */
+    t.s.seg[S_FS].base = 0x1000;
+    t.s.gpr[R_ESI] = BUF - 0x1000;
+    assert_int_equal(emu_run(&t.c, 10), EMU_STOP_HALT);
+    assert_int_equal(p.nout, 3);
+    assert_int_equal(p.out[2], 0x04030201);
+    assert_int_equal(p.out_size[2], 4);
+    assert_int_equal(t.s.gpr[R_ESI], BUF - 0x1000 + 4);
+    io_destroy(&t);
+}
+
+/* 64-bit TSS at TSS with its I/O bitmap at offset 0x68 covering ports
+ * 0..0x1ff (limit 0x68 + 64 - 1 + the required trailing byte). */
+static void tss_init(struct emu_tm *t)
+{
+    uint8_t *tss = t->m.ram + TSS;
+
+    memset(tss, 0, 0x68 + 65);
+    tss[0x66] = 0x68;
+    tss[0x68 + (PORT + 1) / 8] |= 1 << ((PORT + 1) & 7);  /* PORT+1 denied */
+    t->s.tr.base = TSS;
+    t->s.tr.limit = 0x68 + 64;
+    t->s.tr.type = 0xb;
+    t->s.tr.present = 1;
+}
+
+static enum emu_stop run_in(struct emu_tm *t, uint16_t port)
+{
+    static const uint8_t in_al_dx[] = { 0xec, 0xf4 };  /* in al, dx; (hlt) */
+
+    put(t, CODE, in_al_dx, sizeof(in_al_dx));
+    t->s.rip = CODE;
+    t->s.gpr[R_EDX] = port;
+    return emu_run(&t->c, 1);
+}
+
+static void test_io_permission_bitmap(void **state)
+{
+    static const uint8_t ins_dx[] = { 0x66, 0x6d };  /* insw */
+    struct test_port p;
+    struct emu_tm t;
+
+    io_init(&t, 3, &p);
+    tss_init(&t);
+    /* CPL 3 > IOPL 0: the bitmap decides. */
+    assert_int_equal(run_in(&t, PORT), EMU_STOP_BUDGET);
+    assert_int_equal(t.s.gpr[R_EAX] & 0xff, 1);
+    assert_int_equal(run_in(&t, PORT + 1), EMU_STOP_EXCEPTION);
+    assert_int_equal(t.c.exc_vector, EXC_GP);
+    assert_int_equal(t.c.exc_error, 0);
+    assert_int_equal(t.s.rip, CODE);
+    /* Beyond the bitmap's end (the TSS limit): #GP. */
+    assert_int_equal(run_in(&t, 0x200), EMU_STOP_EXCEPTION);
+    assert_int_equal(t.c.exc_vector, EXC_GP);
+    /* A word access at PORT touches PORT+1: denied, string form too, and
+     * the port is not read. */
+    put(&t, CODE, ins_dx, sizeof(ins_dx));
+    t.s.rip = CODE;
+    t.s.gpr[R_EDX] = PORT;
+    t.s.gpr[R_EDI] = BUF;
+    assert_int_equal(emu_run(&t.c, 1), EMU_STOP_EXCEPTION);
+    assert_int_equal(t.c.exc_vector, EXC_GP);
+    assert_int_equal(p.next_in, 1);
+    /* No TSS at all: #GP.  IOPL 3: allowed without the bitmap. */
+    t.s.tr.present = 0;
+    assert_int_equal(run_in(&t, PORT), EMU_STOP_EXCEPTION);
+    t.s.rflags |= X86_RFLAGS_IOPL;
+    assert_int_equal(run_in(&t, PORT + 1), EMU_STOP_BUDGET);
+    assert_int_equal(t.s.gpr[R_EAX] & 0xff, 2);
+    io_destroy(&t);
+}
+
+/* --- 32-bit forms ------------------------------------------------------------- */
+
+static void prot32_init(struct emu_tm *t)
+{
+    uint64_t *gdt;
+
+    assert_int_equal(emu_tm_init(t, 4 * MiB, 0), 0);
+    t->s.cr0 = X86_CR0_PE | X86_CR0_ET | X86_CR0_NE;
+    t->s.cr4 = 0;
+    t->s.efer = 0;
+    gdt = (uint64_t *)(t->m.ram + GDT);
+    gdt[1] = 0x00cf9b000000ffffULL;  /* 0x08: 32-bit code */
+    gdt[2] = 0x00cf93000000ffffULL;  /* 0x10: data */
+    t->s.gdt.base = GDT;
+    t->s.gdt.limit = 0x17;
+    t->s.seg[S_CS].selector = 0x08;
+    t->s.seg[S_CS].l = 0;
+    t->s.seg[S_CS].db = 1;
+    for (int k = 0; k < S_NR; k++)
+        if (k != S_CS)
+            t->s.seg[k].selector = 0x10;
+    t->s.gpr[R_ESP] = STACK_TOP;
+    t->s.rip = CODE;
+    emu_invalidate(&t->c);
+}
+
+static void test_pusha_popa_lxs_32bit(void **state)
+{
+    static const uint8_t code[] = {
+        0x60,                               /* pushad */
+        0x31, 0xc0, 0x31, 0xdb, 0x31, 0xff, /* xor eax,eax; xor ebx,ebx; xor edi,edi */
+        0x61,                               /* popad */
+        0xc4, 0x35, 0x00, 0x50, 0x00, 0x00, /* les esi, [0x5000] */
+        0x0f, 0xb2, 0x0d, 0x08, 0x50, 0x00, 0x00, /* lss ecx, [0x5008] */
+        0xc5, 0x2d, 0x10, 0x50, 0x00, 0x00, /* lds ebp, [0x5010]: bad selector */
+        0xf4,
+    };
+    static const uint8_t ptrs[] = {
+        0xef, 0xbe, 0xad, 0xde, 0x10, 0x00, 0, 0,
+        0x00, 0x70, 0x00, 0x00, 0x10, 0x00, 0, 0,
+        0x44, 0x33, 0x22, 0x11, 0x50, 0x00, 0, 0,   /* selector 0x50: beyond the GDT */
+    };
+    static const unsigned regs[8] = { R_EAX, R_ECX, R_EDX, R_EBX, R_ESP, R_EBP, R_ESI, R_EDI };
+    struct emu_tm t;
+    uint32_t *stack;
+
+    prot32_init(&t);
+    put(&t, CODE, code, sizeof(code));
+    put(&t, 0x5000, ptrs, sizeof(ptrs));
+    for (unsigned k = 0; k < 8; k++)
+        if (regs[k] != R_ESP)
+            t.s.gpr[regs[k]] = 0x1000 + k;
+    t.s.seg[S_ES].selector = 0;
+    assert_int_equal(emu_run(&t.c, 5), EMU_STOP_BUDGET);
+    /* PUSHAD stored EAX first (highest) ... EDI last, with the old ESP. */
+    stack = (uint32_t *)(t.m.ram + STACK_TOP - 32);
+    for (unsigned k = 0; k < 8; k++)
+        assert_int_equal(stack[7 - k], regs[k] == R_ESP ? STACK_TOP : 0x1000 + k);
+    for (unsigned k = 0; k < 8; k++)
+        assert_int_equal(t.s.gpr[regs[k]], regs[k] == R_ESP ? STACK_TOP : 0x1000 + k);
+
+    assert_int_equal(emu_run(&t.c, 2), EMU_STOP_BUDGET);
+    assert_int_equal(t.s.gpr[R_ESI], 0xdeadbeef);
+    assert_int_equal(t.s.seg[S_ES].selector, 0x10);
+    assert_int_equal(t.s.gpr[R_ECX], 0x7000);
+    assert_int_equal(t.s.seg[S_SS].selector, 0x10);
+
+    /* LDS with a selector beyond the GDT limit: #GP(sel), EBP unchanged. */
+    assert_int_equal(emu_run(&t.c, 1), EMU_STOP_EXCEPTION);
+    assert_int_equal(t.c.exc_vector, EXC_GP);
+    assert_int_equal(t.c.exc_error, 0x50);
+    assert_int_equal(t.s.gpr[R_EBP], 0x1005);
+    assert_int_equal(t.s.seg[S_DS].selector, 0x10);
+    emu_tm_destroy(&t);
+}
+
+static void test_pusha_is_ud_in_64bit(void **state)
+{
+    static const uint8_t code[] = { 0x60 };
+    struct emu_tm t;
+
+    guest_init(&t, 0);
+    put(&t, CODE, code, sizeof(code));
+    assert_int_equal(emu_run(&t.c, 1), EMU_STOP_EXCEPTION);
+    assert_int_equal(t.c.exc_vector, EXC_UD);
+    emu_tm_destroy(&t);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_nmi_blocked_until_iret),
+        cmocka_unit_test(test_cr8_and_apic_base_through_lapic),
+        cmocka_unit_test(test_ins_outs),
+        cmocka_unit_test(test_io_permission_bitmap),
+        cmocka_unit_test(test_pusha_popa_lxs_32bit),
+        cmocka_unit_test(test_pusha_is_ud_in_64bit),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
