@@ -83,7 +83,7 @@ def test_virtio_blk_and_rng(tmp_path, kit):
          "-drive", f"file={disk},format=raw,if=none,id=d0,cache=writeback",
          "-device", "virtio-blk-pci,drive=d0,serial=VMON-SERIAL-1",
          "-drive", f"file={ro},format=raw,readonly=on",
-         "-device", "virtio-rng-pci"], timeout=400)
+         "-device", "virtio-rng-pci"], timeout=900)
     assert "T-END" in out, f"guest did not finish: status {status}\n{out[-3000:]}\n{err}"
     r = results(out)
     print(serial_text(out)[-2000:])
