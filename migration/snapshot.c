@@ -144,10 +144,42 @@ static bool page_is_zero(const uint8_t *p)
     return !memcmp(p, zero, MIG_PAGE);
 }
 
+/* Holes of the RAM memfd: pages the guest never touched.  Reading them
+ * through the mapping would allocate them (shmem has no shared zero page),
+ * so ask the file instead.  Offsets only grow within one pass. */
+struct hole_cursor {
+    int fd;
+    uint64_t data, hole;   /* [data, hole) is the current data range */
+};
+
+static bool page_in_hole(struct hole_cursor *hc, uint64_t off)
+{
+    if (hc->fd < 0)
+        return false;
+    if (off >= hc->hole || off < hc->data) {
+        off_t d = lseek(hc->fd, (off_t)off, SEEK_DATA);
+
+        if (d < 0) {
+            if (errno != ENXIO) {
+                hc->fd = -1;   /* no SEEK_DATA here: look at every page */
+                return false;
+            }
+            hc->data = hc->hole = UINT64_MAX;   /* only holes from here */
+            return true;
+        }
+        off_t h = lseek(hc->fd, d, SEEK_HOLE);
+
+        hc->data = (uint64_t)d;
+        hc->hole = h < 0 ? UINT64_MAX : (uint64_t)h;
+    }
+    return off < hc->data;
+}
+
 /* One section per 1 MiB of RAM: u64 offset, u32 pages, bitmap, pages. */
 static int save_ram(struct machine *m, struct mig_channel *ch)
 {
     struct vmbuf b;
+    struct hole_cursor hc = { .fd = m->ram_fd, .data = 1, .hole = 0 };
     int ret = 0;
 
     vmbuf_init(&b);
@@ -159,9 +191,12 @@ static int save_ram(struct machine *m, struct mig_channel *ch)
         b.len = 0;
         vmbuf_put_u64(&b, off);
         vmbuf_put_u32(&b, pages);
-        for (uint32_t i = 0; i < pages; i++)
-            if (!page_is_zero(m->ram + off + (uint64_t)i * MIG_PAGE))
+        for (uint32_t i = 0; i < pages; i++) {
+            uint64_t po = off + (uint64_t)i * MIG_PAGE;
+
+            if (!page_in_hole(&hc, po) && !page_is_zero(m->ram + po))
                 bitmap[i / 8] |= (uint8_t)(1u << (i % 8));
+        }
         vmbuf_put(&b, bitmap, (pages + 7) / 8);
         for (uint32_t i = 0; i < pages; i++)
             if (bitmap[i / 8] & (1u << (i % 8)))
@@ -233,6 +268,7 @@ struct load_state {
     bool pic_seen[2], ioapic_seen, pit_seen;
     struct mig_section *dev;   /* per machine device, payload kept */
     uint32_t ram_chunks_seen;
+    struct hole_cursor hc;
 };
 
 static int load_ram(struct load_state *ls, const struct mig_section *s)
@@ -265,7 +301,8 @@ static int load_ram(struct load_state *ls, const struct mig_section *s)
         if ((bitmap[i / 8] >> (i % 8)) & 1) {
             memcpy(dst, r.p + r.off, MIG_PAGE);
             r.off += MIG_PAGE;
-        } else if (!page_is_zero(dst)) {
+        } else if (!page_in_hole(&ls->hc, off + (uint64_t)i * MIG_PAGE) &&
+                   !page_is_zero(dst)) {
             memset(dst, 0, MIG_PAGE);
         }
     }
@@ -454,7 +491,8 @@ static int commit(struct load_state *ls)
 
 int migration_load(struct machine *m, struct mig_channel *ch)
 {
-    struct load_state ls = { .m = m, .what = ch->what, .now = clock_ns() };
+    struct load_state ls = { .m = m, .what = ch->what, .now = clock_ns(),
+                             .hc = { .fd = m->ram_fd, .data = 1, .hole = 0 } };
     struct vmbuf digest;
     struct mig_section s;
     int ret;

@@ -1,0 +1,158 @@
+#!/usr/bin/env python3
+"""Issue 7 benchmarks: live accelerator switch latency (kvm->emu, emu->kvm)
+and snapshot save/restore time, vmon (emu) vs QEMU (tcg), on the same
+256 MiB guest running tests/guest/kernels/switch.c.
+
+QEMU 7.2 has no `file:` migration URI (it arrived in 8.2): its snapshot is
+`migrate exec:cat>PATH` and `-incoming exec:cat PATH`, which is what 7.2
+users do.  Save: from the migrate command to status completed.  Restore:
+from process start to query-status "running" with the state loaded.
+Usage: bench/migration.py [RUNS]   (env VMON, QEMU, GUEST_TESTS)"""
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import DEBUG_EXIT, GUEST_TESTS, QEMU, VMON, ensure_built  # noqa: E402
+
+MEM = "256"
+
+
+class QMP:
+    def __init__(self, path, timeout=30):
+        deadline = time.time() + timeout
+        while True:
+            try:
+                self.s = socket.socket(socket.AF_UNIX)
+                self.s.connect(path)
+                break
+            except OSError:
+                self.s.close()
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.005)
+        self.f = self.s.makefile("rwb")
+        json.loads(self.f.readline())
+        self.cmd("qmp_capabilities")
+
+    def cmd(self, name, args=None):
+        req = {"execute": name}
+        if args:
+            req["arguments"] = args
+        self.f.write((json.dumps(req) + "\n").encode())
+        self.f.flush()
+        while True:
+            msg = json.loads(self.f.readline())
+            if "event" not in msg:
+                if "error" in msg:
+                    raise RuntimeError(f"{name}: {msg['error']}")
+                return msg["return"]
+
+
+def start(which, accel, sock, extra=()):
+    kernel = os.path.join(GUEST_TESTS, "switch.elf")
+    args = ["-accel", accel, "-m", MEM, "-nographic", "-no-reboot", *DEBUG_EXIT,
+            "-kernel", kernel, "-append", "rounds=0", "-qmp",
+            f"unix:{sock},server=on,wait=off", *extra]
+    cmd = [VMON, *args] if which == "vmon" else [QEMU, "-M", "pc", "-net", "none", *args]
+    return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+
+
+def wait_running(q, timeout=60):
+    deadline = time.time() + timeout
+    while q.cmd("query-status")["status"] != "running":
+        if time.time() > deadline:
+            raise RuntimeError("never running")
+        time.sleep(0.002)
+
+
+def snapshot_once(which, accel, tmp):
+    sock, sock2 = os.path.join(tmp, "a.qmp"), os.path.join(tmp, "b.qmp")
+    path = os.path.join(tmp, "snap")
+    for p in (sock, sock2, path):
+        if os.path.exists(p):
+            os.unlink(p)
+    p = start(which, accel, sock)
+    try:
+        q = QMP(sock)
+        time.sleep(1.0)   # let the guest dirty its table
+        t0 = time.perf_counter()
+        if which == "vmon":
+            q.cmd("migrate", {"uri": f"file:{path}"})
+        else:
+            q.cmd("migrate", {"uri": f"exec:cat>{path}"})
+        while q.cmd("query-migrate").get("status") != "completed":
+            time.sleep(0.001)
+        save = time.perf_counter() - t0
+        q.cmd("quit")
+    finally:
+        p.wait(30)
+    size = os.path.getsize(path)
+    t0 = time.perf_counter()
+    inc = f"file:{path}" if which == "vmon" else f"exec:cat {path}"
+    p = start(which, accel, sock2, ["-incoming", inc])
+    try:
+        q = QMP(sock2)
+        wait_running(q)
+        restore = time.perf_counter() - t0
+        q.cmd("quit")
+    finally:
+        p.wait(30)
+    return save, restore, size
+
+
+def switch_latency(runs):
+    with tempfile.TemporaryDirectory() as tmp:
+        sock = os.path.join(tmp, "s.qmp")
+        p = start("vmon", "emu", sock)
+        out = {"kvm": [], "emu": []}
+        try:
+            q = QMP(sock)
+            time.sleep(0.5)
+            cur = "emu"
+            for _ in range(2 * runs):
+                cur = "kvm" if cur == "emu" else "emu"
+                t0 = time.perf_counter()
+                q.cmd("x-accel-switch", {"accel": cur})
+                out[cur].append((time.perf_counter() - t0) * 1000)
+                time.sleep(0.3)
+            q.cmd("quit")
+        finally:
+            p.wait(30)
+    return out
+
+
+def main():
+    runs = int(sys.argv[1]) if len(sys.argv) > 1 else 5
+    ensure_built()
+    print(f"# {time.strftime('%Y-%m-%d %H:%M')}, nproc {os.cpu_count()}, {MEM} MiB guest, "
+          f"median of {runs}")
+    if os.access("/dev/kvm", os.R_OK | os.W_OK):
+        sw = switch_latency(runs)
+        print("| switch | median ms | min ms | max ms |")
+        print("|---|---|---|---|")
+        for to, name in (("emu", "kvm -> emu"), ("kvm", "emu -> kvm")):
+            v = sw[to]
+            print(f"| {name} | {statistics.median(v):.1f} | {min(v):.1f} | {max(v):.1f} |")
+    rows = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for which, accel in (("vmon", "emu"), ("qemu", "tcg")):
+            res = [snapshot_once(which, accel, tmp) for _ in range(runs)]
+            rows[which] = (statistics.median(r[0] for r in res),
+                           statistics.median(r[1] for r in res), res[-1][2])
+    print("| snapshot | vmon (emu) | QEMU (tcg) | ratio |")
+    print("|---|---|---|---|")
+    v, qm = rows["vmon"], rows["qemu"]
+    print(f"| save s | {v[0]:.3f} | {qm[0]:.3f} | {v[0] / qm[0]:.2f} |")
+    print(f"| restore to running s | {v[1]:.3f} | {qm[1]:.3f} | {v[1] / qm[1]:.2f} |")
+    print(f"| file MiB | {v[2] / 2**20:.1f} | {qm[2] / 2**20:.1f} | {v[2] / qm[2]:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
