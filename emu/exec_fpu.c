@@ -1,7 +1,7 @@
 /* x87/SSE state management: the x87 control instructions an OS uses to
  * detect and initialise the FPU, FXSAVE/FXRSTOR, LDMXCSR/STMXCSR.  The
- * state is cpu_state.fpu (the FXSAVE image).  x87 arithmetic and the SSE
- * data instructions are not implemented yet (#UD, logged). */
+ * state is cpu_state.fpu (the FXSAVE image).  x87 arithmetic is not
+ * implemented yet (#UD, logged); SSE is in exec_sse.c. */
 #include "emu/exec_ops.h"
 
 #define MXCSR_MASK 0xffffU  /* DAZ supported */

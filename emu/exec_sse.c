@@ -1,7 +1,7 @@
 /* SSE/SSE2 data movement, logic, integer arithmetic, shuffles and the
  * compares glibc and busybox use (the 66/F3/F2-prefixed 0F opcodes).
- * Floating-point arithmetic and conversions are not implemented yet (#UD).
- * One handler dispatches on (opcode, mandatory prefix). */
+ * plus the SSE/SSE2/SSE3 floating-point instructions (run on the host's
+ * SSE unit under the guest's MXCSR, see below).  One handler dispatches on (opcode, mandatory prefix). */
 #include <stdlib.h>
 
 #include "emu/exec_ops.h"
@@ -115,19 +115,6 @@ static void sse_byteshift(xmm_t *d, unsigned cnt, bool left)
     *d = r;
 }
 
-static void sse_compare_flags(struct emu_cpu *c, double a, double b)
-{
-    uint64_t f = 0;
-
-    if (a != a || b != b)
-        f = X86_RFLAGS_ZF | X86_RFLAGS_PF | X86_RFLAGS_CF;
-    else if (a < b)
-        f = X86_RFLAGS_CF;
-    else if (a == b)
-        f = X86_RFLAGS_ZF;
-    emu_cc_set_flags(c, f);
-}
-
 static bool sse_is_int_op(unsigned op)
 {
     return (op >= 0x60 && op <= 0x6d) || (op >= 0x74 && op <= 0x76) ||
@@ -233,6 +220,560 @@ static bool sse_int_op(unsigned op, xmm_t *d, const xmm_t *s)
     return true;
 }
 
+/* --- floating point ------------------------------------------------------
+ * Every SSE FP operation runs as the same instruction on the host under the
+ * guest's MXCSR (rounding, DAZ, FTZ) with all exceptions masked, between a
+ * save and a restore of the host MXCSR in one asm statement: results and
+ * flags are then the hardware's, bit for bit.  The guest's exception masks
+ * are applied afterwards (sse_fp_finish).  RCPPS/RSQRTPS are approximations
+ * whose exact bits are implementation specific: they are the host's. */
+
+typedef float v4f __attribute__((vector_size(16)));
+
+#define MX_IE 0x01
+#define MX_DE 0x02
+#define MX_ZE 0x04
+#define MX_OE 0x08
+#define MX_UE 0x10
+#define MX_PE 0x20
+#define MX_FTZ 0x8000
+
+typedef uint32_t (*sse_fp_fn)(xmm_t *d, const xmm_t *s, uint32_t mx);
+
+#define HOST_FP(name, insn)                                                      \
+    static uint32_t name(xmm_t *d, const xmm_t *s, uint32_t mx)                  \
+    {                                                                            \
+        uint32_t old, out;                                                       \
+        v4f a, b;                                                                \
+                                                                                 \
+        memcpy(&a, d, 16);                                                       \
+        memcpy(&b, s, 16);                                                       \
+        __asm__ volatile("stmxcsr %[old]\n\tldmxcsr %[mx]\n\t" insn " %[b], %[a]\n\t" \
+                         "stmxcsr %[out]\n\tldmxcsr %[old]"                      \
+                         : [a] "+x"(a), [old] "=m"(old), [out] "=m"(out)         \
+                         : [b] "x"(b), [mx] "m"(mx));                            \
+        memcpy(d, &a, 16);                                                       \
+        return out;                                                              \
+    }
+
+#define HOST_FP4(op)                                                             \
+    HOST_FP(h_##op##ps, #op "ps") HOST_FP(h_##op##pd, #op "pd")                  \
+    HOST_FP(h_##op##ss, #op "ss") HOST_FP(h_##op##sd, #op "sd")
+
+HOST_FP4(add)
+HOST_FP4(sub)
+HOST_FP4(mul)
+HOST_FP4(div)
+HOST_FP4(min)
+HOST_FP4(max)
+HOST_FP4(sqrt)
+HOST_FP(h_rcpps, "rcpps")
+HOST_FP(h_rcpss, "rcpss")
+HOST_FP(h_rsqrtps, "rsqrtps")
+HOST_FP(h_rsqrtss, "rsqrtss")
+HOST_FP(h_addsubps, "addsubps")
+HOST_FP(h_addsubpd, "addsubpd")
+HOST_FP(h_haddps, "haddps")
+HOST_FP(h_haddpd, "haddpd")
+HOST_FP(h_hsubps, "hsubps")
+HOST_FP(h_hsubpd, "hsubpd")
+HOST_FP(h_cvtps2pd, "cvtps2pd")
+HOST_FP(h_cvtpd2ps, "cvtpd2ps")
+HOST_FP(h_cvtss2sd, "cvtss2sd")
+HOST_FP(h_cvtsd2ss, "cvtsd2ss")
+HOST_FP(h_cvtdq2ps, "cvtdq2ps")
+HOST_FP(h_cvtps2dq, "cvtps2dq")
+HOST_FP(h_cvttps2dq, "cvttps2dq")
+HOST_FP(h_cvtdq2pd, "cvtdq2pd")
+HOST_FP(h_cvtpd2dq, "cvtpd2dq")
+HOST_FP(h_cvttpd2dq, "cvttpd2dq")
+
+#define HOST_CMP(form)                                                           \
+    HOST_FP(h_cmp##form##0, "cmpeq" #form) HOST_FP(h_cmp##form##1, "cmplt" #form) \
+    HOST_FP(h_cmp##form##2, "cmple" #form) HOST_FP(h_cmp##form##3, "cmpunord" #form) \
+    HOST_FP(h_cmp##form##4, "cmpneq" #form) HOST_FP(h_cmp##form##5, "cmpnlt" #form) \
+    HOST_FP(h_cmp##form##6, "cmpnle" #form) HOST_FP(h_cmp##form##7, "cmpord" #form) \
+    static const sse_fp_fn h_cmp##form[8] = {                                    \
+        h_cmp##form##0, h_cmp##form##1, h_cmp##form##2, h_cmp##form##3,          \
+        h_cmp##form##4, h_cmp##form##5, h_cmp##form##6, h_cmp##form##7,          \
+    };
+
+HOST_CMP(ps)
+HOST_CMP(pd)
+HOST_CMP(ss)
+HOST_CMP(sd)
+
+/* COMISS/UCOMISS/COMISD/UCOMISD: ZF, PF, CF from the host. */
+#define HOST_COMI(name, insn)                                                    \
+    static uint32_t name(const xmm_t *d, const xmm_t *s, uint32_t mx, uint64_t *fl) \
+    {                                                                            \
+        uint32_t old, out;                                                       \
+        v4f a, b;                                                                \
+        bool z, p, cf;                                                           \
+                                                                                 \
+        memcpy(&a, d, 16);                                                       \
+        memcpy(&b, s, 16);                                                       \
+        __asm__ volatile("stmxcsr %[old]\n\tldmxcsr %[mx]\n\t" insn " %[b], %[a]\n\t" \
+                         "stmxcsr %[out]\n\tldmxcsr %[old]"                      \
+                         : [old] "=m"(old), [out] "=m"(out), "=@ccz"(z), "=@ccp"(p), \
+                           "=@ccc"(cf)                                           \
+                         : [a] "x"(a), [b] "x"(b), [mx] "m"(mx));                \
+        *fl = (z ? X86_RFLAGS_ZF : 0) | (p ? X86_RFLAGS_PF : 0) |                \
+              (cf ? X86_RFLAGS_CF : 0);                                          \
+        return out;                                                              \
+    }
+
+HOST_COMI(h_comiss, "comiss")
+HOST_COMI(h_ucomiss, "ucomiss")
+HOST_COMI(h_comisd, "comisd")
+HOST_COMI(h_ucomisd, "ucomisd")
+
+/* CVTSI2SS/SD from a 32- or 64-bit integer. */
+#define HOST_CVTI2F(name, insn, type, mod)                                       \
+    static uint32_t name(xmm_t *d, type v, uint32_t mx)                          \
+    {                                                                            \
+        uint32_t old, out;                                                       \
+        v4f a;                                                                   \
+                                                                                 \
+        memcpy(&a, d, 16);                                                       \
+        __asm__ volatile("stmxcsr %[old]\n\tldmxcsr %[mx]\n\t" insn " %" mod "[v], %[a]\n\t" \
+                         "stmxcsr %[out]\n\tldmxcsr %[old]"                      \
+                         : [a] "+x"(a), [old] "=m"(old), [out] "=m"(out)         \
+                         : [v] "r"(v), [mx] "m"(mx));                            \
+        memcpy(d, &a, 16);                                                       \
+        return out;                                                              \
+    }
+
+HOST_CVTI2F(h_cvtsi2ssl, "cvtsi2ssl", uint32_t, "k")
+HOST_CVTI2F(h_cvtsi2ssq, "cvtsi2ssq", uint64_t, "q")
+HOST_CVTI2F(h_cvtsi2sdl, "cvtsi2sdl", uint32_t, "k")
+HOST_CVTI2F(h_cvtsi2sdq, "cvtsi2sdq", uint64_t, "q")
+
+/* CVT(T)SS2SI / CVT(T)SD2SI to a 32- or 64-bit register. */
+#define HOST_CVTF2I(name, insn, type, mod)                                       \
+    static uint32_t name(const xmm_t *s, uint64_t *res, uint32_t mx)             \
+    {                                                                            \
+        uint32_t old, out;                                                       \
+        type r;                                                                  \
+        v4f b;                                                                   \
+                                                                                 \
+        memcpy(&b, s, 16);                                                       \
+        __asm__ volatile("stmxcsr %[old]\n\tldmxcsr %[mx]\n\t" insn " %[b], %" mod "[r]\n\t" \
+                         "stmxcsr %[out]\n\tldmxcsr %[old]"                      \
+                         : [r] "=r"(r), [old] "=m"(old), [out] "=m"(out)         \
+                         : [b] "x"(b), [mx] "m"(mx));                            \
+        *res = r;                                                                \
+        return out;                                                              \
+    }
+
+HOST_CVTF2I(h_cvtss2sil, "cvtss2si", uint32_t, "k")
+HOST_CVTF2I(h_cvtss2siq, "cvtss2si", uint64_t, "q")
+HOST_CVTF2I(h_cvttss2sil, "cvttss2si", uint32_t, "k")
+HOST_CVTF2I(h_cvttss2siq, "cvttss2si", uint64_t, "q")
+HOST_CVTF2I(h_cvtsd2sil, "cvtsd2si", uint32_t, "k")
+HOST_CVTF2I(h_cvtsd2siq, "cvtsd2si", uint64_t, "q")
+HOST_CVTF2I(h_cvttsd2sil, "cvttsd2si", uint32_t, "k")
+HOST_CVTF2I(h_cvttsd2siq, "cvttsd2si", uint64_t, "q")
+
+/* The host MXCSR for an operation: the guest's modes, flags clear, every
+ * exception masked.  FTZ only acts when underflow is masked. */
+static uint32_t sse_host_mxcsr(uint32_t g)
+{
+    uint32_t mx = (g & ~0x3fU) | 0x1f80;
+
+    if (!(g & (MX_UE << 7)))
+        mx &= ~MX_FTZ;
+    return mx & 0xffff;
+}
+
+/* Result elements to check for tininess: an unmasked underflow is signalled
+ * for a tiny result even when it is exact, which a masked run does not flag. */
+enum { TINY_NONE, TINY_F1, TINY_F2, TINY_F4, TINY_D1, TINY_D2,
+       TINY_LANES /* flags were gathered per element (sse_lane_flags) */ };
+
+static bool sse_tiny(const xmm_t *r, unsigned kind)
+{
+    unsigned n = kind == TINY_F1 || kind == TINY_D1 ? 1 : kind == TINY_F2 || kind == TINY_D2 ? 2 : 4;
+
+    for (unsigned k = 0; k < n; k++) {
+        if (kind >= TINY_D1) {
+            if (!(r->q[k] & 0x7ff0000000000000ULL) && (r->q[k] & 0x000fffffffffffffULL))
+                return true;
+        } else if (!(r->d[k] & 0x7f800000U) && (r->d[k] & 0x007fffffU)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static void sse_xm(struct emu_cpu *c)
+{
+    emu_fault(c, (c->s->cr4 & X86_CR4_OSXMMEXCPT) ? EXC_XM : EXC_UD);
+}
+
+/* Apply the guest masks to the flags a masked host run raised.  Unmasked
+ * pre-computation exceptions (IE, DE, ZE) suppress the post-computation
+ * ones; an unmasked exception leaves the destination untouched. */
+static void sse_fp_finish(struct emu_cpu *c, uint32_t hflags, const xmm_t *r, unsigned tiny)
+{
+    uint32_t *mx = &c->s->fpu.mxcsr;
+    uint32_t masks = (*mx >> 7) & 0x3f;
+    uint32_t pre = hflags & (MX_IE | MX_DE | MX_ZE);
+    uint32_t post = hflags & (MX_OE | MX_UE | MX_PE);
+
+    if (pre & ~masks) {
+        *mx |= pre;
+        sse_xm(c);
+    }
+    if (!(masks & MX_UE) && tiny != TINY_NONE && tiny != TINY_LANES && r && sse_tiny(r, tiny))
+        post |= MX_UE;
+    /* An unmasked overflow/underflow traps before precision is evaluated
+     * (observed on the host: UE alone, no PE). */
+    *mx |= pre | post;
+    if (post & ~masks)
+        sse_xm(c);
+}
+
+/* Scalar memory operands are 4 or 8 bytes; packed ones 16, aligned. */
+static xmm_t sse_fp_src(struct emu_cpu *c, const struct emu_insn *i, unsigned size)
+{
+    xmm_t v = { .q = { 0, 0 } };
+
+    if (size == 16)
+        return sse_src(c, i, true);
+    if (!i->mem)
+        return *xreg(c, i->rm);
+    v.q[0] = emu_read_la(c, sse_la(c, i, size, false, ACC_READ), size);
+    return v;
+}
+
+struct sse_fp_row {
+    sse_fp_fn fn[4];        /* by mandatory prefix: none, 66, F2, F3 */
+    uint8_t size[4];        /* memory operand size */
+    uint8_t tiny[4];
+};
+
+#define R4(a, b, c_, d_) { a, b, c_, d_ }
+
+/* Arithmetic 0F 51-5F (not 54-57, logic). */
+static const struct sse_fp_row sse_arith[16] = {
+    [0x1] = { R4(h_sqrtps, h_sqrtpd, h_sqrtsd, h_sqrtss), R4(16, 16, 8, 4),
+              R4(TINY_NONE, TINY_NONE, TINY_NONE, TINY_NONE) },
+    [0x2] = { R4(h_rsqrtps, NULL, NULL, h_rsqrtss), R4(16, 0, 0, 4), R4(0, 0, 0, 0) },
+    [0x3] = { R4(h_rcpps, NULL, NULL, h_rcpss), R4(16, 0, 0, 4), R4(0, 0, 0, 0) },
+    [0x8] = { R4(h_addps, h_addpd, h_addsd, h_addss), R4(16, 16, 8, 4),
+              R4(TINY_F4, TINY_D2, TINY_D1, TINY_F1) },
+    [0x9] = { R4(h_mulps, h_mulpd, h_mulsd, h_mulss), R4(16, 16, 8, 4),
+              R4(TINY_F4, TINY_D2, TINY_D1, TINY_F1) },
+    [0xa] = { R4(h_cvtps2pd, h_cvtpd2ps, h_cvtsd2ss, h_cvtss2sd), R4(8, 16, 8, 4),
+              R4(TINY_NONE, TINY_F2, TINY_F1, TINY_NONE) },
+    [0xb] = { R4(h_cvtdq2ps, h_cvtps2dq, NULL, h_cvttps2dq), R4(16, 16, 0, 16),
+              R4(0, 0, 0, 0) },
+    [0xc] = { R4(h_subps, h_subpd, h_subsd, h_subss), R4(16, 16, 8, 4),
+              R4(TINY_F4, TINY_D2, TINY_D1, TINY_F1) },
+    [0xd] = { R4(h_minps, h_minpd, h_minsd, h_minss), R4(16, 16, 8, 4), R4(0, 0, 0, 0) },
+    [0xe] = { R4(h_divps, h_divpd, h_divsd, h_divss), R4(16, 16, 8, 4),
+              R4(TINY_F4, TINY_D2, TINY_D1, TINY_F1) },
+    [0xf] = { R4(h_maxps, h_maxpd, h_maxsd, h_maxss), R4(16, 16, 8, 4), R4(0, 0, 0, 0) },
+};
+
+/* Packed operations that can overflow or underflow, re-run lane by lane as
+ * scalars when OE or UE is unmasked: an element that traps on OE/UE does not
+ * report PE, while the other elements still do, so the flags must be
+ * gathered per element. */
+enum { MAP_SAME, MAP_ADDSUB, MAP_HORIZ };
+
+enum { X_ADD, X_SUB, X_MUL, X_DIV, X_CVT };
+
+struct sse_lanes {
+    sse_fp_fn f, f_odd;     /* scalar op (odd lanes: f_odd for ADDSUB) */
+    uint8_t n, w;           /* lanes, source element width */
+    uint8_t out;            /* TINY_F1 or TINY_D1: result element */
+    uint8_t map;
+    uint8_t xop;            /* the operation, for sse_inexact_unbounded */
+};
+
+static const struct sse_lanes l_addps = { h_addss, NULL, 4, 4, TINY_F1, MAP_SAME, X_ADD };
+static const struct sse_lanes l_addpd = { h_addsd, NULL, 2, 8, TINY_D1, MAP_SAME, X_ADD };
+static const struct sse_lanes l_subps = { h_subss, NULL, 4, 4, TINY_F1, MAP_SAME, X_SUB };
+static const struct sse_lanes l_subpd = { h_subsd, NULL, 2, 8, TINY_D1, MAP_SAME, X_SUB };
+static const struct sse_lanes l_mulps = { h_mulss, NULL, 4, 4, TINY_F1, MAP_SAME, X_MUL };
+static const struct sse_lanes l_mulpd = { h_mulsd, NULL, 2, 8, TINY_D1, MAP_SAME, X_MUL };
+static const struct sse_lanes l_divps = { h_divss, NULL, 4, 4, TINY_F1, MAP_SAME, X_DIV };
+static const struct sse_lanes l_divpd = { h_divsd, NULL, 2, 8, TINY_D1, MAP_SAME, X_DIV };
+static const struct sse_lanes l_cvtpd2ps = { h_cvtsd2ss, NULL, 2, 8, TINY_F1, MAP_SAME, X_CVT };
+static const struct sse_lanes l_addsubps = { h_subss, h_addss, 4, 4, TINY_F1, MAP_ADDSUB, X_SUB };
+static const struct sse_lanes l_addsubpd = { h_subsd, h_addsd, 2, 8, TINY_D1, MAP_ADDSUB, X_SUB };
+static const struct sse_lanes l_haddps = { h_addss, NULL, 4, 4, TINY_F1, MAP_HORIZ, X_ADD };
+static const struct sse_lanes l_haddpd = { h_addsd, NULL, 2, 8, TINY_D1, MAP_HORIZ, X_ADD };
+static const struct sse_lanes l_hsubps = { h_subss, NULL, 4, 4, TINY_F1, MAP_HORIZ, X_SUB };
+static const struct sse_lanes l_hsubpd = { h_subsd, NULL, 2, 8, TINY_D1, MAP_HORIZ, X_SUB };
+static const struct sse_lanes l_addss = { h_addss, NULL, 1, 4, TINY_F1, MAP_SAME, X_ADD };
+static const struct sse_lanes l_addsd = { h_addsd, NULL, 1, 8, TINY_D1, MAP_SAME, X_ADD };
+static const struct sse_lanes l_subss = { h_subss, NULL, 1, 4, TINY_F1, MAP_SAME, X_SUB };
+static const struct sse_lanes l_subsd = { h_subsd, NULL, 1, 8, TINY_D1, MAP_SAME, X_SUB };
+static const struct sse_lanes l_mulss = { h_mulss, NULL, 1, 4, TINY_F1, MAP_SAME, X_MUL };
+static const struct sse_lanes l_mulsd = { h_mulsd, NULL, 1, 8, TINY_D1, MAP_SAME, X_MUL };
+static const struct sse_lanes l_divss = { h_divss, NULL, 1, 4, TINY_F1, MAP_SAME, X_DIV };
+static const struct sse_lanes l_divsd = { h_divsd, NULL, 1, 8, TINY_D1, MAP_SAME, X_DIV };
+static const struct sse_lanes l_cvtsd2ss = { h_cvtsd2ss, NULL, 1, 8, TINY_F1, MAP_SAME, X_CVT };
+
+/* An element that traps on unmasked OE/UE reports PE when its result,
+ * rounded to the destination precision with an unbounded exponent, is
+ * inexact.  The x87 unit computes exactly that: precision control 24/53
+ * bits keeps its 15-bit exponent.  DAZ is applied to the inputs first. */
+static long double lane_ld(uint64_t bits, unsigned w, bool daz)
+{
+    if (w == 8) {
+        double v;
+
+        if (daz && !(bits & 0x7ff0000000000000ULL))
+            bits &= 0x8000000000000000ULL;
+        memcpy(&v, &bits, 8);
+        return v;
+    } else {
+        uint32_t b32 = (uint32_t)bits;
+        float v;
+
+        if (daz && !(b32 & 0x7f800000U))
+            b32 &= 0x80000000U;
+        memcpy(&v, &b32, 4);
+        return v;
+    }
+}
+
+#define X87_OP(insn)                                                             \
+    __asm__ volatile("fnstcw %[old]\n\tfldcw %[cw]\n\tfnclex\n\t" insn " %%st(1), %%st\n\t" \
+                     "fnstsw %[sw]\n\tfnclex\n\tfldcw %[old]"                \
+                     : "+t"(a), [old] "=m"(old), [sw] "=m"(sw) : "u"(b), [cw] "m"(cw))
+
+static bool sse_inexact_unbounded(unsigned xop, long double a, long double b, unsigned out_w,
+                                  uint32_t mxcsr)
+{
+    uint16_t cw = (uint16_t)(0x007f | (out_w == 8 ? 0x200 : 0) | ((mxcsr >> 13) & 3) << 10);
+    uint16_t old, sw;
+
+    if (xop == X_CVT) {
+        a = b;
+        b = 1.0L;
+        xop = X_MUL;
+    }
+    switch (xop) {
+    case X_ADD: X87_OP("fadd"); break;
+    case X_SUB: X87_OP("fsub"); break;
+    case X_MUL: X87_OP("fmul"); break;
+    default: X87_OP("fdiv"); break;
+    }
+    return sw & 0x20;
+}
+
+static uint64_t lane_get(const xmm_t *v, unsigned w, unsigned k)
+{
+    return w == 8 ? v->q[k] : v->d[k];
+}
+
+static void lane_set0(xmm_t *v, unsigned w, uint64_t x)
+{
+    if (w == 8)
+        v->q[0] = x;
+    else
+        v->d[0] = (uint32_t)x;
+}
+
+static uint32_t sse_lane_flags(const struct sse_lanes *l, const xmm_t *d, const xmm_t *s,
+                               uint32_t mx, uint32_t masks)
+{
+    uint32_t all = 0;
+
+    for (unsigned k = 0; k < l->n; k++) {
+        xmm_t a = { .q = { 0, 0 } }, b = { .q = { 0, 0 } };
+        sse_fp_fn f = l->f;
+        uint32_t fl;
+
+        if (l->map == MAP_HORIZ) {
+            const xmm_t *src = k < l->n / 2 ? d : s;
+            unsigned j = (k % (l->n / 2)) * 2;
+
+            lane_set0(&a, l->w, lane_get(src, l->w, j));
+            lane_set0(&b, l->w, lane_get(src, l->w, j + 1));
+        } else {
+            lane_set0(&a, l->w, lane_get(d, l->w, k));
+            lane_set0(&b, l->w, lane_get(s, l->w, k));
+            if (l->map == MAP_ADDSUB && (k & 1))
+                f = l->f_odd;
+        }
+        {
+            long double la = lane_ld(a.q[0], l->w, mx & 0x40);
+            long double lb = lane_ld(b.q[0], l->w, mx & 0x40);
+
+            fl = f(&a, &b, mx) & 0x3f;
+            if (!(masks & MX_UE) && sse_tiny(&a, l->out))
+                fl |= MX_UE;
+            if (fl & (MX_OE | MX_UE) & ~masks) {
+                fl &= ~MX_PE;
+                if (sse_inexact_unbounded(f == l->f_odd ? X_ADD : l->xop, la, lb,
+                                          l->out == TINY_D1 ? 8 : 4, mx))
+                    fl |= MX_PE;
+            }
+        }
+        all |= fl;
+    }
+    return all;
+}
+
+static void sse_fp_run_l(struct emu_cpu *c, const struct emu_insn *i, sse_fp_fn fn,
+                         unsigned size, unsigned tiny, const struct sse_lanes *l)
+{
+    xmm_t *d = xreg(c, i->reg);
+    xmm_t s = sse_fp_src(c, i, size), r = *d;
+    uint32_t mx = sse_host_mxcsr(c->s->fpu.mxcsr);
+    uint32_t masks = (c->s->fpu.mxcsr >> 7) & 0x3f;
+    uint32_t fl = fn(&r, &s, mx) & 0x3f;
+
+    if (l && (~masks & (MX_OE | MX_UE)) &&
+        ((fl & (MX_OE | MX_UE | MX_PE)) || (!(masks & MX_UE) && sse_tiny(&r, tiny)))) {
+        fl = sse_lane_flags(l, d, &s, mx, masks);
+        tiny = TINY_LANES;
+    }
+    sse_fp_finish(c, fl, &r, tiny);
+    *d = r;
+}
+
+static void sse_fp_run(struct emu_cpu *c, const struct emu_insn *i, sse_fp_fn fn, unsigned size,
+                       unsigned tiny)
+{
+    sse_fp_run_l(c, i, fn, size, tiny, NULL);
+}
+
+static const struct sse_lanes *sse_arith_lanes(unsigned op, unsigned px)
+{
+    switch (op) {
+    case 0x58: return px ? &l_addpd : &l_addps;
+    case 0x59: return px ? &l_mulpd : &l_mulps;
+    case 0x5c: return px ? &l_subpd : &l_subps;
+    case 0x5e: return px ? &l_divpd : &l_divps;
+    case 0x5a: return px ? &l_cvtpd2ps : NULL;
+    }
+    return NULL;
+}
+
+static const struct sse_lanes *sse_scalar_lanes(unsigned op, unsigned px)
+{
+    bool sd = px == 2;
+
+    switch (op) {
+    case 0x58: return sd ? &l_addsd : &l_addss;
+    case 0x59: return sd ? &l_mulsd : &l_mulss;
+    case 0x5c: return sd ? &l_subsd : &l_subss;
+    case 0x5e: return sd ? &l_divsd : &l_divss;
+    case 0x5a: return sd ? &l_cvtsd2ss : NULL;
+    }
+    return NULL;
+}
+
+/* Prefix index into sse_fp_row: none, 66, F2, F3. */
+static unsigned sse_pfx_index(unsigned pfx)
+{
+    return pfx == 3 ? 3 : pfx == 2 ? 2 : pfx;
+}
+
+/* The FP instructions; false if op/pfx is not one of them. */
+static bool sse_fp(struct emu_cpu *c, const struct emu_insn *i, unsigned pfx)
+{
+    unsigned op = i->op, px = sse_pfx_index(pfx);
+    uint32_t mx = sse_host_mxcsr(c->s->fpu.mxcsr);
+
+    if (op >= 0x51 && op <= 0x5f && !(op >= 0x54 && op <= 0x57)) {
+        const struct sse_fp_row *row = &sse_arith[op & 15];
+
+        if (!row->fn[px])
+            emu_exec_ud(c, i);
+        sse_fp_run_l(c, i, row->fn[px], row->size[px], row->tiny[px],
+                     px < 2 ? sse_arith_lanes(op, px) : sse_scalar_lanes(op, px));
+        return true;
+    }
+    switch (op | pfx << 8) {
+    case 0x0c2: case 0x1c2: case 0x2c2: case 0x3c2: {   /* CMPPS/PD/SD/SS */
+        static const sse_fp_fn *const tab[4] = { h_cmpps, h_cmppd, h_cmpsd, h_cmpss };
+        static const uint8_t sz[4] = { 16, 16, 8, 4 };
+
+        sse_fp_run(c, i, tab[px][i->imm & 7], sz[px], TINY_NONE);
+        return true;
+    }
+    case 0x1d0: sse_fp_run_l(c, i, h_addsubpd, 16, TINY_D2, &l_addsubpd); return true;
+    case 0x2d0: sse_fp_run_l(c, i, h_addsubps, 16, TINY_F4, &l_addsubps); return true;
+    case 0x17c: sse_fp_run_l(c, i, h_haddpd, 16, TINY_D2, &l_haddpd); return true;
+    case 0x27c: sse_fp_run_l(c, i, h_haddps, 16, TINY_F4, &l_haddps); return true;
+    case 0x17d: sse_fp_run_l(c, i, h_hsubpd, 16, TINY_D2, &l_hsubpd); return true;
+    case 0x27d: sse_fp_run_l(c, i, h_hsubps, 16, TINY_F4, &l_hsubps); return true;
+    case 0x1e6: sse_fp_run(c, i, h_cvttpd2dq, 16, TINY_NONE); return true;
+    case 0x2e6: sse_fp_run(c, i, h_cvtpd2dq, 16, TINY_NONE); return true;
+    case 0x3e6: sse_fp_run(c, i, h_cvtdq2pd, 8, TINY_NONE); return true;
+    case 0x02e: case 0x02f: case 0x12e: case 0x12f: {   /* (U)COMISS/SD */
+        xmm_t s = sse_fp_src(c, i, pfx ? 8 : 4);
+        const xmm_t *d = xreg(c, i->reg);
+        uint64_t f;
+        uint32_t fl;
+
+        if (pfx)
+            fl = (op == 0x2f ? h_comisd : h_ucomisd)(d, &s, mx, &f);
+        else
+            fl = (op == 0x2f ? h_comiss : h_ucomiss)(d, &s, mx, &f);
+        sse_fp_finish(c, fl & 0x3f, NULL, TINY_NONE);
+        emu_cc_set_flags(c, f);
+        return true;
+    }
+    case 0x22a: case 0x32a: {                           /* CVTSI2SD/SS */
+        bool q = i->rex & 8;
+        uint64_t v = i->mem ? emu_read(c, i->seg, emu_ea(c, i), q ? 8 : 4)
+                            : emu_reg(c, i->rm, q ? 8 : 4);
+        xmm_t r = *xreg(c, i->reg);
+        uint32_t fl;
+
+        if (pfx == 3)
+            fl = q ? h_cvtsi2ssq(&r, v, mx) : h_cvtsi2ssl(&r, (uint32_t)v, mx);
+        else
+            fl = q ? h_cvtsi2sdq(&r, v, mx) : h_cvtsi2sdl(&r, (uint32_t)v, mx);
+        sse_fp_finish(c, fl & 0x3f, NULL, TINY_NONE);
+        *xreg(c, i->reg) = r;
+        return true;
+    }
+    case 0x22c: case 0x22d: case 0x32c: case 0x32d: {   /* CVT(T)SD/SS2SI */
+        bool q = i->rex & 8;
+        xmm_t s = sse_fp_src(c, i, pfx == 2 ? 8 : 4);
+        uint64_t r;
+        uint32_t fl;
+
+        if (pfx == 2 && op == 0x2c)
+            fl = q ? h_cvttsd2siq(&s, &r, mx) : h_cvttsd2sil(&s, &r, mx);
+        else if (pfx == 2)
+            fl = q ? h_cvtsd2siq(&s, &r, mx) : h_cvtsd2sil(&s, &r, mx);
+        else if (op == 0x2c)
+            fl = q ? h_cvttss2siq(&s, &r, mx) : h_cvttss2sil(&s, &r, mx);
+        else
+            fl = q ? h_cvtss2siq(&s, &r, mx) : h_cvtss2sil(&s, &r, mx);
+        sse_fp_finish(c, fl & 0x3f, NULL, TINY_NONE);
+        emu_set_reg(c, i->reg, q ? 8 : 4, r);
+        return true;
+    }
+    case 0x312: case 0x316: {                           /* MOVSLDUP/MOVSHDUP */
+        xmm_t s = sse_src(c, i, true);
+        xmm_t *d = xreg(c, i->reg);
+        unsigned h = op == 0x16;
+
+        d->d[0] = d->d[1] = s.d[h];
+        d->d[2] = d->d[3] = s.d[2 + h];
+        return true;
+    }
+    case 0x2f0:                                         /* LDDQU */
+        if (!i->mem)
+            emu_exec_ud(c, i);
+        *xreg(c, i->reg) = sse_src(c, i, false);
+        return true;
+    }
+    return false;
+}
+
 EMU_HANDLER(exec_sse)
 {
     struct cpu_state *s = c->s;
@@ -250,6 +791,8 @@ EMU_HANDLER(exec_sse)
         sse_int_op(op, d, &v);
         return;
     }
+    if (sse_fp(c, i, pfx))
+        return;
 
     switch (op | pfx << 8) {
     case 0x010: case 0x110:          /* MOVUPS/MOVUPD xmm, xmm/m128 */
@@ -348,27 +891,6 @@ EMU_HANDLER(exec_sse)
         else
             *xreg(c, i->rm) = *d;
         return;
-    case 0x02e: case 0x02f: {        /* UCOMISS/COMISS */
-        float b;
-
-        if (i->mem) {
-            uint32_t raw = (uint32_t)emu_read_la(c, sse_la(c, i, 4, false, ACC_READ), 4);
-
-            memcpy(&b, &raw, 4);
-        } else {
-            b = xreg(c, i->rm)->f[0];
-        }
-        sse_compare_flags(c, d->f[0], b);
-        return;
-    }
-    case 0x12e: case 0x12f: {        /* UCOMISD/COMISD */
-        uint64_t raw = sse_load64(c, i);
-        double b;
-
-        memcpy(&b, &raw, 8);
-        sse_compare_flags(c, d->df[0], b);
-        return;
-    }
     case 0x050: case 0x150: {        /* MOVMSKPS/MOVMSKPD */
         xmm_t *src = xreg(c, i->rm);
         unsigned m = 0;
