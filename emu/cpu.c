@@ -426,6 +426,7 @@ static void run_blocks(struct emu_cpu *c)
         uint8_t *host;
         gpa_t gpa;
         unsigned n;
+        bool tf;
 
         if (unlikely(__atomic_load_n(&c->kick, __ATOMIC_ACQUIRE))) {
             c->kick = 0;
@@ -437,6 +438,7 @@ static void run_blocks(struct emu_cpu *c)
         if (c->irq_pending && (s->rflags & X86_RFLAGS_IF))
             take_interrupt(c);
         c->insn_rip = s->rip;
+        tf = (s->rflags & X86_RFLAGS_TF) != 0;
         la = emu_linear(c, S_CS, s->rip, 1, ACC_EXEC);
         e = emu_tlb_entry(c, la);
         if (likely(e->tag_code == (la & ~0xfffULL))) {
@@ -460,11 +462,15 @@ static void run_blocks(struct emu_cpu *c)
 
             fetch_slow(c, la, &one);
             exec_one(c, &one);
+            if (unlikely(tf))
+                emu_single_step_done(c);
             continue;
         }
         n = b->n;
         if (n > c->budget)
             n = (unsigned)c->budget;
+        if (unlikely(tf))
+            n = 1;  /* single-step: #DB after each instruction */
         i = &c->cache->insns[b->insn0];
         for (unsigned k = 0; k < n; k++, i++) {
             exec_one(c, i);
@@ -473,6 +479,8 @@ static void run_blocks(struct emu_cpu *c)
                 break;
             }
         }
+        if (unlikely(tf))
+            emu_single_step_done(c);
     }
 }
 

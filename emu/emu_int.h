@@ -141,6 +141,9 @@ __attribute__((noreturn)) static inline void emu_fault_err(struct emu_cpu *c, un
 /* Deliver an event through the IDT now (may raise a nested exception). */
 void emu_deliver_event(struct emu_cpu *c, unsigned vec, bool has_err, uint32_t err, bool soft,
                        bool ext);
+/* RFLAGS.TF was set when the instruction just completed began: raise the
+ * single-step #DB trap (DR6.BS) (intr.c). */
+__attribute__((noreturn)) void emu_single_step_done(struct emu_cpu *c);
 /* Take a pending, unblocked NMI (intr.c); true if one was delivered. */
 bool emu_take_nmi(struct emu_cpu *c);
 /* Software interrupts and INTO/INT3: RIP already past the instruction. */

@@ -132,6 +132,7 @@ EMU_HANDLER(exec_outs);
 EMU_HANDLER(exec_pusha);
 EMU_HANDLER(exec_popa);
 EMU_HANDLER(exec_lxs);
+EMU_HANDLER(exec_icebp);
 EMU_HANDLER(exec_ud2);
 EMU_HANDLER(exec_grp15);
 

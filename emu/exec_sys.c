@@ -190,6 +190,13 @@ EMU_HANDLER(exec_outs)
     string_io(c, i, true);
 }
 
+/* F1: INT1/ICEBP: a #DB trap delivered like a hardware event (no gate DPL
+ * check, unlike INT 1); DR6 is not changed. */
+EMU_HANDLER(exec_icebp)
+{
+    emu_raise_trap(c, EXC_DB);
+}
+
 EMU_HANDLER(exec_ud2)
 {
     emu_fault(c, EXC_UD);

@@ -298,3 +298,9 @@ bool emu_take_nmi(struct emu_cpu *c)
     c->exc_ext = false;
     return true;
 }
+
+void emu_single_step_done(struct emu_cpu *c)
+{
+    c->s->dr[6] |= 1u << 14;  /* BS */
+    emu_raise_trap(c, EXC_DB);  /* vector 1 from a trap: no DPL check */
+}

@@ -115,6 +115,55 @@ static void test_nmi_blocked_until_iret(void **state)
     emu_tm_destroy(&t);
 }
 
+/* --- debug: TF single-step and ICEBP ---------------------------------------- */
+
+static void test_single_step_and_icebp(void **state)
+{
+    static const uint8_t code[] = {
+        0x9c,                                       /* pushfq */
+        0x48, 0x81, 0x0c, 0x24, 0x00, 0x01, 0, 0,   /* or qword [rsp], TF */
+        0x9d,                                       /* popfq: sets TF, no trap after it */
+        0x90,                                       /* nop: #DB */
+        0x90,                                       /* nop: #DB */
+        0x9c,                                       /* pushfq: #DB */
+        0x48, 0x81, 0x24, 0x24, 0xff, 0xfe, 0xff, 0xff, /* and qword [rsp], ~TF: #DB */
+        0x9d,                                       /* popfq: clears TF, still #DB */
+        0xf4,                                       /* hlt */
+        0xf1,                                       /* icebp: #DB, no DR6.BS */
+        0xf4,                                       /* hlt */
+    };
+    static const uint8_t handler[] = {
+        0x48, 0xff, 0xc3,                   /* inc rbx */
+        0x48, 0x8b, 0x34, 0x24,             /* mov rsi, [rsp] (return RIP) */
+        0x48, 0xcf,                         /* iretq */
+    };
+    const uint64_t hlt1 = CODE + sizeof(code) - 3;
+    struct emu_tm t;
+
+    guest_init(&t, 0);
+    t.c.deliver_exceptions = true;
+    put(&t, CODE, code, sizeof(code));
+    put(&t, CODE + 0x1000, handler, sizeof(handler));
+    set_gate(&t, 1, CODE + 0x1000);
+    assert_int_equal(emu_run(&t.c, 1000), EMU_STOP_HALT);
+    assert_int_equal(t.s.gpr[R_EBX], 5);
+    assert_int_equal(t.s.gpr[R_ESI], hlt1);  /* the trap after the last POPFQ */
+    assert_true(t.s.dr[6] & (1u << 14));
+    assert_false(t.s.rflags & X86_RFLAGS_TF);
+    assert_int_equal(t.s.rip, hlt1 + 1);
+    assert_int_equal(t.s.gpr[R_ESP], STACK_TOP);
+
+    /* ICEBP: a #DB trap, return address after it, DR6 untouched. */
+    t.s.dr[6] = 0;
+    t.s.mp_state = MP_RUNNABLE;
+    assert_int_equal(emu_run(&t.c, 1000), EMU_STOP_HALT);
+    assert_int_equal(t.s.gpr[R_EBX], 6);
+    assert_int_equal(t.s.gpr[R_ESI], hlt1 + 2);
+    assert_int_equal(t.s.dr[6], 0);
+    assert_int_equal(t.s.rip, hlt1 + 3);
+    emu_tm_destroy(&t);
+}
+
 /* --- CR8 and IA32_APIC_BASE ------------------------------------------------- */
 
 static void nop_vcpu(void *vcpu)
@@ -418,6 +467,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_nmi_blocked_until_iret),
+        cmocka_unit_test(test_single_step_and_icebp),
         cmocka_unit_test(test_cr8_and_apic_base_through_lapic),
         cmocka_unit_test(test_ins_outs),
         cmocka_unit_test(test_io_permission_bitmap),
