@@ -24,9 +24,14 @@ struct emu_block {
     uint32_t insn0;
     uint32_t hash_next;
     uint32_t page_next;
+    uint32_t next[2];      /* predicted successors (verified before use) */
     uint16_t n;
-    uint8_t mode;
+    uint8_t mode;          /* BLOCK_DEAD once dropped */
 };
+
+/* Mode of a dropped block: matches no lookup, so a stale chain prediction
+ * pointing at it is refused. */
+#define BLOCK_DEAD 0xff
 
 struct emu_cache {
     struct machine *m;
@@ -122,6 +127,7 @@ static void cache_drop_page(struct emu_cache *cache, int64_t k)
             pp = &cache->blocks[*pp].hash_next;
         if (*pp == b)
             *pp = blk->hash_next;
+        blk->mode = BLOCK_DEAD;
         b = blk->page_next;
     }
     cache->page_head[k] = NO_BLOCK;
@@ -200,6 +206,7 @@ static struct emu_block *cache_build(struct emu_cpu *c, gpa_t gpa, const uint8_t
     b->gpa = gpa;
     b->mode = c->mode;
     b->insn0 = cache->ninsns;
+    b->next[0] = b->next[1] = NO_BLOCK;
     b->n = 0;
     while (b->n < BLOCK_MAX && off < avail) {
         struct emu_insn *i = &cache->insns[b->insn0 + b->n];
@@ -301,6 +308,55 @@ static inline void exec_one(struct emu_cpu *c, const struct emu_insn *i)
     i->fn(c, i);
     c->budget--;
     c->icount++;
+}
+
+/* Run n instructions of a block; returns how many were not run because
+ * one set break_block.  Budget and icount are the caller's, per block: a
+ * fault longjmps out with the rest of the block already counted, so a
+ * slice may end up to a block early, never late.  The mode cannot change
+ * inside a block (mode-changing instructions end theirs), so the RIP wrap
+ * is chosen once per block. */
+static inline __attribute__((always_inline)) unsigned
+run_insns(struct emu_cpu *c, const struct emu_insn *i, unsigned n, bool wrap, uint64_t mask)
+{
+    struct cpu_state *s = c->s;
+
+    while (n) {
+        n--;
+        c->insn_rip = s->rip;
+        s->rip += i->len;
+        if (wrap)
+            s->rip &= mask;
+        i->fn(c, i);
+        i++;
+        if (unlikely(c->break_block)) {
+            c->break_block = false;
+            break;
+        }
+    }
+    return n;
+}
+
+/* The block that followed prev last time(s), if it is still the right one
+ * for (gpa, mode): saves the hash walk, whose cache misses were most of
+ * the dispatch cost.  Indices are checked against the arena and the block
+ * against the key, so predictions need no invalidation. */
+static inline struct emu_block *chain_lookup(struct emu_cache *cache, const struct emu_block *prev,
+                                             gpa_t gpa, unsigned mode)
+{
+    for (int k = 0; k < 2; k++) {
+        uint32_t n = prev->next[k];
+
+        if (n < cache->nblocks && cache->blocks[n].gpa == gpa && cache->blocks[n].mode == mode)
+            return &cache->blocks[n];
+    }
+    return NULL;
+}
+
+static inline void chain_remember(struct emu_block *prev, uint32_t n)
+{
+    prev->next[1] = prev->next[0];
+    prev->next[0] = n;
 }
 
 /* --- exceptions ------------------------------------------------------------ */
@@ -417,6 +473,8 @@ static bool take_interrupt(struct emu_cpu *c);
 static void run_blocks(struct emu_cpu *c)
 {
     struct cpu_state *s = c->s;
+    struct emu_cache *cache = c->cache;
+    struct emu_block *prev = NULL;
 
     while (c->budget && !c->stop_req) {
         struct emu_tlb_entry *e;
@@ -425,7 +483,7 @@ static void run_blocks(struct emu_cpu *c)
         uint64_t la;
         uint8_t *host;
         gpa_t gpa;
-        unsigned n;
+        unsigned n, left;
         bool tf;
 
         if (unlikely(__atomic_load_n(&c->kick, __ATOMIC_ACQUIRE))) {
@@ -433,10 +491,10 @@ static void run_blocks(struct emu_cpu *c)
             c->stop_req = EMU_STOP_KICK + 1;
             break;
         }
-        if (unlikely(s->events.nmi_pending))
-            emu_take_nmi(c);
-        if (c->irq_pending && (s->rflags & X86_RFLAGS_IF))
-            take_interrupt(c);
+        if (unlikely(s->events.nmi_pending) && emu_take_nmi(c))
+            prev = NULL;
+        if (c->irq_pending && (s->rflags & X86_RFLAGS_IF) && take_interrupt(c))
+            prev = NULL;
         c->insn_rip = s->rip;
         tf = (s->rflags & X86_RFLAGS_TF) != 0;
         la = emu_linear(c, S_CS, s->rip, 1, ACC_EXEC);
@@ -447,11 +505,22 @@ static void run_blocks(struct emu_cpu *c)
         } else {
             gpa = emu_translate(c, la, ACC_EXEC, &host);
         }
-        b = host ? cache_lookup(c->cache, gpa, c->mode) : NULL;
-        if (!b && host) {
-            b = cache_build(c, gpa, host, 0x1000 - (la & 0xfff));
-            if (b && unlikely(log_mask & LOG_IN_ASM))
-                log_block(c, b, host);
+        b = NULL;
+        if (host) {
+            if (prev)
+                b = chain_lookup(cache, prev, gpa, c->mode);
+            if (!b) {
+                b = cache_lookup(cache, gpa, c->mode);
+                if (!b) {
+                    b = cache_build(c, gpa, host, 0x1000 - (la & 0xfff));
+                    if (b && unlikely(log_mask & LOG_IN_ASM))
+                        log_block(c, b, host);
+                }
+                /* After a flush in cache_build prev may be a reused slot:
+                 * harmless, predictions are verified. */
+                if (b && prev)
+                    chain_remember(prev, (uint32_t)(b - cache->blocks));
+            }
         }
         if (unlikely(log_mask & LOG_CPU)) {
             emu_sync_state(c);
@@ -460,6 +529,7 @@ static void run_blocks(struct emu_cpu *c)
         if (!b) {
             struct emu_insn one;
 
+            prev = NULL;
             fetch_slow(c, la, &one);
             exec_one(c, &one);
             if (unlikely(tf))
@@ -471,14 +541,18 @@ static void run_blocks(struct emu_cpu *c)
             n = (unsigned)c->budget;
         if (unlikely(tf))
             n = 1;  /* single-step: #DB after each instruction */
-        i = &c->cache->insns[b->insn0];
-        for (unsigned k = 0; k < n; k++, i++) {
-            exec_one(c, i);
-            if (unlikely(c->break_block)) {
-                c->break_block = false;
-                break;
-            }
-        }
+        c->budget -= n;
+        c->icount += n;
+        i = &cache->insns[b->insn0];
+        prev = b;
+        if (likely(b->mode == EMU_MODE_64))
+            left = run_insns(c, i, n, false, 0);
+        else if (b->mode == EMU_MODE_32)
+            left = run_insns(c, i, n, true, 0xffffffffULL);
+        else
+            left = run_insns(c, i, n, true, 0xffffULL);
+        c->budget += left;
+        c->icount -= left;
         if (unlikely(tf))
             emu_single_step_done(c);
     }

@@ -137,7 +137,8 @@ struct emu_cpu {
     uint8_t stop_req;        /* enum emu_stop an instruction asked for, +1 */
     volatile int kick;       /* emu_kick(): stop soon */
     uint64_t budget;         /* instructions left in this emu_run */
-    uint64_t icount;         /* instructions retired (statistics) */
+    uint64_t icount;         /* instructions retired, plus the rest of a
+                              * block an exception left (statistics) */
     int64_t tsc_offset;      /* guest TSC = host TSC + tsc_offset */
 
     jmp_buf jb;
@@ -156,9 +157,10 @@ int emu_cpu_init(struct emu_cpu *c, struct cpu_state *s, struct machine *m,
                  struct emu_cache *cache);
 void emu_cpu_destroy(struct emu_cpu *c);
 
-/* Run up to budget instructions (interrupts and kicks are checked between
- * blocks, so slightly more than budget may be retired only never: the
- * count is exact). */
+/* Run at most budget instructions (interrupts and kicks are checked
+ * between blocks).  Never more: without exceptions exactly budget; an
+ * exception counts the rest of its block as spent, so a slice can end up
+ * to one block early. */
 enum emu_stop emu_run(struct emu_cpu *c, uint64_t budget);
 static inline enum emu_stop emu_step(struct emu_cpu *c)
 {
