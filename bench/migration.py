@@ -23,6 +23,21 @@ from common import DEBUG_EXIT, GUEST_TESTS, QEMU, VMON, ensure_built  # noqa: E4
 MEM = "256"
 
 
+def reap(p):
+    try:
+        p.wait(15)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+
+
+def quit_vm(q):
+    try:
+        q.cmd("quit")
+    except (OSError, ValueError):
+        pass   # the process may close the socket before its reply
+
+
 class QMP:
     def __init__(self, path, timeout=30):
         deadline = time.time() + timeout
@@ -90,9 +105,9 @@ def snapshot_once(which, accel, tmp):
         while q.cmd("query-migrate").get("status") != "completed":
             time.sleep(0.001)
         save = time.perf_counter() - t0
-        q.cmd("quit")
+        quit_vm(q)
     finally:
-        p.wait(30)
+        reap(p)
     size = os.path.getsize(path)
     t0 = time.perf_counter()
     inc = f"file:{path}" if which == "vmon" else f"exec:cat {path}"
@@ -101,9 +116,9 @@ def snapshot_once(which, accel, tmp):
         q = QMP(sock2)
         wait_running(q)
         restore = time.perf_counter() - t0
-        q.cmd("quit")
+        quit_vm(q)
     finally:
-        p.wait(30)
+        reap(p)
     return save, restore, size
 
 
@@ -122,9 +137,9 @@ def switch_latency(runs):
                 q.cmd("x-accel-switch", {"accel": cur})
                 out[cur].append((time.perf_counter() - t0) * 1000)
                 time.sleep(0.3)
-            q.cmd("quit")
+            quit_vm(q)
         finally:
-            p.wait(30)
+            reap(p)
     return out
 
 
@@ -143,7 +158,12 @@ def main():
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
         for which, accel in (("vmon", "emu"), ("qemu", "tcg")):
-            res = [snapshot_once(which, accel, tmp) for _ in range(runs)]
+            res = []
+            for _ in range(runs):
+                try:
+                    res.append(snapshot_once(which, accel, tmp))
+                except (OSError, RuntimeError, ValueError) as e:
+                    print(f"# {which}: run failed: {e!r}")
             rows[which] = (statistics.median(r[0] for r in res),
                            statistics.median(r[1] for r in res), res[-1][2])
     print("| snapshot | vmon (emu) | QEMU (tcg) | ratio |")
