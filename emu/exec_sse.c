@@ -774,6 +774,168 @@ static bool sse_fp(struct emu_cpu *c, const struct emu_insn *i, unsigned pfx)
     return false;
 }
 
+/* --- MMX -----------------------------------------------------------------
+ * MMi is the mantissa of physical x87 register i.  cpu_state.fpu.st[] is
+ * the FXSAVE image, ordered by ST(i) = physical (TOP + i) & 7, so an MMX
+ * instruction first rotates it to TOP = 0; it then marks every register
+ * valid (abridged FTW 0xff), and a written MMi gets exponent/sign 0xffff. */
+
+static void mmx_enter(struct emu_cpu *c)
+{
+    struct x86_fxsave *f = &c->s->fpu;
+    unsigned top = (f->fsw >> 11) & 7;
+
+    if (f->fsw & 0x80) {    /* ES: an unmasked x87 exception is pending */
+        if (c->s->cr0 & X86_CR0_NE)
+            emu_fault(c, EXC_MF);
+    }
+    if (top) {
+        uint8_t st[8][16];
+
+        for (unsigned p = 0; p < 8; p++)
+            memcpy(st[p], f->st[(p - top) & 7], 16);
+        memcpy(f->st, st, sizeof(st));
+        f->fsw &= (uint16_t)~(7u << 11);
+    }
+    f->ftw = 0xff;
+}
+
+static uint64_t mm_get(struct emu_cpu *c, unsigned r)
+{
+    uint64_t v;
+
+    memcpy(&v, c->s->fpu.st[r & 7], 8);
+    return v;
+}
+
+static void mm_set(struct emu_cpu *c, unsigned r, uint64_t v)
+{
+    memcpy(c->s->fpu.st[r & 7], &v, 8);
+    c->s->fpu.st[r & 7][8] = 0xff;
+    c->s->fpu.st[r & 7][9] = 0xff;
+}
+
+static bool mmx_is_op(unsigned op)
+{
+    return (sse_is_int_op(op) && op != 0x6c && op != 0x6d) || op == 0x6e || op == 0x6f ||
+           (op >= 0x70 && op <= 0x73) || op == 0x77 || op == 0x7e || op == 0x7f ||
+           op == 0xc4 || op == 0xc5 || op == 0xd7 || op == 0xe7;
+}
+
+/* The unprefixed MMX forms; false if op is not one. */
+static bool mmx_op(struct emu_cpu *c, const struct emu_insn *i)
+{
+    unsigned op = i->op, r = i->reg & 7;
+    xmm_t a = { .q = { 0, 0 } }, b = { .q = { 0, 0 } };
+
+    if (!mmx_is_op(op))
+        return false;
+    if (c->s->cr0 & X86_CR0_EM)
+        emu_exec_ud(c, i);
+    if (c->s->cr0 & X86_CR0_TS)
+        emu_fault(c, EXC_NM);
+    if ((op == 0xc5 || op == 0xd7 || (op >= 0x71 && op <= 0x73)) && i->mem)
+        emu_exec_ud(c, i);
+    if (op == 0xe7 && !i->mem)
+        emu_exec_ud(c, i);
+    if (op == 0x73 && (i->sub == 3 || i->sub == 7))
+        emu_exec_ud(c, i);
+    if (op >= 0x71 && op <= 0x73 && i->sub != 2 && i->sub != 6 && !(i->sub == 4 && op != 0x73))
+        emu_exec_ud(c, i);
+    /* Operands (and their faults) before any state change. */
+    switch (op) {
+    case 0x6e: {                                    /* MOVD/MOVQ mm, r/m */
+        unsigned size = i->rex & 8 ? 8 : 4;
+        uint64_t v = i->mem ? emu_read(c, i->seg, emu_ea(c, i), size) : emu_reg(c, i->rm, size);
+
+        mmx_enter(c);
+        mm_set(c, r, v);
+        return true;
+    }
+    case 0x7e: {                                    /* MOVD/MOVQ r/m, mm */
+        unsigned size = i->rex & 8 ? 8 : 4;
+
+        mmx_enter(c);
+        if (i->mem)
+            emu_write(c, i->seg, emu_ea(c, i), size, mm_get(c, r));
+        else
+            emu_set_reg(c, i->rm, size, mm_get(c, r));
+        return true;
+    }
+    case 0x77:                                      /* EMMS */
+        c->s->fpu.ftw = 0;
+        return true;
+    case 0x7f: case 0xe7:                           /* MOVQ/MOVNTQ mm/m64, mm */
+        mmx_enter(c);
+        if (i->mem)
+            emu_write(c, i->seg, emu_ea(c, i), 8, mm_get(c, r));
+        else
+            mm_set(c, i->rm, mm_get(c, r));
+        return true;
+    case 0x71: case 0x72: case 0x73:                /* shifts by imm8 */
+        mmx_enter(c);
+        a.q[0] = mm_get(c, i->rm);
+        sse_shift(&a, i->sub, op == 0x71 ? 2 : op == 0x72 ? 4 : 8, i->imm & 0xff);
+        mm_set(c, i->rm, a.q[0]);
+        return true;
+    case 0xc5:                                      /* PEXTRW r32, mm, imm8 */
+        mmx_enter(c);
+        a.q[0] = mm_get(c, i->rm);
+        emu_set_reg(c, i->reg, 4, a.w[i->imm & 3]);
+        return true;
+    case 0xd7:                                      /* PMOVMSKB r32, mm */
+        mmx_enter(c);
+        a.q[0] = mm_get(c, i->rm);
+        {
+            unsigned m = 0;
+
+            for (int k = 0; k < 8; k++)
+                m |= (unsigned)(a.b[k] >> 7) << k;
+            emu_set_reg(c, i->reg, 4, m);
+        }
+        return true;
+    case 0xc4: {                                    /* PINSRW mm, r32/m16, imm8 */
+        uint16_t w = (uint16_t)(i->mem ? emu_read(c, i->seg, emu_ea(c, i), 2)
+                                       : emu_reg(c, i->rm, 2));
+
+        mmx_enter(c);
+        a.q[0] = mm_get(c, r);
+        a.w[i->imm & 3] = w;
+        mm_set(c, r, a.q[0]);
+        return true;
+    }
+    }
+    if (i->mem)
+        b.q[0] = emu_read(c, i->seg, emu_ea(c, i), 8);
+    mmx_enter(c);
+    if (!i->mem)
+        b.q[0] = mm_get(c, i->rm);
+    a.q[0] = mm_get(c, r);
+    switch (op) {
+    case 0x6f:                                      /* MOVQ mm, mm/m64 */
+        a.q[0] = b.q[0];
+        break;
+    case 0x70:                                      /* PSHUFW */
+        for (int k = 0; k < 4; k++)
+            a.w[k] = (uint16_t)(b.q[0] >> (16 * ((i->imm >> (2 * k)) & 3)));
+        break;
+    case 0x68: case 0x69: case 0x6a:                /* high unpacks: low ones on the top halves */
+        a.q[0] >>= 32;
+        b.q[0] >>= 32;
+        sse_int_op(op - 8, &a, &b);
+        break;
+    case 0x63: case 0x67: case 0x6b:                /* packs: dest and source side by side */
+        a.q[1] = b.q[0];
+        sse_int_op(op, &a, &b);
+        break;
+    default:
+        sse_int_op(op, &a, &b);
+        break;
+    }
+    mm_set(c, r, a.q[0]);
+    return true;
+}
+
 EMU_HANDLER(exec_sse)
 {
     struct cpu_state *s = c->s;
@@ -781,6 +943,8 @@ EMU_HANDLER(exec_sse)
     unsigned op = i->op;
     xmm_t *d = xreg(c, i->reg), v;
 
+    if (pfx == 0 && mmx_op(c, i))
+        return;
     if ((s->cr0 & X86_CR0_EM) || !(s->cr4 & X86_CR4_OSFXSR))
         emu_exec_ud(c, i);
     if (s->cr0 & X86_CR0_TS)

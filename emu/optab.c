@@ -177,7 +177,7 @@ const struct emu_opdesc emu_optab2[256] = {
     [0x72] = OP(exec_sse, D_MODRM | D_IMM8), [0x73] = OP(exec_sse, D_MODRM | D_IMM8),
     [0x74] = OP(exec_sse, D_MODRM), [0x75] = OP(exec_sse, D_MODRM),
     [0x76] = OP(exec_sse, D_MODRM),
-    [0x77] = FMT(0),
+    [0x77] = OP(exec_sse, 0),
     [0x7c] = OP(exec_sse, D_MODRM), [0x7d] = OP(exec_sse, D_MODRM), [0x7e] = OP(exec_sse, D_MODRM),
     [0x7f] = OP(exec_sse, D_MODRM),
     ROW16(0x80, OP(exec_jcc, D_IMMZ | D_REL | D_F64)),

@@ -525,12 +525,126 @@ static void test_fxsave_roundtrip(void **state)
     assert_int_equal(s->fpu.mxcsr, 0x3f80 | MX_PE_BIT);
 }
 
+/* --- MMX: integer ops on mm0 (reg) and mm1 / [rsi] (rm) ------------------- */
+
+static void native_build_mmx(const uint8_t *insn, unsigned len)
+{
+    unsigned n = 0;
+
+    n = put_d8(ncode, n, "\x0f\x6f\x47", 3, offsetof(struct nat, x0));
+    n = put_d8(ncode, n, "\x0f\x6f\x4f", 3, offsetof(struct nat, x1));
+    n = put_d8(ncode, n, "\x48\x8b\x77", 3, offsetof(struct nat, rsi));
+    n = put(ncode, n, (const char *)insn, len);
+    n = put_d8(ncode, n, "\x0f\x7f\x47", 3, offsetof(struct nat, x0));
+    n = put_d8(ncode, n, "\x0f\x7f\x4f", 3, offsetof(struct nat, x1));
+    n = put(ncode, n, "\x0f\x77\xc3", 3);
+    __builtin___clear_cache((char *)ncode, (char *)ncode + 256);
+}
+
+static const uint8_t mmx_ops[] = {
+    0x60, 0x61, 0x62, 0x63, 0x64, 0x65, 0x66, 0x67, 0x68, 0x69, 0x6a, 0x6b, 0x6f, 0x70,
+    0x74, 0x75, 0x76, 0xd1, 0xd2, 0xd3, 0xd4, 0xd5, 0xd8, 0xd9, 0xda, 0xdb, 0xdc, 0xdd,
+    0xde, 0xdf, 0xe0, 0xe1, 0xe2, 0xe3, 0xe4, 0xe5, 0xe8, 0xe9, 0xea, 0xeb, 0xec, 0xed,
+    0xee, 0xef, 0xf1, 0xf2, 0xf3, 0xf4, 0xf5, 0xf6, 0xf8, 0xf9, 0xfa, 0xfb, 0xfc, 0xfd,
+    0xfe,
+};
+
+static void test_diff_mmx(void **state)
+{
+    struct cpu_state *s = &tm.s;
+    unsigned n = 0;
+
+    for (unsigned k = 0; k < sizeof(mmx_ops); k++) {
+        for (unsigned j = 0; j < 64; j++, n++) {
+            uint8_t insn[8] = { 0x0f, mmx_ops[k], (rnd() & 1) ? 0x06 : 0xc1, (uint8_t)rnd() };
+            unsigned len = mmx_ops[k] == 0x70 ? 4 : 3;
+            bool shift = (mmx_ops[k] & 0x0f) >= 1 && (mmx_ops[k] & 0x0f) <= 3 && mmx_ops[k] >= 0xd1;
+            unsigned top = (unsigned)rnd() & 7;
+            struct nat in, nat;
+            uint64_t m0, m1;
+
+            memset(&in, 0, sizeof(in));
+            for (unsigned b = 0; b < 8; b++) {
+                in.x0[b] = (uint8_t)rnd();
+                in.x1[b] = (uint8_t)rnd();
+                hostmem[b] = (uint8_t)rnd();
+            }
+            if (shift && (rnd() & 1)) {   /* small counts too */
+                in.x1[0] = (uint8_t)(rnd() % 70);
+                memset(in.x1 + 1, 0, 7);
+                hostmem[0] = in.x1[0];
+                memset(hostmem + 1, 0, 7);
+            }
+            in.rsi = (uint64_t)(uintptr_t)hostmem;
+            nat = in;
+            native_build_mmx(insn, len);
+            ((void (*)(struct nat *))(void *)ncode)(&nat);
+
+            memcpy(tm.m.ram + G_CODE_PA, insn, len);
+            emu_cache_invalidate_range(tm.cache, G_CODE_PA, len);
+            memcpy(tm.m.ram + G_DATA_PA, hostmem, 64);
+            memset(s->fpu.st, 0, sizeof(s->fpu.st));
+            memcpy(s->fpu.st[(0 - top) & 7], in.x0, 8);
+            memcpy(s->fpu.st[(1 - top) & 7], in.x1, 8);
+            s->fpu.fsw = (uint16_t)(top << 11);
+            s->fpu.ftw = 0;
+            s->gpr[R_ESI] = DATA_VA;
+            s->rip = CODE_VA;
+            emu_invalidate(&tm.c);
+            assert_int_equal(emu_step(&tm.c), EMU_STOP_BUDGET);
+            memcpy(&m0, s->fpu.st[0], 8);
+            memcpy(&m1, s->fpu.st[1], 8);
+            if (memcmp(&m0, nat.x0, 8) || memcmp(&m1, nat.x1, 8) || s->fpu.ftw != 0xff ||
+                (s->fpu.fsw & 0x3800) || s->fpu.st[0][8] != 0xff || s->fpu.st[0][9] != 0xff) {
+                fprintf(stderr, "MMX MISMATCH bytes %02x %02x %02x %02x top %u\n", insn[0],
+                        insn[1], insn[2], insn[3], top);
+                hex("mm0 in ", in.x0, 8);
+                hex("mm1 in ", in.x1, 8);
+                hex("mem    ", hostmem, 8);
+                hex("native0", nat.x0, 8);
+                hex("emu0   ", (uint8_t *)&m0, 8);
+                fprintf(stderr, "  ftw %#x fsw %#x\n", s->fpu.ftw, s->fpu.fsw);
+                failures++;
+            }
+        }
+    }
+    printf("emu mmx diff: %u cases, %d mismatches\n", n, failures);
+    assert_int_equal(failures, 0);
+}
+
+/* EMMS empties the tag word; CR0.EM makes MMX #UD. */
+static void test_mmx_emms_em(void **state)
+{
+    static const uint8_t emms[] = { 0x0f, 0x77 };
+    static const uint8_t paddb[] = { 0x0f, 0xfc, 0xc1 };
+    struct cpu_state *s = &tm.s;
+
+    memcpy(tm.m.ram + G_CODE_PA, emms, sizeof(emms));
+    emu_cache_invalidate_range(tm.cache, G_CODE_PA, 16);
+    s->fpu.ftw = 0xff;
+    s->rip = CODE_VA;
+    emu_invalidate(&tm.c);
+    assert_int_equal(emu_step(&tm.c), EMU_STOP_BUDGET);
+    assert_int_equal(s->fpu.ftw, 0);
+    memcpy(tm.m.ram + G_CODE_PA, paddb, sizeof(paddb));
+    emu_cache_invalidate_range(tm.cache, G_CODE_PA, 16);
+    s->cr0 |= X86_CR0_EM;
+    s->rip = CODE_VA;
+    emu_invalidate(&tm.c);
+    assert_int_equal(emu_step(&tm.c), EMU_STOP_EXCEPTION);
+    assert_int_equal(tm.c.exc_vector, EXC_UD);
+    s->cr0 &= ~X86_CR0_EM;
+    emu_invalidate(&tm.c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_diff_sse_fp),
         cmocka_unit_test(test_xm_without_osxmmexcpt),
         cmocka_unit_test(test_fxsave_roundtrip),
+        cmocka_unit_test(test_diff_mmx),
+        cmocka_unit_test(test_mmx_emms_em),
     };
 
     return cmocka_run_group_tests(tests, setup, teardown);
