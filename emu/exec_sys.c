@@ -154,9 +154,10 @@ static void string_io(struct emu_cpu *c, const struct emu_insn *i, bool out)
     int64_t step = (s->rflags & X86_RFLAGS_DF) ? -(int64_t)size : (int64_t)size;
     unsigned r = out ? R_ESI : R_EDI;
 
-    io_check(c, port, size);
     if (i->rep)
         n = s->gpr[R_ECX] & amask;
+    if (n)
+        io_check(c, port, size);  /* REP with a zero count does nothing */
     for (uint64_t k = 0; k < n; k++) {
         uint64_t off = s->gpr[r] & amask, la;
 

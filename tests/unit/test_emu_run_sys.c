@@ -366,6 +366,16 @@ static void test_io_permission_bitmap(void **state)
     assert_int_equal(emu_run(&t.c, 1), EMU_STOP_EXCEPTION);
     assert_int_equal(t.c.exc_vector, EXC_GP);
     assert_int_equal(p.next_in, 1);
+    /* REP with a zero count does nothing, not even the rights check. */
+    {
+        static const uint8_t rep_insw[] = { 0xf3, 0x66, 0x6d };
+
+        put(&t, CODE, rep_insw, sizeof(rep_insw));
+        t.s.rip = CODE;
+        t.s.gpr[R_ECX] = 0;
+        assert_int_equal(emu_run(&t.c, 1), EMU_STOP_BUDGET);
+        assert_int_equal(t.s.rip, CODE + sizeof(rep_insw));
+    }
     /* No TSS at all: #GP.  IOPL 3: allowed without the bitmap. */
     t.s.tr.present = 0;
     assert_int_equal(run_in(&t, PORT), EMU_STOP_EXCEPTION);
