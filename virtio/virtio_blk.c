@@ -328,9 +328,9 @@ static void blk_reset(struct virtio_dev *v)
      * generation when they complete. */
 }
 
-static void blk_destroy(void *opaque)
+static void blk_destroy(struct virtio_dev *v)
 {
-    struct virtio_blk *b = opaque;
+    struct virtio_blk *b = v->opaque;
 
     pthread_mutex_lock(&b->lock);
     b->quit = true;
@@ -344,6 +344,22 @@ static void blk_destroy(void *opaque)
         block_close(b->bs);
         b->bs = NULL;
     }
+    while (b->done) {
+        struct blk_req *r = b->done;
+
+        b->done = r->next;
+        req_free(r);
+    }
+    if (b->efd >= 0) {
+        main_loop_del_fd(b->efd);
+        close(b->efd);
+    }
+    for (int i = 0; i < nr_drives_in_use; i++)
+        if (drives_in_use[i] == b) {
+            drives_in_use[i] = drives_in_use[--nr_drives_in_use];
+            break;
+        }
+    free(b->drive_id);
 }
 
 static const struct virtio_device_ops blk_ops = {
@@ -352,6 +368,7 @@ static const struct virtio_device_ops blk_ops = {
     .class_code = 0x010000,
     .queue_notify = blk_queue_notify,
     .reset = blk_reset,
+    .destroy = blk_destroy,
 };
 
 /* Find -drive ...,id=ID in the configuration and open it. */
@@ -442,6 +459,10 @@ int virtio_blk_create(struct machine *m, struct keyval *opts)
     if (!b)
         return -ENOMEM;
     b->drive_id = strdup(drive);
+    b->efd = -1;
+    pthread_mutex_init(&b->lock, NULL);
+    pthread_cond_init(&b->cond, NULL);
+    b->todo_tail = &b->todo;
     if (serial)
         snprintf(b->serial, sizeof(b->serial), "%s", serial);
     ret = open_drive(m, b, drive, opts->context);
@@ -456,9 +477,6 @@ int virtio_blk_create(struct machine *m, struct keyval *opts)
     memcpy(b->vdev.config + 0x00, &cap, 8);
     memcpy(b->vdev.config + 0x0c, &seg_max, 4);
     memcpy(b->vdev.config + 0x14, &blk_size, 4);
-    pthread_mutex_init(&b->lock, NULL);
-    pthread_cond_init(&b->cond, NULL);
-    b->todo_tail = &b->todo;
     b->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (b->efd < 0 || main_loop_add_fd(b->efd, EPOLLIN, blk_done_ready, b) < 0) {
         error_report("%s: cannot create the completion eventfd", opts->context);
@@ -475,7 +493,7 @@ int virtio_blk_create(struct machine *m, struct keyval *opts)
     }
     if (nr_drives_in_use < CONFIG_MAX_DRIVES)
         drives_in_use[nr_drives_in_use++] = b;
-    return machine_add_device(m, "virtio-blk-pci", b, NULL, blk_destroy);
+    return 0;
 }
 
 int virtio_blk_foreach(void (*fn)(void *opaque, const struct virtio_blk_info *info),

@@ -103,12 +103,21 @@ static void con_reset(struct virtio_dev *v)
     c->in_len = 0;
 }
 
+static void con_destroy(struct virtio_dev *v)
+{
+    struct virtio_console *c = v->opaque;
+
+    chardev_free(c->chr);
+    c->chr = NULL;
+}
+
 static const struct virtio_device_ops con_ops = {
     .name = "virtio-serial-pci",
     .device_id = VIRTIO_ID_CONSOLE,
     .class_code = 0x078000,
     .queue_notify = con_queue_notify,
     .reset = con_reset,
+    .destroy = con_destroy,
 };
 
 int virtio_console_create(struct machine *m, struct keyval *opts)

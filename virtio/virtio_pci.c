@@ -2,6 +2,7 @@
  * common configuration, ISR, device configuration, notifications, MSI-X
  * with per-queue vectors and the INTx fallback. */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "util/keyval.h"
@@ -315,6 +316,18 @@ static int add_cap(struct virtio_dev *v, uint8_t type, uint32_t off, uint32_t le
     return 0;
 }
 
+/* Machine teardown: the device's own cleanup, then the transport's.  Every
+ * device embeds its virtio_dev first, so v is the allocation. */
+static void virtio_pci_destroy(void *opaque)
+{
+    struct virtio_dev *v = opaque;
+
+    if (v->ops->destroy)
+        v->ops->destroy(v);
+    pci_msix_free(&v->pci);
+    free(v);
+}
+
 int virtio_pci_create(struct machine *m, struct virtio_dev *v,
                       const struct virtio_device_ops *ops, void *opaque,
                       uint64_t host_features, unsigned nr_queues, uint16_t queue_size,
@@ -370,6 +383,7 @@ int virtio_pci_create(struct machine *m, struct virtio_dev *v,
     if (ret < 0) {
         error_report("%s: cannot plug into the PCI bus: %s", ops->name, strerror(-ret));
         pci_msix_free(&v->pci);
+        return ret;
     }
-    return ret;
+    return machine_add_device(m, ops->name, v, NULL, virtio_pci_destroy);
 }

@@ -53,6 +53,8 @@ struct virtio_device_ops {
                          unsigned size);
     /* Optional: status changed (e.g. DRIVER_OK). */
     void (*status_changed)(struct virtio_dev *v, uint8_t old);
+    /* Machine teardown, before the transport frees the device (whose
+     * struct must begin with its virtio_dev). */
     void (*destroy)(struct virtio_dev *v);
 };
 
@@ -79,7 +81,8 @@ struct virtio_dev {
 
 /* Create and register the PCI function.  host_features are the device's
  * own bits; the transport adds VERSION_1, INDIRECT_DESC and EVENT_IDX.
- * opts supplies addr= (may be NULL). */
+ * opts supplies addr= (may be NULL).  On success the machine owns v: it is
+ * freed at machine teardown after ops->destroy. */
 int virtio_pci_create(struct machine *m, struct virtio_dev *v,
                       const struct virtio_device_ops *ops, void *opaque,
                       uint64_t host_features, unsigned nr_queues, uint16_t queue_size,
