@@ -89,6 +89,7 @@ struct emu_cpu {
     struct cpu_state *s;
     struct machine *m;
     struct emu_cache *cache;
+    struct vcpu *vcpu;   /* for exit statistics; NULL outside a machine */
 
     struct emu_lazy cc;
 

@@ -70,17 +70,13 @@ uint64_t emu_pio_in(struct emu_cpu *c, uint16_t port, unsigned size)
 {
     uint64_t v = 0;
 
-    machine_lock();
-    machine_pio(c->m, port, &v, size, false);
-    machine_unlock();
+    vcpu_dispatch_pio(c->vcpu, c->m, port, &v, size, false);
     return v & emu_mask(size);
 }
 
 void emu_pio_out(struct emu_cpu *c, uint16_t port, unsigned size, uint64_t v)
 {
-    machine_lock();
-    machine_pio(c->m, port, &v, size, true);
-    machine_unlock();
+    vcpu_dispatch_pio(c->vcpu, c->m, port, &v, size, true);
     if (c->io_written)
         c->io_written(c->irq_opaque);
     /* A device may have asked the machine to stop (debug-exit, reset):

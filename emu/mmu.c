@@ -293,17 +293,13 @@ static uint64_t mmu_mmio_read(struct emu_cpu *c, gpa_t gpa, unsigned size)
 {
     uint64_t v = 0;
 
-    machine_lock();
-    machine_mmio(c->m, gpa, &v, size, false);
-    machine_unlock();
+    vcpu_dispatch_mmio(c->vcpu, c->m, gpa, &v, size, false);
     return v;
 }
 
 static void mmu_mmio_write(struct emu_cpu *c, gpa_t gpa, unsigned size, uint64_t v)
 {
-    machine_lock();
-    machine_mmio(c->m, gpa, &v, size, true);
-    machine_unlock();
+    vcpu_dispatch_mmio(c->vcpu, c->m, gpa, &v, size, true);
     if (c->io_written)
         c->io_written(c->irq_opaque);
     /* A device may have asked the machine to stop (debug-exit, reset):

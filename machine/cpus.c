@@ -13,6 +13,7 @@
 #include "config/config.h"
 #include "machine/machine.h"
 #include "util/log.h"
+#include "util/main_loop.h"
 #include "util/trace.h"
 
 static pthread_cond_t park_cond = PTHREAD_COND_INITIALIZER;    /* parked threads */
@@ -56,6 +57,30 @@ const char *vcpu_stat_name(enum vcpu_stat_kind kind)
     };
 
     return (unsigned)kind < STAT_NR && names[kind] ? names[kind] : "unknown";
+}
+
+void vcpu_dispatch_pio(struct vcpu *v, struct machine *m, uint16_t port, void *data,
+                       unsigned size, bool is_write)
+{
+    uint64_t t0 = v ? clock_ns() : 0;
+
+    machine_lock();
+    machine_pio(m, port, data, size, is_write);
+    machine_unlock();
+    if (v)
+        vcpu_stat_add(v, STAT_EXIT_IO, clock_ns() - t0);
+}
+
+void vcpu_dispatch_mmio(struct vcpu *v, struct machine *m, gpa_t gpa, void *data,
+                        unsigned size, bool is_write)
+{
+    uint64_t t0 = v ? clock_ns() : 0;
+
+    machine_lock();
+    machine_mmio(m, gpa, data, size, is_write);
+    machine_unlock();
+    if (v)
+        vcpu_stat_add(v, STAT_EXIT_MMIO, clock_ns() - t0);
 }
 
 void vcpu_stat_add(struct vcpu *v, enum vcpu_stat_kind kind, uint64_t ns)

@@ -217,6 +217,14 @@ void machine_kick_vcpus(struct machine *m);
  * kvm.  Call before publishing the completion (when the buffer is mapped is
  * early enough: a guest does not run code from a buffer a device owns). */
 void machine_notify_ram_write(struct machine *m, gpa_t gpa, uint64_t len);
+/* A vCPU's port or MMIO access: dispatched under the machine lock and
+ * counted as one exit of that kind (with its handling time), for
+ * accelerators that have no exit loop of their own (emu).  v may be NULL
+ * (unit tests): then it is only dispatched. */
+void vcpu_dispatch_pio(struct vcpu *v, struct machine *m, uint16_t port, void *data,
+                       unsigned size, bool is_write);
+void vcpu_dispatch_mmio(struct vcpu *v, struct machine *m, gpa_t gpa, void *data,
+                        unsigned size, bool is_write);
 /* Record one exit in a vCPU's statistics. */
 void vcpu_stat_add(struct vcpu *v, enum vcpu_stat_kind kind, uint64_t ns);
 /* Short lower-case name of an exit reason ("io", "hlt"): stats and traces. */
