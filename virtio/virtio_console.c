@@ -33,7 +33,7 @@ static void con_flush_input(struct virtio_console *c)
 {
     struct virtio_dev *v = &c->vdev;
     struct vq_elem e = { 0 };
-    bool pushed = false, drained = false;
+    bool pushed = false;
 
     while (c->in_len && virtio_pop(v, CON_RXQ, &e) > 0) {
         size_t n = iov_from_buf(e.in, e.n_in, 0, c->in, c->in_len);
@@ -41,13 +41,15 @@ static void con_flush_input(struct virtio_console *c)
         memmove(c->in, c->in + n, c->in_len - n);
         c->in_len -= n;
         vq_push(&v->vq[CON_RXQ], e.head, (uint32_t)n);
-        pushed = drained = true;
+        pushed = true;
     }
     vq_elem_free(&e);
     if (pushed)
         virtio_notify(v, CON_RXQ);
-    if (drained && c->chr)
-        chardev_accept_input(c->chr);
+    /* No chardev_accept_input() here: this runs inside the chardev's own
+     * delivery (con_receive), and asking it for more input re-entered it
+     * and delivered the same bytes again.  New guest buffers (the RXQ
+     * kick) are what ask for more. */
 }
 
 static size_t con_can_receive(void *opaque)
