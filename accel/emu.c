@@ -16,6 +16,7 @@
 #include "emu/emu.h"
 #include "hw/irqchip.h"
 #include "util/log.h"
+#include "util/stats.h"
 #include "util/main_loop.h"
 
 /* Instructions per vcpu_run: long enough to amortise the slice overhead,
@@ -56,6 +57,50 @@ static bool emu_available(char *why, size_t why_len)
     return true;
 }
 
+/* The emulator's own counters, per vCPU and summed for the VM, next to the
+ * exit counts every accelerator reports. */
+static const struct stats_desc emu_stat_descs[] = {
+    { "instructions", STATS_CUMULATIVE, STATS_UNIT_NONE, 0 },
+    { "blocks-translated", STATS_CUMULATIVE, STATS_UNIT_NONE, 0 },
+    { "blocks-executed", STATS_CUMULATIVE, STATS_UNIT_NONE, 0 },
+    { "tlb-misses", STATS_CUMULATIVE, STATS_UNIT_NONE, 0 },
+    { "exceptions", STATS_CUMULATIVE, STATS_UNIT_NONE, 0 },
+    { "interrupts", STATS_CUMULATIVE, STATS_UNIT_NONE, 0 },
+};
+
+static void emu_stats_add(const struct emu_cpu *c, uint64_t *values)
+{
+    values[0] += __atomic_load_n(&c->icount, __ATOMIC_RELAXED);
+    values[1] += __atomic_load_n(&c->stats.blocks_translated, __ATOMIC_RELAXED);
+    values[2] += __atomic_load_n(&c->stats.blocks_executed, __ATOMIC_RELAXED);
+    values[3] += __atomic_load_n(&c->stats.tlb_misses, __ATOMIC_RELAXED);
+    values[4] += __atomic_load_n(&c->stats.exceptions, __ATOMIC_RELAXED);
+    values[5] += __atomic_load_n(&c->stats.interrupts, __ATOMIC_RELAXED);
+}
+
+/* Zeros while another accelerator runs the machine. */
+static void emu_stats_read(struct machine *m, int vcpu, uint64_t *values, void *opaque)
+{
+    memset(values, 0, sizeof(emu_stat_descs) / sizeof(emu_stat_descs[0]) * sizeof(*values));
+    if (m->accel != &accel_emu_ops)
+        return;
+    for (int i = 0; i < m->nr_vcpus; i++) {
+        const struct emu_vcpu *ev = m->vcpus[i]->accel_priv;
+
+        if (ev && (vcpu < 0 || vcpu == i))
+            emu_stats_add(&ev->c, values);
+    }
+}
+
+static const struct stats_provider emu_vcpu_stats = {
+    .name = "emu", .target = STATS_TARGET_VCPU, .descs = emu_stat_descs,
+    .nr_descs = ARRAY_SIZE(emu_stat_descs), .read = emu_stats_read,
+};
+static const struct stats_provider emu_vm_stats = {
+    .name = "emu", .target = STATS_TARGET_VM, .descs = emu_stat_descs,
+    .nr_descs = ARRAY_SIZE(emu_stat_descs), .read = emu_stats_read,
+};
+
 static int emu_init(struct machine *m)
 {
     struct emu_machine *em = calloc(1, sizeof(*em));
@@ -74,6 +119,9 @@ static int emu_init(struct machine *m)
     if (!em->chip)
         goto fail;
     m->accel_priv = em;
+    /* Registered once per process; -EEXIST after an accelerator switch. */
+    stats_register_provider(&emu_vcpu_stats);
+    stats_register_provider(&emu_vm_stats);
     LOG(LOG_ACCEL, "emu: decoded-block cache and user-space irqchip ready\n");
     return 0;
 fail:

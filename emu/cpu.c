@@ -198,6 +198,8 @@ static struct emu_block *cache_build(struct emu_cpu *c, gpa_t gpa, const uint8_t
     struct emu_block *b;
     unsigned off = 0;
 
+    c->stats.blocks_translated++;
+
     if (k < 0)
         return NULL;
     if (cache->nblocks >= CACHE_BLOCKS || cache->ninsns + BLOCK_MAX > CACHE_INSNS)
@@ -543,6 +545,7 @@ static void run_blocks(struct emu_cpu *c)
             n = 1;  /* single-step: #DB after each instruction */
         c->budget -= n;
         c->icount += n;
+        c->stats.blocks_executed++;
         i = &cache->insns[b->insn0];
         prev = b;
         if (likely(b->mode == EMU_MODE_64))
@@ -598,6 +601,7 @@ static int handle_exception(struct emu_cpu *c)
         }
     }
     c->delivering = (int16_t)vec;
+    c->stats.exceptions++;
     emu_deliver_event(c, vec, c->exc_has_error, c->exc_error, soft,
                       !soft && c->exc_ext);
     c->delivering = -1;
@@ -626,6 +630,7 @@ static bool take_interrupt(struct emu_cpu *c)
     c->insn_rip = s->rip;
     c->delivering = (int16_t)v;
     c->exc_ext = true;
+    c->stats.interrupts++;
     emu_deliver_event(c, (unsigned)v, false, 0, false, true);
     c->delivering = -1;
     c->exc_ext = false;

@@ -138,6 +138,10 @@ struct emu_cpu {
     uint8_t stop_req;        /* enum emu_stop an instruction asked for, +1 */
     volatile int kick;       /* emu_kick(): stop soon */
     uint64_t budget;         /* instructions left in this emu_run */
+    struct {                 /* statistics (QMP query-stats, provider emu) */
+        uint64_t blocks_translated, blocks_executed, tlb_misses;
+        uint64_t exceptions, interrupts;
+    } stats;
     uint64_t icount;         /* instructions retired, plus the rest of a
                               * block an exception left (statistics) */
     int64_t tsc_offset;      /* guest TSC = host TSC + tsc_offset */

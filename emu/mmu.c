@@ -240,6 +240,8 @@ static struct emu_tlb_entry *mmu_fill(struct emu_cpu *c, uint64_t la, enum emu_a
     uint8_t *host;
     uint64_t flags = 0;
 
+    c->stats.tlb_misses++;
+
     if (c->mode == EMU_MODE_64 && !mmu_canonical(la))
         emu_fault_err(c, EXC_GP, 0);
     if (s->cr0 & X86_CR0_PG) {

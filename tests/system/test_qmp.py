@@ -557,6 +557,14 @@ def test_query_commands_shapes(accel, vm_factory):
     names = {s["name"] for s in per_cpu[0]["stats"]}
     assert {"io_exits", "io_exit_time", "io_exit_time_min", "io_exit_time_max",
             "exits"} <= names
+    if accel == "emu":
+        # The emulator's own counters: the guest has run code, taken timer
+        # interrupts and filled its TLB by now.
+        emu = {s["name"]: s["value"] for s in per_cpu[0]["stats"]}
+        assert emu["instructions"] > 0 and emu["blocks-executed"] > 0
+        assert 0 < emu["blocks-translated"] <= emu["blocks-executed"]
+        assert emu["tlb-misses"] > 0
+        assert {"exceptions", "interrupts"} <= set(emu)
     schemas = q.ret("query-stats-schemas")
     assert {(s["provider"], s["target"]) for s in schemas} >= {(accel, "vm"), (accel, "vcpu")}
 
