@@ -301,6 +301,7 @@ static struct block_state *block_open_depth(const char *filename, const char *fo
         ssize_t n = pread(bs->fd, head, sizeof(head), 0);
 
         bs->drv = block_probe(head, n > 0 ? (size_t)n : 0, filename);
+        bs->probed_raw = bs->drv == &block_driver_raw;
         if (bs->drv == &block_driver_raw && depth == 0 && (flags & BLOCK_O_PROBE_WARN))
             fprintf(stderr,
                     "WARNING: Image format was not specified for '%s' and probing guessed raw.\n"
@@ -368,6 +369,24 @@ int block_pread(struct block_state *bs, uint64_t off, void *buf, size_t len)
     return r;
 }
 
+/* As in QEMU: on an image whose format was guessed as raw, a write may not
+ * turn block 0 into something that would probe as another format on the
+ * next open (a guest writing a qcow2 header that names a host file as its
+ * backing file).  Called with bs->lock held. */
+static bool block0_write_allowed(struct block_state *bs, uint64_t off, const void *buf,
+                                 size_t len)
+{
+    uint8_t sector[512] = { 0 };
+    size_t have = (size_t)MIN(bs->total_size, sizeof(sector));
+
+    if (!bs->probed_raw || off >= sizeof(sector) || len == 0)
+        return true;
+    if (bs->drv->pread(bs, 0, sector, have) < 0)
+        return false;
+    memcpy(sector + off, buf, MIN(len, sizeof(sector) - off));
+    return block_probe(sector, have, bs->filename) == &block_driver_raw;
+}
+
 int block_pwrite(struct block_state *bs, uint64_t off, const void *buf, size_t len)
 {
     int r;
@@ -377,6 +396,10 @@ int block_pwrite(struct block_state *bs, uint64_t off, const void *buf, size_t l
     if (!range_ok(bs, off, len))
         return -EINVAL;
     pthread_mutex_lock(&bs->lock);
+    if (!block0_write_allowed(bs, off, buf, len)) {
+        pthread_mutex_unlock(&bs->lock);
+        return -EPERM;
+    }
     r = bs->drv->pwrite(bs, off, buf, len);
     pthread_mutex_unlock(&bs->lock);
     return r;

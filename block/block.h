@@ -122,6 +122,7 @@ struct block_state {
     uint64_t total_size;    /* virtual size in bytes */
     struct block_state *backing;
     int depth;              /* 0 for the top image */
+    bool probed_raw;        /* format guessed: block 0 writes are restricted */
     pthread_mutex_t lock;   /* serialises every request on this image */
     char errmsg[BLOCK_ERRMSG_LEN];
 };

@@ -219,6 +219,27 @@ static void test_threads(void **st)
     block_close(bs);
 }
 
+static void test_probed_raw_protects_block0(void **st)
+{
+    static const uint8_t qcow2_magic[8] = { 'Q', 'F', 'I', 0xfb, 0, 0, 0, 3 };
+    uint8_t data[600];
+    struct block_state *bs;
+
+    assert_int_equal(raw_create(path, 1 * MiB, err, sizeof(err)), 0);
+    bs = open_rw(NULL);
+    assert_true(bs->probed_raw);
+    assert_int_equal(block_pwrite(bs, 0, qcow2_magic, sizeof(qcow2_magic)), -EPERM);
+    fill(data, sizeof(data), 3);
+    assert_int_equal(block_pwrite(bs, 0, data, sizeof(data)), 0);
+    assert_int_equal(block_pwrite(bs, 4096, qcow2_magic, sizeof(qcow2_magic)), 0);
+    block_close(bs);
+    /* Named explicitly, the format is the user's word: no restriction. */
+    bs = open_rw("raw");
+    assert_false(bs->probed_raw);
+    assert_int_equal(block_pwrite(bs, 0, qcow2_magic, sizeof(qcow2_magic)), 0);
+    block_close(bs);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -228,6 +249,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_second_writer_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unknown_format, setup, teardown),
         cmocka_unit_test_setup_teardown(test_threads, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_probed_raw_protects_block0, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
