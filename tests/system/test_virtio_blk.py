@@ -43,7 +43,9 @@ def make_initrd(tmp_path, name, script):
                            check=True, capture_output=True).stdout
     out = tmp_path / "initrd"
     with open(os.path.join(KIT, "initrd.cpio.gz"), "rb") as f:
-        out.write_bytes(f.read() + extra)
+        kit = f.read()
+    # Linux looks for the next archive of an initramfs at a 4-byte boundary.
+    out.write_bytes(kit + b"\0" * (-len(kit) % 4) + extra)
     return str(out)
 
 
