@@ -9,6 +9,7 @@
 #include "migration/migration.h"
 #include "monitor/qmp.h"
 #include "util/log.h"
+#include "util/trace.h"
 #include "util/main_loop.h"
 
 /* The last outgoing migration, as query-migrate reports it. */
@@ -24,6 +25,7 @@ static bool incoming_deferred;   /* -incoming defer, not yet loaded */
 
 static void migration_event(const char *status)
 {
+    TRACE(migration_stage, "stage=%s", status);
     qmp_event_send("MIGRATION", json_pack("{s:s}", "status", status));
 }
 

@@ -21,6 +21,7 @@
 #include "config/config.h"
 #include "util/keyval.h"
 #include "util/log.h"
+#include "util/trace.h"
 #include "util/main_loop.h"
 #include "virtio/virtio_blk.h"
 #include "virtio/virtio_devices.h"
@@ -104,7 +105,16 @@ static int rw_iov(struct block_state *bs, bool write, uint64_t off, struct iovec
 static void req_execute(struct virtio_blk *b, struct blk_req *r)
 {
     int ret;
+    static const char *const op_names[] = { [BLK_T_IN] = "read", [BLK_T_OUT] = "write",
+                                            [BLK_T_FLUSH] = "flush" };
+    const char *op = r->type < ARRAY_SIZE(op_names) && op_names[r->type] ? op_names[r->type]
+                                                                        : "other";
+    uint64_t bytes = 0;
 
+    for (unsigned i = 0; i < r->n_data; i++)
+        bytes += r->data[i].iov_len;
+    TRACE(blk_req, "dev=%s op=%s offset=%llu bytes=%llu", b->drive_id, op,
+          (unsigned long long)r->offset, (unsigned long long)bytes);
     switch (r->type) {
     case BLK_T_IN:
         ret = rw_iov(b->bs, false, r->offset, r->data, r->n_data);

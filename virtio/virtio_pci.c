@@ -357,8 +357,11 @@ int virtio_pci_create(struct machine *m, struct virtio_dev *v,
                        (1ULL << VIRTIO_F_INDIRECT_DESC) | (1ULL << VIRTIO_F_EVENT_IDX);
     v->nr_queues = nr_queues;
     v->config_len = config_len;
-    for (unsigned i = 0; i < nr_queues; i++)
+    for (unsigned i = 0; i < nr_queues; i++) {
         vq_init(&v->vq[i], m, queue_size);
+        v->vq[i].dev = ops->name;
+        v->vq[i].index = (uint16_t)i;
+    }
     if (opts && pci_keyval_addr(opts, &v->pci) < 0)
         return -EINVAL;
     ret = pci_device_set_bar(&v->pci, VIRTIO_BAR, PCI_BAR_MEM32, VIRTIO_BAR_SIZE, false,

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "util/log.h"
+#include "util/trace.h"
 #include "virtio/virtqueue.h"
 
 #define AVAIL_FLAGS 0
@@ -21,10 +22,13 @@ void vq_init(struct virtqueue *vq, struct machine *m, uint16_t max_size)
 void vq_reset(struct virtqueue *vq)
 {
     struct machine *m = vq->m;
-    uint16_t max = vq->max_size;
+    const char *dev = vq->dev;
+    uint16_t max = vq->max_size, index = vq->index;
 
     memset(vq, 0, sizeof(*vq));
     vq->m = m;
+    vq->dev = dev;
+    vq->index = index;
     vq->max_size = max;
     vq->size = max;
 }
@@ -224,6 +228,8 @@ int vq_pop(struct virtqueue *vq, struct vq_elem *e)
     vq->last_avail++;
     if (vq->event_idx)
         __atomic_store_n(avail_event_ptr(vq), vq->last_avail, __ATOMIC_RELAXED);
+    TRACE(virtqueue_pop, "dev=%s vq=%u head=%u out=%llu in=%llu", vq->dev ? vq->dev : "?",
+          vq->index, e->head, (unsigned long long)e->out_len, (unsigned long long)e->in_len);
     return 1;
 }
 
@@ -239,6 +245,8 @@ void vq_push(struct virtqueue *vq, uint16_t head, uint32_t len)
     memcpy(slot + 4, &len, 4);
     vq->used_idx++;
     __atomic_store_n(used_idx_ptr(vq), vq->used_idx, __ATOMIC_RELEASE);
+    TRACE(virtqueue_push, "dev=%s vq=%u head=%u len=%u", vq->dev ? vq->dev : "?", vq->index,
+          head, len);
 }
 
 bool vq_should_notify(struct virtqueue *vq)

@@ -35,6 +35,8 @@ struct vring_desc {
 
 struct virtqueue {
     struct machine *m;
+    const char *dev;        /* owning device and queue number, for traces */
+    uint16_t index;
     /* Programmed by the driver through the transport. */
     uint16_t size;          /* power of two, <= max_size */
     uint16_t max_size;

@@ -132,3 +132,22 @@ def test_trace_help_and_bad_option(vmon):
     p = subprocess.run([vmon, "-trace", "file=/nonexistent/dir/t.log", "-kernel", "/dev/null"],
                        capture_output=True, text=True, timeout=30)
     assert p.returncode == 1 and "-trace file=/nonexistent/dir/t.log" in p.stderr
+
+
+def test_virtqueue_trace_pairs_every_pop_with_a_push(vmon, accel, tmp_path):
+    """The virtio test kernel reads virtio-rng (chains popped and pushed)
+    and then submits malformed chains, which the device refuses without
+    popping: every traced pop has its push, and vq-leaks finds nothing."""
+    trace = tmp_path / "vq.trace"
+    p = subprocess.run([vmon, "-accel", accel, "-m", "128", "-nographic",
+                        "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
+                        "-device", "virtio-rng-pci", "-kernel", kernel_path("virtio.elf"),
+                        "-trace", f"virtqueue_*,file={trace}"],
+                       stdin=subprocess.DEVNULL, capture_output=True, timeout=120)
+    assert p.returncode == 1, p.stderr
+    lines = trace.read_text().splitlines()
+    pops = [l for l in lines if " virtqueue_pop dev=virtio-rng-pci " in l]
+    pushes = [l for l in lines if " virtqueue_push dev=virtio-rng-pci " in l]
+    assert pops and len(pops) == len(pushes)
+    status, out, _ = analyse("vq-leaks", str(trace))
+    assert status == 0, out
