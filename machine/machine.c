@@ -257,7 +257,8 @@ static void reset_bh(void *opaque)
 {
     struct machine *m = opaque;
 
-    if (atomic_load(&m->shutdown_requested))
+    /* Already done by machine_reset_now() since it was posted. */
+    if (atomic_load(&m->shutdown_requested) || !atomic_load(&m->reset_requested))
         return;
     machine_pause_vcpus(m);
     atomic_store(&m->reset_requested, 0);
@@ -270,6 +271,16 @@ static void reset_bh(void *opaque)
     if (m->event_hook)
         m->event_hook(m, MACHINE_EVENT_RESET, 0);
     machine_resume_vcpus(m);
+}
+
+void machine_reset_now(struct machine *m)
+{
+    if (m->cfg && m->cfg->no_reboot) {
+        machine_request_shutdown(m, SHUTDOWN_GUEST_RESET, 0);
+        return;
+    }
+    atomic_store(&m->reset_requested, 1);
+    reset_bh(m);
 }
 
 void machine_request_reset(struct machine *m)

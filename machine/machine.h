@@ -197,6 +197,9 @@ enum shutdown_cause {
 };
 void machine_request_shutdown(struct machine *m, enum shutdown_cause cause, int exit_status);
 void machine_request_reset(struct machine *m);
+/* The same, done before returning; main loop only (QMP system_reset, whose
+ * RESET event QEMU sends before the command's reply). */
+void machine_reset_now(struct machine *m);
 
 /* vCPUs (machine/cpus.c): create, start threads, stop, join. */
 int machine_create_vcpus(struct machine *m);

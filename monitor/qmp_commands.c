@@ -173,7 +173,7 @@ static json_t *cmd_system_reset(struct machine *m, json_t *args, struct qmp_erro
         return NULL;
     }
     qmp_reset_requested = true;
-    machine_request_reset(m);
+    machine_reset_now(m);
     return json_object();
 }
 

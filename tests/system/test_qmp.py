@@ -314,6 +314,8 @@ def test_system_reset(accel, vm_factory):
     q = vm.client()
     vm.wait_serial("accesses")
     q.cmd("system_reset")
+    # As QEMU does: the RESET event comes before the command's reply.
+    assert any(e["event"] == "RESET" for e in q.events)
     ev = q.event("RESET")
     assert ev["data"] == {"guest": False, "reason": "host-qmp-system-reset"}
     assert q.ret("query-status")["status"] == "running"
