@@ -59,28 +59,31 @@ const char *vcpu_stat_name(enum vcpu_stat_kind kind)
     return (unsigned)kind < STAT_NR && names[kind] ? names[kind] : "unknown";
 }
 
-void vcpu_dispatch_pio(struct vcpu *v, struct machine *m, uint16_t port, void *data,
-                       unsigned size, bool is_write)
+static void vcpu_dispatch(struct vcpu *v, struct machine *m, bool mmio, uint64_t addr,
+                          void *data, unsigned size, bool is_write)
 {
     uint64_t t0 = v ? clock_ns() : 0;
 
     machine_lock();
-    machine_pio(m, port, data, size, is_write);
+    if (mmio)
+        machine_mmio(m, addr, data, size, is_write);
+    else
+        machine_pio(m, (uint16_t)addr, data, size, is_write);
     machine_unlock();
     if (v)
-        vcpu_stat_add(v, STAT_EXIT_IO, clock_ns() - t0);
+        vcpu_stat_add(v, mmio ? STAT_EXIT_MMIO : STAT_EXIT_IO, clock_ns() - t0);
+}
+
+void vcpu_dispatch_pio(struct vcpu *v, struct machine *m, uint16_t port, void *data,
+                       unsigned size, bool is_write)
+{
+    vcpu_dispatch(v, m, false, port, data, size, is_write);
 }
 
 void vcpu_dispatch_mmio(struct vcpu *v, struct machine *m, gpa_t gpa, void *data,
                         unsigned size, bool is_write)
 {
-    uint64_t t0 = v ? clock_ns() : 0;
-
-    machine_lock();
-    machine_mmio(m, gpa, data, size, is_write);
-    machine_unlock();
-    if (v)
-        vcpu_stat_add(v, STAT_EXIT_MMIO, clock_ns() - t0);
+    vcpu_dispatch(v, m, true, gpa, data, size, is_write);
 }
 
 void vcpu_stat_add(struct vcpu *v, enum vcpu_stat_kind kind, uint64_t ns)
