@@ -58,7 +58,7 @@ def test_stat_counts_known_port_exits(vmon, vm):
     q = v.client()
     q.cmd("cont")
     assert q.event("SHUTDOWN", timeout=60)["data"]["reason"] == "guest-shutdown"
-    assert b"exits: done" in v.out
+    v.wait_serial("exits: done")   # the output may trail the event
     [(rows, total)] = tables(stat(vmon, v, "--once"))
     samples, pct, time_pct, mn, mx, avg = rows["IO"]
     # N port writes, plus the serial port's few hundred accesses
