@@ -60,7 +60,9 @@ static void test_lapic_periodic(void)
     irq_enable();
     pit_delay_us(20000);
     irq_disable();
-    if (lapic_ticks != stopped)
+    /* A tick that fired before the mask sits in IRR and is delivered at
+     * the sti, as on hardware; any further one means the timer ran on. */
+    if (lapic_ticks > stopped + 1)
         test_fail("lapic periodic: ticks after the timer was stopped");
     kprintf("timer: lapic periodic ok\n");
 }
