@@ -38,7 +38,7 @@ static void qcow2_free_state(struct qcow2_state *s)
     free(s);
 }
 
-static int set_incompat(struct block_state *bs, uint64_t bits)
+int qcow2_set_incompat(struct block_state *bs, uint64_t bits)
 {
     struct qcow2_state *s = qcow2_s(bs);
     uint8_t be[8];
@@ -85,7 +85,9 @@ static int qcow2_open(struct block_state *bs, unsigned flags)
     h = &s->ih.h;
     s->rw = flags & BLOCK_O_RDWR;
     s->unsafe = bs->cache == BLOCK_CACHE_UNSAFE;
-    if ((h->incompatible_features & QCOW2_INCOMPAT_CORRUPT) && s->rw) {
+    /* check -r may open a corrupt image read-write to repair it, as qemu-img does. */
+    if ((h->incompatible_features & QCOW2_INCOMPAT_CORRUPT) && s->rw &&
+        !(flags & BLOCK_O_NO_REPAIR)) {
         block_set_error(bs, "qcow2: Image is corrupt; cannot be opened read/write");
         r = -EACCES;
         goto fail;
@@ -140,7 +142,7 @@ static int qcow2_open(struct block_state *bs, unsigned flags)
                     block_set_error(bs, "could not repair the dirty image: %s", strerror(-r));
                 goto fail;
             }
-            if ((r = set_incompat(bs, h->incompatible_features & ~QCOW2_INCOMPAT_DIRTY)) < 0)
+            if ((r = qcow2_set_incompat(bs, h->incompatible_features & ~QCOW2_INCOMPAT_DIRTY)) < 0)
                 goto fail;
         }
     }
@@ -168,7 +170,7 @@ static void qcow2_close(struct block_state *bs)
     if (!s)
         return;
     if (s->rw && qcow2_flush(bs) == 0 && s->dirty_marked)
-        set_incompat(bs, s->ih.h.incompatible_features & ~QCOW2_INCOMPAT_DIRTY);
+        qcow2_set_incompat(bs, s->ih.h.incompatible_features & ~QCOW2_INCOMPAT_DIRTY);
     qcow2_free_state(s);
     bs->opaque = NULL;
 }
@@ -187,7 +189,7 @@ static int mark_dirty(struct block_state *bs)
     if (s->dirty_marked || !(s->ih.h.compatible_features & QCOW2_COMPAT_LAZY_REFCOUNTS) ||
         s->ih.h.version < 3)
         return 0;
-    r = set_incompat(bs, s->ih.h.incompatible_features | QCOW2_INCOMPAT_DIRTY);
+    r = qcow2_set_incompat(bs, s->ih.h.incompatible_features | QCOW2_INCOMPAT_DIRTY);
     if (r == 0)
         s->dirty_marked = true;
     return r;

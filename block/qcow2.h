@@ -204,6 +204,10 @@ static inline void be16_store(void *p, uint16_t v)
     memcpy(p, &v, 2);
 }
 
+/* qcow2.c */
+/* Write the header's incompatible feature bits and sync. */
+int qcow2_set_incompat(struct block_state *bs, uint64_t bits);
+
 /* qcow2_cache.c */
 int qcow2_cache_init(struct qcow2_cache *c, int n, size_t cluster_size, bool is_l2);
 void qcow2_cache_destroy(struct qcow2_cache *c);

@@ -446,7 +446,7 @@ int qcow2_repair(struct block_state *bs, bool quiet)
     return r;
 }
 
-int qcow2_check(struct block_state *bs, unsigned fix, struct block_check *res)
+static int check_and_fix(struct block_state *bs, unsigned fix, struct block_check *res)
 {
     struct block_check first;
     int r;
@@ -477,5 +477,31 @@ int qcow2_check(struct block_state *bs, unsigned fix, struct block_check *res)
         res->corruptions_fixed = first.corruptions - res->corruptions;
     if (first.leaks > res->leaks)
         res->leaks_fixed = first.leaks - res->leaks;
+    return r;
+}
+
+/* After a repair that left no corruption, the image is clean and consistent
+ * again: like qemu-img, flush and clear the dirty and corrupt bits. */
+static int mark_clean(struct block_state *bs, const struct block_check *res)
+{
+    struct qcow2_state *s = qcow2_s(bs);
+    uint64_t bits = s->ih.h.incompatible_features;
+    int r;
+
+    if (res->check_errors || res->corruptions ||
+        !(bits & (QCOW2_INCOMPAT_DIRTY | QCOW2_INCOMPAT_CORRUPT)))
+        return 0;
+    if ((r = qcow2_flush_metadata(bs)) < 0 || (r = qcow2_sync(bs)) < 0)
+        return r;
+    s->dirty_marked = false;
+    return qcow2_set_incompat(bs, bits & ~(QCOW2_INCOMPAT_DIRTY | QCOW2_INCOMPAT_CORRUPT));
+}
+
+int qcow2_check(struct block_state *bs, unsigned fix, struct block_check *res)
+{
+    int r = check_and_fix(bs, fix, res);
+
+    if (r == 0 && fix && qcow2_s(bs)->rw)
+        r = mark_clean(bs, res);
     return r;
 }

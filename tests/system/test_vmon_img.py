@@ -368,6 +368,42 @@ def test_dirty_image_is_repaired_on_open(tmp_path):
     qemu_check_ok(img)
 
 
+def make_dirty(tmp_path, img, seed):
+    run("create", "-q", "-f", "qcow2", "-o", "lazy_refcounts=on,cluster_size=4k", img, "32M")
+    w = subprocess.Popen([VMON_IMG, "write-pattern", str(img), str(seed), "100000000", "0",
+                          str(tmp_path / "log")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1.0)
+    w.send_signal(signal.SIGKILL)
+    w.wait()
+    assert json.loads(run("info", "--output=json", img).stdout)["dirty-flag"] is True
+
+
+@pytest.mark.parametrize("mode", ["leaks", "all"])
+def test_check_repair_clears_dirty_bit(tmp_path, mode):
+    """qemu-img check -r flushes and marks a repaired image clean; so must we."""
+    img = tmp_path / "d.qcow2"
+    make_dirty(tmp_path, img, 7)
+    expected = qemu_raw(tmp_path, img)
+    # Without -r nothing is written: the bit stays.
+    run("check", img, check=False)
+    assert json.loads(run("info", "--output=json", img).stdout)["dirty-flag"] is True
+    assert run("check", "-r", mode, img).returncode == 0
+    info = json.loads(qemu("qemu-img", "info", "--output=json", img).stdout)
+    assert info["dirty-flag"] is False
+    qemu_check_ok(img)
+    assert qemu_raw(tmp_path, img) == expected
+
+
+def test_check_repair_clears_corrupt_bit(tmp_path):
+    img = qcow2_with(tmp_path, "c.qcow2", lambda f: put(f, 72, ">Q", 2))
+    expected = qemu_raw(tmp_path, img)
+    assert run("check", "-r", "all", img).returncode == 0
+    info = json.loads(qemu("qemu-img", "info", "--output=json", img).stdout)
+    assert info["format-specific"]["data"]["corrupt"] is False
+    qemu_check_ok(img)
+    assert qemu_raw(tmp_path, img) == expected
+
+
 def test_crash_consistency_under_sigkill(tmp_path):
     """SIGKILL the writer at random moments: qemu-img check must never see
     corruption (leaks are fine), and every write before the last completed
