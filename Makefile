@@ -106,6 +106,7 @@ bench: all guest-tests
 clean:
 	rm -rf build build-asan
 
-# Bounded libFuzzer run over the qcow2 image parser (clang); FUZZ_TIME=secs.
-fuzz: $(B)/tools/vmon-img
-	tests/fuzz/run.sh $(abspath $(B))/fuzz $(abspath $(B))/tools/vmon-img
+# Bounded libFuzzer runs over the qcow2, kernel-image, QMP and migration
+# payload parsers (clang); FUZZ_TIME=secs per harness.
+fuzz: $(B)/tools/vmon-img guest-tests
+	tests/fuzz/run.sh $(abspath $(B))/fuzz $(abspath $(B))/tools/vmon-img $(abspath $(B))/guest-tests
