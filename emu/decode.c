@@ -83,6 +83,7 @@ static int dec_core(struct emu_insn *i, const uint8_t *p, unsigned avail, enum e
     memset(i, 0, sizeof(*i));
     i->base = EMU_NOREG;
     i->index = EMU_NOREG;
+    i->seg = S_DS;  /* also for implicit operands (MASKMOVQ's DS:rDI) */
 
     for (;;) {
         FETCH(b);

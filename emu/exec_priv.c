@@ -265,11 +265,7 @@ static void load_ldt_tr(struct emu_cpu *c, const struct emu_insn *i, bool tr)
     }
     if (tr) {
         /* Mark the TSS busy. */
-        uint8_t idx = c->mmu_idx;
-
-        c->mmu_idx = 0;
-        emu_write_la(c, la + 5, 1, ((d >> 40) & 0xff) | 2);
-        c->mmu_idx = idx;
+        emu_sys_write(c, la + 5, 1, ((d >> 40) & 0xff) | 2);
         d |= 2ULL << 40;
     }
     emu_seg_from_desc(dst, sel, d);

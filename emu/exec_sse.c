@@ -774,6 +774,36 @@ static bool sse_fp(struct emu_cpu *c, const struct emu_insn *i, unsigned pfx)
     return false;
 }
 
+/* MASKMOVQ mm1, mm2 / MASKMOVDQU xmm1, xmm2: the bytes of reg whose mask
+ * byte (rm) has its top bit set go to DS:rDI (overridable), with the
+ * address size.  All selected bytes are checked for writing first, so a
+ * fault stores nothing; an all-zero mask accesses no memory. */
+static void sse_maskmov(struct emu_cpu *c, const struct emu_insn *i, const uint8_t *data,
+                        const uint8_t *mask, unsigned n)
+{
+    uint64_t di = c->s->gpr[R_EDI] & emu_mask(i->addrsize);
+    int first = -1, last = -1;
+    uint64_t la;
+
+    for (unsigned k = 0; k < n; k++) {
+        if (mask[k] & 0x80) {
+            if (first < 0)
+                first = (int)k;
+            last = (int)k;
+        }
+    }
+    if (first < 0)
+        return;
+    la = emu_linear(c, i->seg, (di + (unsigned)first) & emu_mask(i->addrsize),
+                    (unsigned)(last - first + 1), ACC_WRITE);
+    emu_probe_write(c, la, (unsigned)(last - first + 1));
+    for (int k = first; k <= last; k++)
+        if (mask[k] & 0x80)
+            emu_write_la(c, c->mode == EMU_MODE_64 ? la + (unsigned)(k - first)
+                                                   : (uint32_t)(la + (unsigned)(k - first)),
+                         1, data[k]);
+}
+
 /* --- MMX -----------------------------------------------------------------
  * MMi is the mantissa of physical x87 register i.  cpu_state.fpu.st[] is
  * the FXSAVE image, ordered by ST(i) = physical (TOP + i) & 7, so an MMX
@@ -819,7 +849,7 @@ static bool mmx_is_op(unsigned op)
 {
     return (sse_is_int_op(op) && op != 0x6c && op != 0x6d) || op == 0x6e || op == 0x6f ||
            (op >= 0x70 && op <= 0x73) || op == 0x77 || op == 0x7e || op == 0x7f ||
-           op == 0xc4 || op == 0xc5 || op == 0xd7 || op == 0xe7;
+           op == 0xc4 || op == 0xc5 || op == 0xd7 || op == 0xe7 || op == 0xf7;
 }
 
 /* The unprefixed MMX forms; false if op is not one. */
@@ -836,7 +866,7 @@ static bool mmx_op(struct emu_cpu *c, const struct emu_insn *i)
         emu_fault(c, EXC_NM);
     if ((op == 0xc5 || op == 0xd7 || (op >= 0x71 && op <= 0x73)) && i->mem)
         emu_exec_ud(c, i);
-    if (op == 0xe7 && !i->mem)
+    if ((op == 0xe7 && !i->mem) || (op == 0xf7 && i->mem))
         emu_exec_ud(c, i);
     if (op == 0x73 && (i->sub == 3 || i->sub == 7))
         emu_exec_ud(c, i);
@@ -860,6 +890,15 @@ static bool mmx_op(struct emu_cpu *c, const struct emu_insn *i)
             emu_write(c, i->seg, emu_ea(c, i), size, mm_get(c, r));
         else
             emu_set_reg(c, i->rm, size, mm_get(c, r));
+        return true;
+    }
+    case 0xf7: {                                    /* MASKMOVQ mm, mm */
+        uint64_t data, mask;
+
+        mmx_enter(c);
+        data = mm_get(c, r);
+        mask = mm_get(c, i->rm);
+        sse_maskmov(c, i, (const uint8_t *)&data, (const uint8_t *)&mask, 8);
         return true;
     }
     case 0x77:                                      /* EMMS */
@@ -936,6 +975,68 @@ static bool mmx_op(struct emu_cpu *c, const struct emu_insn *i)
     return true;
 }
 
+/* --- MMX <-> SSE conversions and masked stores ----------------------------
+ * CVTPI2PS/CVTPI2PD take two int32 from mm/m64, CVT(T)PS2PI two floats
+ * from xmm/m64, CVT(T)PD2PI two doubles from xmm/m128 (aligned) into mm.
+ * Each lane runs as the scalar instruction on the host; the flags of the
+ * lanes are OR'ed, which is what the packed forms report (only IE, a
+ * pre-computation flag, and PE can occur).  An MMX register operand is an
+ * MMX instruction (x87 transition, #MF); CVTPI2PD from memory is not
+ * (SDM vol. 2, CVTPI2PD), CVTPI2PS always is. */
+static bool sse_mmx_cvt(struct emu_cpu *c, const struct emu_insn *i, unsigned pfx)
+{
+    unsigned op = i->op;
+    uint32_t mx = sse_host_mxcsr(c->s->fpu.mxcsr), fl = 0;
+    xmm_t s = { .q = { 0, 0 } }, t, r;
+
+    if (pfx > 1 || (op != 0x2a && op != 0x2c && op != 0x2d))
+        return false;
+    if (op == 0x2a) {
+        if (i->mem)
+            s.q[0] = emu_read_la(c, sse_la(c, i, 8, false, ACC_READ), 8);
+        if (!i->mem || !pfx)
+            mmx_enter(c);
+        if (!i->mem)
+            s.q[0] = mm_get(c, i->rm);
+        r = *xreg(c, i->reg);
+        for (unsigned k = 0; k < 2; k++) {
+            if (pfx) {
+                r.df[k] = (double)s.sd[k];  /* exact */
+            } else {
+                t = r;
+                fl |= h_cvtsi2ssl(&t, s.d[k], mx) & 0x3f;
+                r.d[k] = t.d[0];
+            }
+        }
+        sse_fp_finish(c, fl, NULL, TINY_NONE);
+        *xreg(c, i->reg) = r;
+        return true;
+    }
+    if (i->mem && pfx)
+        s = sse_src(c, i, true);
+    else if (i->mem)
+        s.q[0] = emu_read_la(c, sse_la(c, i, 8, false, ACC_READ), 8);
+    else
+        s = *xreg(c, i->rm);
+    mmx_enter(c);
+    for (unsigned k = 0; k < 2; k++) {
+        uint64_t v;
+
+        memset(&t, 0, sizeof(t));
+        if (pfx) {
+            t.q[0] = s.q[k];
+            fl |= (op == 0x2c ? h_cvttsd2sil : h_cvtsd2sil)(&t, &v, mx) & 0x3f;
+        } else {
+            t.d[0] = s.d[k];
+            fl |= (op == 0x2c ? h_cvttss2sil : h_cvtss2sil)(&t, &v, mx) & 0x3f;
+        }
+        r.d[k] = (uint32_t)v;
+    }
+    sse_fp_finish(c, fl, NULL, TINY_NONE);
+    mm_set(c, i->reg, r.q[0]);
+    return true;
+}
+
 EMU_HANDLER(exec_sse)
 {
     struct cpu_state *s = c->s;
@@ -950,6 +1051,8 @@ EMU_HANDLER(exec_sse)
     if (s->cr0 & X86_CR0_TS)
         emu_fault(c, EXC_NM);
 
+    if (sse_mmx_cvt(c, i, pfx))
+        return;
     if (pfx == 1 && sse_is_int_op(op)) {
         v = sse_src(c, i, true);
         sse_int_op(op, d, &v);
@@ -1173,6 +1276,11 @@ EMU_HANDLER(exec_sse)
         if (i->mem)
             break;
         emu_set_reg(c, i->reg, 4, xreg(c, i->rm)->w[i->imm & 7]);
+        return;
+    case 0x1f7:                      /* MASKMOVDQU xmm, xmm */
+        if (i->mem)
+            break;
+        sse_maskmov(c, i, d->b, xreg(c, i->rm)->b, 16);
         return;
     case 0x0c3:                      /* MOVNTI m32/64, r */
         if (!i->mem)

@@ -5,25 +5,13 @@
 #include "emu/exec_ops.h"
 #include "emu/seg.h"
 
-/* Descriptor-table and TSS accesses are supervisor accesses. */
-static uint64_t sys_read(struct emu_cpu *c, uint64_t la, unsigned size)
-{
-    uint8_t idx = c->mmu_idx;
-    uint64_t v;
-
-    c->mmu_idx = 0;
-    v = emu_read_la(c, la, size);
-    c->mmu_idx = idx;
-    return v;
-}
-
 static uint64_t tss_read(struct emu_cpu *c, unsigned off, unsigned size, uint32_t ext)
 {
     const struct x86_segment *tr = &c->s->tr;
 
     if (!tr->present || off + size - 1 > tr->limit)
         emu_fault_err(c, EXC_TS, (tr->selector & ~3u) | ext);
-    return sys_read(c, tr->base + off, size);
+    return emu_sys_read(c, tr->base + off, size);
 }
 
 /* Push for event delivery: the new stack, supervisor (or new CPL) access. */
@@ -66,9 +54,9 @@ void emu_deliver_event(struct emu_cpu *c, unsigned vec, bool has_err, uint32_t e
     if ((uint64_t)vec * gsize + gsize - 1 > s->idt.limit)
         emu_fault_err(c, EXC_GP, idt_err);
     la = s->idt.base + (uint64_t)vec * gsize;
-    lo = sys_read(c, lm ? la : (uint32_t)la, 8);
+    lo = emu_sys_read(c, lm ? la : (uint32_t)la, 8);
     if (lm)
-        hi = sys_read(c, la + 8, 8);
+        hi = emu_sys_read(c, la + 8, 8);
     type = (lo >> 40) & 15;
     dpl = (lo >> 45) & 3;
     if (lm ? (type != 0xe && type != 0xf) : (type != 0xe && type != 0xf && type != 6 && type != 7))

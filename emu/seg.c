@@ -22,8 +22,7 @@ void emu_seg_from_desc(struct x86_segment *sg, uint16_t sel, uint64_t d)
     sg->unusable = 0;
 }
 
-/* Descriptor-table reads are supervisor accesses even at CPL 3. */
-static uint64_t seg_sys_read(struct emu_cpu *c, uint64_t la, unsigned size)
+uint64_t emu_sys_read(struct emu_cpu *c, uint64_t la, unsigned size)
 {
     uint8_t idx = c->mmu_idx;
     uint64_t v;
@@ -34,7 +33,7 @@ static uint64_t seg_sys_read(struct emu_cpu *c, uint64_t la, unsigned size)
     return v;
 }
 
-static void seg_sys_write(struct emu_cpu *c, uint64_t la, unsigned size, uint64_t v)
+void emu_sys_write(struct emu_cpu *c, uint64_t la, unsigned size, uint64_t v)
 {
     uint8_t idx = c->mmu_idx;
 
@@ -62,7 +61,7 @@ uint64_t emu_read_descriptor(struct emu_cpu *c, uint16_t sel, uint64_t *la_out)
     if (c->mode != EMU_MODE_64)
         base = (uint32_t)base;
     *la_out = base + off;
-    return seg_sys_read(c, base + off, 8);
+    return emu_sys_read(c, base + off, 8);
 }
 
 void emu_load_seg(struct emu_cpu *c, unsigned sr, uint16_t sel)
@@ -113,7 +112,7 @@ void emu_load_seg(struct emu_cpu *c, unsigned sr, uint16_t sel)
     }
     if (!((d >> 40) & 1)) {
         d |= 1ULL << 40;
-        seg_sys_write(c, la + 5, 1, (d >> 40) & 0xff);
+        emu_sys_write(c, la + 5, 1, (d >> 40) & 0xff);
     }
     emu_seg_from_desc(sg, sel, d);
     if (sr == S_SS)

@@ -10,6 +10,10 @@ void emu_load_seg(struct emu_cpu *c, unsigned sr, uint16_t sel);
 /* Read the 8-byte descriptor for sel from the GDT or LDT; raises
  * #GP(sel) if it lies beyond the table limit. */
 uint64_t emu_read_descriptor(struct emu_cpu *c, uint16_t sel, uint64_t *la_out);
+/* Descriptor-table, TSS and IDT accesses are supervisor accesses even at
+ * CPL 3 (SDM 4.6: implicit supervisor-mode accesses). */
+uint64_t emu_sys_read(struct emu_cpu *c, uint64_t la, unsigned size);
+void emu_sys_write(struct emu_cpu *c, uint64_t la, unsigned size, uint64_t v);
 /* Expand a descriptor into the hidden part of a segment register. */
 void emu_seg_from_desc(struct x86_segment *sg, uint16_t sel, uint64_t d);
 

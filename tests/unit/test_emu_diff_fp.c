@@ -612,6 +612,201 @@ static void test_diff_mmx(void **state)
     assert_int_equal(failures, 0);
 }
 
+/* --- MMX <-> SSE conversions and the masked stores ------------------------
+ * mm0 (reg of the MMX-destination forms) and mm1 (rm) travel in nat.rax
+ * and nat.rcx; xmm0/xmm1 as above; [rsi] is the memory operand and rdi
+ * points at the data page for MASKMOVQ/MASKMOVDQU. */
+
+struct mmx_form {
+    const char *name;
+    uint8_t pfx, op;
+    uint8_t elem;       /* what the source holds */
+    bool mem_ok;        /* has a memory form */
+    bool cvt_xmm_dst;   /* destination is xmm0 (CVTPI2Px), else mm0 or memory */
+};
+
+static const struct mmx_form mmx_cvt_forms[] = {
+    { "cvtpi2ps", 0, 0x2a, E_I32, true, true },
+    { "cvtpi2pd", 0x66, 0x2a, E_I32, true, true },
+    { "cvtps2pi", 0, 0x2d, E_F32, true, false },
+    { "cvttps2pi", 0, 0x2c, E_F32, true, false },
+    { "cvtpd2pi", 0x66, 0x2d, E_F64, true, false },
+    { "cvttpd2pi", 0x66, 0x2c, E_F64, true, false },
+    { "maskmovq", 0, 0xf7, E_I32, false, false },
+    { "maskmovdqu", 0x66, 0xf7, E_I32, false, false },
+};
+
+static void native_build_mmx_cvt(const uint8_t *insn, unsigned len)
+{
+    unsigned n = 0;
+
+    n = put_d8(ncode, n, "\x0f\xae\x57", 3, offsetof(struct nat, mx_in));
+    n = put_d8(ncode, n, "\xf3\x0f\x6f\x47", 4, offsetof(struct nat, x0));
+    n = put_d8(ncode, n, "\xf3\x0f\x6f\x4f", 4, offsetof(struct nat, x1));
+    n = put_d8(ncode, n, "\x0f\x6f\x47", 3, offsetof(struct nat, rax));   /* movq mm0 */
+    n = put_d8(ncode, n, "\x0f\x6f\x4f", 3, offsetof(struct nat, rcx));   /* movq mm1 */
+    n = put_d8(ncode, n, "\x48\x8b\x77", 3, offsetof(struct nat, rsi));
+    n = put(ncode, n, "\x57\x48\x89\xf7", 4);                          /* push rdi; mov rdi, rsi */
+    n = put(ncode, n, (const char *)insn, len);
+    n = put(ncode, n, "\x5f", 1);
+    n = put_d8(ncode, n, "\x0f\xae\x5f", 3, offsetof(struct nat, mx_out));
+    n = put_d8(ncode, n, "\xf3\x0f\x7f\x47", 4, offsetof(struct nat, x0));
+    n = put_d8(ncode, n, "\xf3\x0f\x7f\x4f", 4, offsetof(struct nat, x1));
+    n = put_d8(ncode, n, "\x0f\x7f\x47", 3, offsetof(struct nat, rax));
+    n = put_d8(ncode, n, "\x0f\x7f\x4f", 3, offsetof(struct nat, rcx));
+    n = put_d8(ncode, n, "\x0f\xae\x57", 3, offsetof(struct nat, mx_host));
+    put(ncode, n, "\x0f\x77\xc3", 3);                                   /* emms; ret */
+    __builtin___clear_cache((char *)ncode, (char *)ncode + 256);
+}
+
+static bool run_one_mmx_cvt(const struct mmx_form *f)
+{
+    struct cpu_state *s = &tm.s;
+    uint8_t insn[8], nat_mem[32];
+    bool mem = f->mem_ok && (rnd() & 1);
+    unsigned len = 0, top = (unsigned)rnd() & 7;
+    struct nat in, nat;
+    uint64_t m0, m1;
+    int ne, ee;
+    enum emu_stop st;
+    bool ok, transition;
+
+    if (f->pfx)
+        insn[len++] = f->pfx;
+    insn[len++] = 0x0f;
+    insn[len++] = f->op;
+    insn[len++] = mem ? 0x06 : 0xc1;
+    memset(&in, 0, sizeof(in));
+    rnd_vec(in.x0, E_F32);
+    rnd_vec(in.x1, f->elem);
+    rnd_vec(hostmem, f->elem);
+    rnd_vec(hostmem + 16, E_I32);
+    in.rax = rnd();
+    in.rcx = (uint64_t)rnd_int() << 32 | (uint32_t)rnd_int();
+    if (f->op == 0xf7 && (rnd() & 1)) {   /* sparse masks, sometimes none */
+        in.rcx &= rnd() & rnd();
+        memcpy(in.x1, &in.rcx, 8);
+    }
+    in.rsi = (uint64_t)(uintptr_t)hostmem;
+    in.mx_in = rnd_mxcsr();
+    __asm__ volatile("stmxcsr %0" : "=m"(in.mx_host));
+    memcpy(tm.m.ram + G_DATA_PA, hostmem, 64);
+    nat = in;
+    native_build_mmx_cvt(insn, len);
+    ne = native_run(&nat);
+    if (ne)
+        __asm__ volatile("emms");
+    memcpy(nat_mem, hostmem, sizeof(nat_mem));
+
+    memcpy(tm.m.ram + G_CODE_PA, insn, len);
+    emu_cache_invalidate_range(tm.cache, G_CODE_PA, len);
+    memset(s->fpu.st, 0, sizeof(s->fpu.st));
+    memcpy(s->fpu.st[(0 - top) & 7], &in.rax, 8);
+    memcpy(s->fpu.st[(1 - top) & 7], &in.rcx, 8);
+    s->fpu.fsw = (uint16_t)(top << 11);
+    s->fpu.ftw = 0;
+    memcpy(s->fpu.xmm[0], in.x0, 16);
+    memcpy(s->fpu.xmm[1], in.x1, 16);
+    s->fpu.mxcsr = in.mx_in;
+    s->gpr[R_ESI] = DATA_VA;
+    s->gpr[R_EDI] = DATA_VA;
+    s->rip = CODE_VA;
+    emu_invalidate(&tm.c);
+    st = emu_step(&tm.c);
+    ee = st == EMU_STOP_EXCEPTION ? (int)tm.c.exc_vector : 0;
+    transition = !(f->op == 0x2a && f->pfx && mem) && !(f->op == 0xf7 && f->pfx);
+    memcpy(&m0, s->fpu.st[transition ? 0 : (0 - top) & 7], 8);
+    memcpy(&m1, s->fpu.st[transition ? 1 : (1 - top) & 7], 8);
+
+    ok = ne == ee && nat.mx_out == s->fpu.mxcsr && !memcmp(nat.x0, s->fpu.xmm[0], 16) &&
+         !memcmp(nat.x1, s->fpu.xmm[1], 16) &&
+         !memcmp(nat_mem, tm.m.ram + G_DATA_PA, sizeof(nat_mem));
+    if (!ne)
+        ok = ok && m0 == nat.rax && m1 == nat.rcx;
+    /* The x87 -> MMX transition: TOP = 0, all tags valid; CVTPI2PD from
+     * memory and MASKMOVDQU leave the x87 state alone. */
+    if (transition)
+        ok = ok && s->fpu.ftw == 0xff && !(s->fpu.fsw & 0x3800);
+    else
+        ok = ok && s->fpu.ftw == 0 && (s->fpu.fsw >> 11 & 7) == top;
+    if (ok)
+        return true;
+    fprintf(stderr, "MISMATCH %s (%s form) top %u\n", f->name, mem ? "memory" : "register",
+            top);
+    fprintf(stderr, "  in: mxcsr %#x mm0 %#llx mm1 %#llx\n", in.mx_in,
+            (unsigned long long)in.rax, (unsigned long long)in.rcx);
+    hex("xmm0", in.x0, 16);
+    hex("xmm1", in.x1, 16);
+    hex("mem ", hostmem, 16);
+    fprintf(stderr, " native: exc %d mxcsr %#x mm0 %#llx mm1 %#llx\n", ne, nat.mx_out,
+            (unsigned long long)nat.rax, (unsigned long long)nat.rcx);
+    hex("xmm0", nat.x0, 16);
+    hex("mem ", nat_mem, 32);
+    fprintf(stderr, " emu:    exc %d mxcsr %#x mm0 %#llx mm1 %#llx ftw %#x fsw %#x\n", ee,
+            s->fpu.mxcsr, (unsigned long long)m0, (unsigned long long)m1, s->fpu.ftw,
+            s->fpu.fsw);
+    hex("xmm0", s->fpu.xmm[0], 16);
+    hex("mem ", tm.m.ram + G_DATA_PA, 32);
+    failures++;
+    return false;
+}
+
+static void test_diff_mmx_sse_cvt(void **state)
+{
+    struct sigaction sa, old;
+    unsigned n = 0;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_sigaction = on_fpe;
+    sa.sa_flags = SA_SIGINFO | SA_NODEFER;
+    sigaction(SIGFPE, &sa, &old);
+    for (unsigned k = 0; k < sizeof(mmx_cvt_forms) / sizeof(mmx_cvt_forms[0]); k++) {
+        unsigned bad = 0;
+
+        for (unsigned j = 0; j < CASES_PER_FORM && bad < 3; j++, n++)
+            bad += !run_one_mmx_cvt(&mmx_cvt_forms[k]);
+    }
+    sigaction(SIGFPE, &old, NULL);
+    printf("emu mmx/sse conversion diff: %u cases, %d mismatches\n", n, failures);
+    assert_int_equal(failures, 0);
+}
+
+/* MASKMOVQ with a memory ModRM is #UD; a mask that selects a byte on a
+ * read-only page faults (#PF, nothing stored); an empty mask touches
+ * nothing, so it does not fault there. */
+static void test_maskmovq_faults(void **state)
+{
+    static const uint8_t maskmovq_mem[] = { 0x0f, 0xf7, 0x06 };
+    static const uint8_t maskmovq[] = { 0x0f, 0xf7, 0xc1 };
+    struct cpu_state *s = &tm.s;
+    uint64_t mask = 0x8000000000000080ULL;
+
+    memcpy(tm.m.ram + G_CODE_PA, maskmovq_mem, sizeof(maskmovq_mem));
+    emu_cache_invalidate_range(tm.cache, G_CODE_PA, 16);
+    s->rip = CODE_VA;
+    emu_invalidate(&tm.c);
+    assert_int_equal(emu_step(&tm.c), EMU_STOP_EXCEPTION);
+    assert_int_equal(tm.c.exc_vector, EXC_UD);
+
+    memcpy(tm.m.ram + G_CODE_PA, maskmovq, sizeof(maskmovq));
+    emu_cache_invalidate_range(tm.cache, G_CODE_PA, 16);
+    s->fpu.fsw = 0;
+    memcpy(s->fpu.st[1], &mask, 8);
+    memset(tm.m.ram + G_CODE_PA + 0x100, 0xaa, 8);
+    s->gpr[R_EDI] = CODE_VA + 0x100;       /* user, read-only */
+    s->rip = CODE_VA;
+    emu_invalidate(&tm.c);
+    assert_int_equal(emu_step(&tm.c), EMU_STOP_EXCEPTION);
+    assert_int_equal(tm.c.exc_vector, EXC_PF);
+    assert_int_equal(tm.c.exc_error, 7);   /* P | W | U */
+    assert_int_equal(tm.m.ram[G_CODE_PA + 0x100], 0xaa);
+    mask = 0;
+    memcpy(s->fpu.st[1], &mask, 8);
+    s->rip = CODE_VA;
+    assert_int_equal(emu_step(&tm.c), EMU_STOP_BUDGET);
+    assert_int_equal(s->rip, CODE_VA + sizeof(maskmovq));
+}
+
 /* EMMS empties the tag word; CR0.EM makes MMX #UD. */
 static void test_mmx_emms_em(void **state)
 {
@@ -645,6 +840,8 @@ int main(void)
         cmocka_unit_test(test_fxsave_roundtrip),
         cmocka_unit_test(test_diff_mmx),
         cmocka_unit_test(test_mmx_emms_em),
+        cmocka_unit_test(test_diff_mmx_sse_cvt),
+        cmocka_unit_test(test_maskmovq_faults),
     };
 
     return cmocka_run_group_tests(tests, setup, teardown);
