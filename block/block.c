@@ -26,90 +26,29 @@ void block_set_error(struct block_state *bs, const char *fmt, ...)
     va_end(ap);
 }
 
-int block_file_pread(int fd, uint64_t off, void *buf, size_t len)
+int block_cache_mode_parse(const char *name, enum block_cache_mode *mode)
 {
-    uint8_t *p = buf;
+    static const struct {
+        const char *name;
+        enum block_cache_mode mode;
+    } modes[] = {
+        { "writeback", BLOCK_CACHE_WRITEBACK },       { "none", BLOCK_CACHE_NONE },
+        { "unsafe", BLOCK_CACHE_UNSAFE },             { "writethrough", BLOCK_CACHE_WRITETHROUGH },
+        { "directsync", BLOCK_CACHE_DIRECTSYNC },
+    };
 
-    while (len) {
-        ssize_t n = pread(fd, p, len, (off_t)off);
-
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
-        }
-        if (n == 0) {
-            /* Past end of file reads as zero, like a sparse file. */
-            memset(p, 0, len);
+    for (size_t i = 0; i < ARRAY_SIZE(modes); i++) {
+        if (!strcmp(name, modes[i].name)) {
+            *mode = modes[i].mode;
             return 0;
         }
-        p += n;
-        off += (uint64_t)n;
-        len -= (size_t)n;
     }
-    return 0;
+    return -EINVAL;
 }
 
-uint64_t block_crash_after_writes;
-static uint64_t block_writes_issued;
-
-static void crash_point(void)
+static bool write_through(const struct block_state *bs)
 {
-    uint64_t n = __atomic_add_fetch(&block_writes_issued, 1, __ATOMIC_SEQ_CST);
-
-    if (block_crash_after_writes && n >= block_crash_after_writes)
-        _exit(99);
-}
-
-uint64_t block_writes_count(void)
-{
-    return __atomic_load_n(&block_writes_issued, __ATOMIC_SEQ_CST);
-}
-
-int block_file_pwritev(int fd, uint64_t off, struct iovec *iov, int niov)
-{
-    int first = 0;
-
-    crash_point();
-    while (first < niov) {
-        ssize_t w = pwritev(fd, iov + first, niov - first, (off_t)off);
-
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
-        }
-        off += (uint64_t)w;
-        while (first < niov && (size_t)w >= iov[first].iov_len) {
-            w -= (ssize_t)iov[first].iov_len;
-            first++;
-        }
-        if (first < niov && w) {
-            iov[first].iov_base = (uint8_t *)iov[first].iov_base + w;
-            iov[first].iov_len -= (size_t)w;
-        }
-    }
-    return 0;
-}
-
-int block_file_pwrite(int fd, uint64_t off, const void *buf, size_t len)
-{
-    const uint8_t *p = buf;
-
-    crash_point();
-    while (len) {
-        ssize_t n = pwrite(fd, p, len, (off_t)off);
-
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
-        }
-        p += n;
-        off += (uint64_t)n;
-        len -= (size_t)n;
-    }
-    return 0;
+    return bs->cache == BLOCK_CACHE_WRITETHROUGH || bs->cache == BLOCK_CACHE_DIRECTSYNC;
 }
 
 const struct block_driver *block_find_driver(const char *name)
@@ -275,9 +214,15 @@ static struct block_state *block_open_depth(const char *filename, const char *fo
         snprintf(err, errlen, "Unknown driver '%s'", format);
         goto fail;
     }
-    /* cache=none would add O_DIRECT, which needs aligned bounce buffers in
-     * every driver; until then it behaves as writeback (docs/block.md). */
+    if (cache == BLOCK_CACHE_NONE || cache == BLOCK_CACHE_DIRECTSYNC)
+        oflags |= O_DIRECT;
     bs->fd = open(filename, oflags | O_CLOEXEC);
+    if (bs->fd < 0 && errno == EINVAL && (oflags & O_DIRECT)) {
+        /* QEMU refuses too rather than silently using the page cache. */
+        snprintf(err, errlen, "Could not open '%s': filesystem does not support O_DIRECT",
+                 filename);
+        goto fail;
+    }
     if (bs->fd < 0) {
         snprintf(err, errlen, "Could not open '%s': %s", filename, strerror(errno));
         goto fail;
@@ -401,6 +346,8 @@ int block_pwrite(struct block_state *bs, uint64_t off, const void *buf, size_t l
         return -EPERM;
     }
     r = bs->drv->pwrite(bs, off, buf, len);
+    if (r == 0 && write_through(bs))
+        r = bs->drv->flush(bs);
     pthread_mutex_unlock(&bs->lock);
     return r;
 }
@@ -418,6 +365,8 @@ int block_pwrite_compressed(struct block_state *bs, uint64_t off, const void *bu
         r = bs->drv->pwrite_compressed(bs, off, buf, len);
     else
         r = bs->drv->pwrite(bs, off, buf, len);
+    if (r == 0 && write_through(bs))
+        r = bs->drv->flush(bs);
     pthread_mutex_unlock(&bs->lock);
     return r;
 }
@@ -443,6 +392,8 @@ int block_pwrite_zeroes(struct block_state *bs, uint64_t off, uint64_t len)
             len -= n;
         }
     }
+    if (r == 0 && write_through(bs))
+        r = bs->drv->flush(bs);
     pthread_mutex_unlock(&bs->lock);
     return r;
 }

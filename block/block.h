@@ -14,11 +14,27 @@
 #define BLOCK_MAX_BACKING_DEPTH 16
 #define BLOCK_ERRMSG_LEN 256
 
+/* QEMU's cache= modes: whether the host page cache is bypassed (O_DIRECT)
+ * and whether every write is followed by a flush (the guest sees a
+ * write-through disk). */
+/* QEMU's cache= modes: whether the host page cache is bypassed (O_DIRECT)
+ * and whether every write is followed by a flush (the guest sees a
+ * write-through disk). */
 enum block_cache_mode {
     BLOCK_CACHE_WRITEBACK = 0, /* page cache; flush = fdatasync */
-    BLOCK_CACHE_NONE,          /* O_DIRECT where the file system allows */
-    BLOCK_CACHE_UNSAFE,        /* flush is a no-op (scratch images) */
+    BLOCK_CACHE_NONE,          /* O_DIRECT; flush = fdatasync */
+    BLOCK_CACHE_UNSAFE,        /* page cache; flush does not fdatasync (scratch images) */
+    BLOCK_CACHE_WRITETHROUGH,  /* page cache; every write flushed */
+    BLOCK_CACHE_DIRECTSYNC,    /* O_DIRECT; every write flushed */
 };
+
+/* "writeback", "none", "unsafe", "writethrough", "directsync": 0, or
+ * -EINVAL for anything else. */
+int block_cache_mode_parse(const char *name, enum block_cache_mode *mode);
+
+/* "writeback", "none", "unsafe", "writethrough", "directsync": 0, or
+ * -EINVAL for anything else. */
+int block_cache_mode_parse(const char *name, enum block_cache_mode *mode);
 
 enum {
     BLOCK_O_RDWR = 1u << 0,

@@ -106,7 +106,8 @@ static int qcow2_open(struct block_state *bs, unsigned flags)
     s->l1_dirty_lo = UINT32_MAX;
     s->free_hint = 1;
     s->l1 = calloc(MAX(h->l1_size, 1u), 8);
-    s->bounce = malloc(s->cluster_size);
+    if (posix_memalign((void **)&s->bounce, 4096, s->cluster_size))
+        s->bounce = NULL;
     s->cbuf_len = 2 * s->cluster_size + 512;
     s->cbuf = malloc(s->cbuf_len);
     if (!s->l1 || !s->bounce || !s->cbuf) {

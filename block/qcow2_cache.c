@@ -18,8 +18,9 @@ int qcow2_cache_init(struct qcow2_cache *c, int n, size_t cluster_size, bool is_
     c->n = n;
     c->is_l2 = is_l2;
     for (int i = 0; i < n; i++) {
-        c->e[i].data = malloc(cluster_size);
-        if (!c->e[i].data) {
+        /* Page-aligned so cache=none (O_DIRECT) needs no bounce buffer. */
+        if (posix_memalign((void **)&c->e[i].data, 4096, cluster_size)) {
+            c->e[i].data = NULL;
             qcow2_cache_destroy(c);
             return -ENOMEM;
         }

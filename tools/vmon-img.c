@@ -607,13 +607,7 @@ static int cmd_convert(int argc, char **argv)
     while ((opt = getopt(argc, argv, "+f:O:o:cpqUt:")) != -1) {
         switch (opt) {
         case 't':
-            if (!strcmp(optarg, "unsafe"))
-                cache = BLOCK_CACHE_UNSAFE;
-            else if (!strcmp(optarg, "writeback"))
-                cache = BLOCK_CACHE_WRITEBACK;
-            else if (!strcmp(optarg, "none"))
-                cache = BLOCK_CACHE_NONE;
-            else
+            if (block_cache_mode_parse(optarg, &cache) < 0)
                 die(NULL, "Invalid cache option: %s", optarg);
             break;
         case 'f': in_fmt = optarg; break;

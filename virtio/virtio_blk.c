@@ -411,12 +411,9 @@ static int open_drive(struct machine *m, struct virtio_blk *b, const char *id,
         (void)keyval_get(&kv, "media");
         if (keyval_get_bool(&kv, "readonly", false, &ro) < 0)
             goto out;
-        if (cache && !strcmp(cache, "none"))
-            mode = BLOCK_CACHE_NONE;
-        else if (cache && !strcmp(cache, "unsafe"))
-            mode = BLOCK_CACHE_UNSAFE;
-        else if (cache && strcmp(cache, "writeback")) {
-            error_report("%s: cache=%s: expected none, writeback or unsafe", dctx, cache);
+        if (cache && block_cache_mode_parse(cache, &mode) < 0) {
+            error_report("%s: cache=%s: expected writeback, none, writethrough, directsync or "
+                         "unsafe", dctx, cache);
             goto out;
         }
         if (!file || !*file) {
