@@ -108,8 +108,12 @@ EMU_HANDLER(exec_int3)
     emu_raise_trap(c, EXC_BP);
 }
 
+/* INT n is IOPL-sensitive in virtual-8086 mode (no CR4.VME here): the
+ * monitor gets #GP(0).  INT3 and INTO are not. */
 EMU_HANDLER(exec_int)
 {
+    if ((c->s->rflags & X86_RFLAGS_VM) && ((c->s->rflags >> 12) & 3) < 3)
+        emu_fault_err(c, EXC_GP, 0);
     emu_raise_trap(c, (unsigned)i->imm & 0xff);
 }
 

@@ -307,12 +307,19 @@ EMU_HANDLER(exec_pushf)
 {
     uint64_t f = emu_get_rflags(c) & ~(X86_RFLAGS_VM | X86_RFLAGS_RF);
 
+    if ((c->s->rflags & X86_RFLAGS_VM) && (f & X86_RFLAGS_IOPL) != X86_RFLAGS_IOPL)
+        emu_fault_err(c, EXC_GP, 0);  /* IOPL-sensitive in vm86 mode */
+
     emu_push(c, i->opsize, f);
 }
 
 EMU_HANDLER(exec_popf)
 {
-    uint64_t v = emu_pop(c, i->opsize);
+    uint64_t v;
+
+    if ((c->s->rflags & X86_RFLAGS_VM) && (c->s->rflags & X86_RFLAGS_IOPL) != X86_RFLAGS_IOPL)
+        emu_fault_err(c, EXC_GP, 0);  /* IOPL-sensitive in vm86 mode */
+    v = emu_pop(c, i->opsize);
     uint64_t old = emu_get_rflags(c);
     uint64_t mask = EMU_CC_MASK | X86_RFLAGS_TF | X86_RFLAGS_DF | X86_RFLAGS_NT |
                     X86_RFLAGS_AC | X86_RFLAGS_ID;

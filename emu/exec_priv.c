@@ -276,7 +276,7 @@ EMU_HANDLER(exec_grp6)
 {
     struct cpu_state *s = c->s;
 
-    if (c->mode == EMU_MODE_REAL)
+    if (c->mode == EMU_MODE_REAL || (s->rflags & X86_RFLAGS_VM))
         emu_exec_ud(c, i);
     switch (i->sub) {
     case 0: /* SLDT */
@@ -604,9 +604,15 @@ static void far_load_cs(struct emu_cpu *c, uint16_t sel, bool ret)
     uint64_t d, la;
     unsigned dpl;
 
+    if (s->rflags & X86_RFLAGS_VM) {
+        emu_seg_vm86(&s->seg[S_CS], sel, true);
+        c->break_block = true;
+        return;
+    }
     if (c->mode == EMU_MODE_REAL) {
         s->seg[S_CS].selector = sel;
         s->seg[S_CS].base = (uint64_t)sel << 4;
+        c->break_block = true;
         return;
     }
     if ((sel & ~3u) == 0)

@@ -1,9 +1,36 @@
-/* Event delivery through the IDT (exceptions, software and external
- * interrupts) and IRET, for long mode and 32-bit protected mode.  Task
- * gates and virtual-8086 mode are not implemented (they raise #GP).
- * SDM vol. 3, chapter 6. */
+/* Event delivery (exceptions, software and external interrupts) and IRET:
+ * through the IVT in real mode, through the IDT in long mode and 32-bit
+ * protected mode, including events that leave virtual-8086 mode and the
+ * IRETs that enter it or run inside it.  Task gates are not implemented
+ * (they raise #GP).  SDM vol. 3, chapters 6 and 20. */
 #include "emu/exec_ops.h"
 #include "emu/seg.h"
+
+/* Real mode: the vector's 4-byte far pointer in the IVT at IDTR.base;
+ * FLAGS, CS and IP are pushed as words, no error code (SDM 20.1.4). */
+static void deliver_real(struct emu_cpu *c, unsigned vec)
+{
+    struct cpu_state *s = c->s;
+    unsigned ssize = emu_stack_size(c);
+    uint64_t m = emu_mask(ssize), sp = s->gpr[R_ESP];
+    uint64_t ent, fl = emu_get_rflags(c);
+    const uint16_t words[3] = { (uint16_t)fl, s->seg[S_CS].selector, (uint16_t)s->rip };
+
+    if ((uint64_t)vec * 4 + 3 > s->idt.limit)
+        emu_fault_err(c, EXC_GP, vec * 8 + 2);
+    ent = emu_read_la(c, (uint32_t)(s->idt.base + vec * 4), 4);
+    for (unsigned k = 0; k < 3; k++) {
+        sp = (sp & ~m) | ((sp - 2) & m);
+        emu_write(c, S_SS, sp & m, 2, words[k]);
+    }
+    s->gpr[R_ESP] = sp;
+    s->seg[S_CS].selector = (uint16_t)(ent >> 16);
+    s->seg[S_CS].base = (ent >> 16 << 4) & 0xffff0;
+    s->rip = ent & 0xffff;
+    s->rflags &= ~(X86_RFLAGS_IF | X86_RFLAGS_TF | X86_RFLAGS_AC | X86_RFLAGS_RF);
+    LOG(LOG_INT, "emu: delivered vector %u (real mode) -> %04x:%04llx\n", vec,
+        s->seg[S_CS].selector, (unsigned long long)s->rip);
+}
 
 static uint64_t tss_read(struct emu_cpu *c, unsigned off, unsigned size, uint32_t ext)
 {
@@ -47,9 +74,11 @@ void emu_deliver_event(struct emu_cpu *c, unsigned vec, bool has_err, uint32_t e
     uint16_t old_ss = s->seg[S_SS].selector, old_cs = s->seg[S_CS].selector;
     bool stack_switch = false;
 
-    if (!(s->cr0 & X86_CR0_PE) || (s->rflags & X86_RFLAGS_VM)) {
-        LOG(LOG_UNIMP, "emu: event delivery in real/vm86 mode not implemented\n");
-        emu_fault_err(c, EXC_GP, idt_err);
+    bool vm86 = (s->rflags & X86_RFLAGS_VM) && !lm;
+
+    if (!(s->cr0 & X86_CR0_PE)) {
+        deliver_real(c, vec);
+        return;
     }
     if ((uint64_t)vec * gsize + gsize - 1 > s->idt.limit)
         emu_fault_err(c, EXC_GP, idt_err);
@@ -82,6 +111,9 @@ void emu_deliver_event(struct emu_cpu *c, unsigned vec, bool has_err, uint32_t e
     new_cpl = ((cs_desc >> 42) & 1) ? c->cpl : (cs_desc >> 45) & 3;
     if (new_cpl > c->cpl)
         emu_fault_err(c, EXC_GP, (sel & ~3u) | (ext ? 1 : 0));
+    /* Leaving virtual-8086 mode: only to a ring-0 non-conforming handler. */
+    if (vm86 && new_cpl != 0)
+        emu_fault_err(c, EXC_GP, (sel & ~3u) | (ext ? 1 : 0));
 
     f.mmu_idx = new_cpl == 3;
     f.sp = s->gpr[R_ESP];
@@ -113,6 +145,12 @@ void emu_deliver_event(struct emu_cpu *c, unsigned vec, bool has_err, uint32_t e
         emu_seg_from_desc(&c->scratch_seg, ss_sel, ss_desc);
     }
 
+    if (vm86) {
+        frame_push(c, &f, push, s->seg[S_GS].selector);
+        frame_push(c, &f, push, s->seg[S_FS].selector);
+        frame_push(c, &f, push, s->seg[S_DS].selector);
+        frame_push(c, &f, push, s->seg[S_ES].selector);
+    }
     if (lm || stack_switch) {
         frame_push(c, &f, push, old_ss);
         frame_push(c, &f, push, old_sp);
@@ -140,6 +178,18 @@ void emu_deliver_event(struct emu_cpu *c, unsigned vec, bool has_err, uint32_t e
             s->seg[S_SS] = c->scratch_seg;
         }
     }
+    if (vm86) {
+        static const unsigned segs[] = { S_ES, S_DS, S_FS, S_GS };
+
+        for (unsigned k = 0; k < 4; k++) {
+            struct x86_segment *sg = &s->seg[segs[k]];
+
+            sg->selector = 0;
+            sg->base = 0;
+            sg->unusable = 1;
+            sg->present = 0;
+        }
+    }
     s->seg[S_SS].dpl = new_cpl;
     s->gpr[R_ESP] = lm ? f.sp : (s->gpr[R_ESP] & ~f.mask) | (f.sp & f.mask);
     if (stack_switch && !lm)
@@ -152,6 +202,60 @@ void emu_deliver_event(struct emu_cpu *c, unsigned vec, bool has_err, uint32_t e
     LOG(LOG_INT, "emu: delivered vector %u%s err=%#x -> %04x:%#llx cpl %u\n", vec,
         soft ? " (soft)" : ext ? " (ext)" : "", has_err ? err : 0, s->seg[S_CS].selector,
         (unsigned long long)off, c->cpl);
+}
+
+/* IRET in real mode, and in virtual-8086 mode at IOPL 3 (else #GP(0), for
+ * the monitor): IP, CS and FLAGS from the stack; in vm86 mode IOPL (and VM,
+ * VIP, VIF) keep their values. */
+static void iret_real(struct emu_cpu *c, const struct emu_insn *i)
+{
+    struct cpu_state *s = c->s;
+    bool vm86 = (s->rflags & X86_RFLAGS_VM) != 0;
+    unsigned size = i->opsize, ssize = emu_stack_size(c);
+    uint64_t m = emu_mask(ssize), sp = s->gpr[R_ESP], old = emu_get_rflags(c);
+    uint64_t ip, cs, fl, keep;
+
+    if (vm86 && ((old >> 12) & 3) < 3)
+        emu_fault_err(c, EXC_GP, 0);
+    ip = emu_read(c, S_SS, sp & m, size);
+    cs = emu_read(c, S_SS, (sp + size) & m, size);
+    fl = emu_read(c, S_SS, (sp + 2 * size) & m, size);
+    if (ip > s->seg[S_CS].limit && (vm86 || size == 4))
+        emu_fault_err(c, EXC_GP, 0);
+    if (size == 2)
+        keep = ~0xffffULL | (vm86 ? X86_RFLAGS_IOPL : 0);
+    else if (vm86)
+        keep = X86_RFLAGS_VM | X86_RFLAGS_IOPL | X86_RFLAGS_VIP | X86_RFLAGS_VIF;
+    else
+        keep = X86_RFLAGS_VM | X86_RFLAGS_VIP | X86_RFLAGS_VIF;
+    s->gpr[R_ESP] = (sp & ~m) | ((sp + 3 * size) & m);
+    s->seg[S_CS].selector = (uint16_t)cs;
+    s->seg[S_CS].base = (cs & 0xffff) << 4;
+    s->rip = ip;
+    emu_set_rflags(c, (old & keep) | (fl & ~keep));
+    c->s->events.nmi_masked = 0;
+    c->break_block = true;
+}
+
+/* IRET at CPL 0 whose EFLAGS image has VM set: pop ESP, SS, ES, DS, FS, GS
+ * (v[0..5]) and continue in virtual-8086 mode at CPL 3 (SDM IRET,
+ * RETURN-TO-VIRTUAL-8086-MODE). */
+static void iret_to_vm86(struct emu_cpu *c, uint64_t eip, uint16_t cs, uint64_t fl,
+                         const uint64_t *v)
+{
+    struct cpu_state *s = c->s;
+    static const unsigned segs[4] = { S_ES, S_DS, S_FS, S_GS };
+
+    emu_set_rflags(c, fl);
+    emu_seg_vm86(&s->seg[S_CS], cs, true);
+    emu_seg_vm86(&s->seg[S_SS], (uint16_t)v[1], false);
+    for (unsigned k = 0; k < 4; k++)
+        emu_seg_vm86(&s->seg[segs[k]], (uint16_t)v[2 + k], false);
+    s->gpr[R_ESP] = (uint32_t)v[0];
+    s->rip = eip & 0xffff;
+    s->events.nmi_masked = 0;
+    emu_update_mode(c);
+    c->break_block = true;
 }
 
 /* Load CS for a return to privilege rpl (IRET/RETF). */
@@ -181,8 +285,12 @@ EMU_HANDLER(exec_iret)
     unsigned rpl;
     bool outer;
 
-    if (!(s->cr0 & X86_CR0_PE) || (s->rflags & X86_RFLAGS_VM) || (s->rflags & X86_RFLAGS_NT)) {
-        LOG(LOG_UNIMP, "emu: IRET in real/vm86 mode or to a task not implemented\n");
+    if (!(s->cr0 & X86_CR0_PE) || (s->rflags & X86_RFLAGS_VM)) {
+        iret_real(c, i);
+        return;
+    }
+    if (s->rflags & X86_RFLAGS_NT) {
+        LOG(LOG_UNIMP, "emu: IRET to a task (NT) not implemented\n");
         emu_fault_err(c, EXC_GP, 0);
     }
 #define POP(v) do { (v) = emu_read(c, S_SS, sp & m, size); sp = (sp & ~m) | ((sp + size) & m); } while (0)
@@ -190,6 +298,14 @@ EMU_HANDLER(exec_iret)
     POP(cs);
     POP(fl);
     cs &= 0xffff;
+    if ((fl & X86_RFLAGS_VM) && size == 4 && c->cpl == 0 && c->mode != EMU_MODE_64) {
+        uint64_t v[6];
+
+        for (unsigned k = 0; k < 6; k++)
+            POP(v[k]);
+        iret_to_vm86(c, rip, (uint16_t)cs, fl, v);
+        return;
+    }
     rpl = cs & 3;
     outer = rpl > c->cpl;
     if (c->mode == EMU_MODE_64 || outer) {

@@ -1,7 +1,7 @@
 /* Segmentation: descriptor loads for the data and stack segment registers.
- * Real mode and virtual-8086 take the "base = selector << 4" path, so
- * adding those modes later needs no change here.  SDM vol. 3, 3.4-3.5 and
- * 5.5-5.8. */
+ * Real mode and virtual-8086 take the "base = selector << 4" path (real
+ * mode keeps the hidden limit and attributes, vm86 sets its fixed ones).
+ * SDM vol. 3, 3.4-3.5, 5.5-5.8 and 20.2. */
 #include "emu/seg.h"
 
 void emu_seg_from_desc(struct x86_segment *sg, uint16_t sel, uint64_t d)
@@ -19,6 +19,22 @@ void emu_seg_from_desc(struct x86_segment *sg, uint16_t sel, uint64_t d)
     sg->db = (d >> 54) & 1;
     sg->g = (d >> 55) & 1;
     sg->limit = sg->g ? (limit << 12) | 0xfff : limit;
+    sg->unusable = 0;
+}
+
+void emu_seg_vm86(struct x86_segment *sg, uint16_t sel, bool code)
+{
+    sg->selector = sel;
+    sg->base = (uint64_t)sel << 4;
+    sg->limit = 0xffff;
+    sg->type = code ? 0xb : 0x3;
+    sg->s = 1;
+    sg->dpl = 3;
+    sg->present = 1;
+    sg->avl = 0;
+    sg->l = 0;
+    sg->db = 0;
+    sg->g = 0;
     sg->unusable = 0;
 }
 
@@ -71,7 +87,11 @@ void emu_load_seg(struct emu_cpu *c, unsigned sr, uint16_t sel)
     unsigned rpl = sel & 3, dpl;
     uint64_t d, la;
 
-    if (c->mode == EMU_MODE_REAL || (s->rflags & X86_RFLAGS_VM)) {
+    if (s->rflags & X86_RFLAGS_VM) {
+        emu_seg_vm86(sg, sel, false);
+        return;
+    }
+    if (c->mode == EMU_MODE_REAL) {
         sg->selector = sel;
         sg->base = (uint64_t)sel << 4;
         sg->present = 1;

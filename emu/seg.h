@@ -14,6 +14,9 @@ uint64_t emu_read_descriptor(struct emu_cpu *c, uint16_t sel, uint64_t *la_out);
  * CPL 3 (SDM 4.6: implicit supervisor-mode accesses). */
 uint64_t emu_sys_read(struct emu_cpu *c, uint64_t la, unsigned size);
 void emu_sys_write(struct emu_cpu *c, uint64_t la, unsigned size, uint64_t v);
+/* A segment register as virtual-8086 mode loads it: base = sel << 4,
+ * 64 KiB limit, DPL 3, 16-bit, present. */
+void emu_seg_vm86(struct x86_segment *sg, uint16_t sel, bool code);
 /* Expand a descriptor into the hidden part of a segment register. */
 void emu_seg_from_desc(struct x86_segment *sg, uint16_t sel, uint64_t d);
 

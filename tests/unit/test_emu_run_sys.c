@@ -473,6 +473,224 @@ static void test_pusha_is_ud_in_64bit(void **state)
     emu_tm_destroy(&t);
 }
 
+/* --- real mode: the IVT ------------------------------------------------------ */
+
+/* Real mode, CS = 0x1000 (code at 0x10000), SS:SP = 0x2000:0x1000, IVT at 0. */
+static void real_init(struct emu_tm *t)
+{
+    assert_int_equal(emu_tm_init(t, 4 * MiB, 0), 0);
+    t->s.cr0 = X86_CR0_ET;
+    t->s.cr4 = 0;
+    t->s.efer = 0;
+    for (int k = 0; k < S_NR; k++) {
+        struct x86_segment *sg = &t->s.seg[k];
+        uint16_t sel = k == S_CS ? 0x1000 : k == S_SS ? 0x2000 : 0;
+
+        sg->selector = sel;
+        sg->base = (uint64_t)sel << 4;
+        sg->limit = 0xffff;
+        sg->db = sg->l = sg->g = 0;
+        sg->dpl = 0;
+    }
+    t->s.idt.base = 0;
+    t->s.idt.limit = 0x3ff;
+    t->s.gpr[R_ESP] = 0x1000;
+    t->s.rip = 0;
+    t->s.rflags = X86_RFLAGS_FIXED;
+    emu_invalidate(&t->c);
+}
+
+static void set_ivt(struct emu_tm *t, unsigned vec, uint16_t cs, uint16_t ip)
+{
+    uint16_t *e = (uint16_t *)(t->m.ram + vec * 4);
+
+    e[0] = ip;
+    e[1] = cs;
+}
+
+static int ext_vector = -1;
+
+static int test_irq_pending(void *opaque)
+{
+    return ext_vector;
+}
+
+static int test_irq_ack(void *opaque)
+{
+    int v = ext_vector;
+
+    ext_vector = -1;
+    return v;
+}
+
+static void test_real_mode_ivt(void **state)
+{
+    /* int 0x21; xor dx,dx; mov ax,1; xor cx,cx; div cx (#DE); sti; nop; nop;
+     * hlt; hlt.  h21 (0x10): DI <- pushed CS, AX <- FLAGS inside, BX += 1,
+     * iret.  h0 (0x19): SI <- pushed IP, skip the 2-byte DIV, BX += 0x10,
+     * iret.  hext (0x26): BX += 0x100, BP <- pushed FLAGS, iret. */
+    static const uint8_t code[] = {
+        0xcd, 0x21, 0x31, 0xd2, 0xb8, 0x01, 0x00, 0x31, 0xc9, 0xf7, 0xf1, 0xfb,
+        0x90, 0x90, 0xf4, 0xf4, 0x89, 0xe5, 0x8b, 0x7e, 0x02, 0x9c, 0x58, 0x43, 0xcf,
+        0x89, 0xe5, 0x8b, 0x76, 0x00, 0x83, 0x46, 0x00, 0x02, 0x83, 0xc3, 0x10,
+        0xcf, 0x81, 0xc3, 0x00, 0x01, 0x89, 0xe5, 0x8b, 0x6e, 0x04, 0xcf,
+    };
+    struct emu_tm t;
+
+    real_init(&t);
+    t.c.deliver_exceptions = true;
+    t.c.irq_pending = test_irq_pending;
+    t.c.irq_ack = test_irq_ack;
+    put(&t, 0x10000, code, sizeof(code));
+    set_ivt(&t, 0x21, 0x1000, 0x10);
+    set_ivt(&t, EXC_DE, 0x1000, 0x19);
+    set_ivt(&t, 0x30, 0x1000, 0x26);
+    /* IF is clear: the external interrupt waits for the STI. */
+    ext_vector = 0x30;
+    assert_int_equal(emu_run(&t.c, 1000), EMU_STOP_HALT);
+    assert_int_equal(t.s.gpr[R_EBX] & 0xffff, 0x11);
+    /* The interrupt is taken once STI's shadow is over (at the latest it
+     * wakes the HLT) and returns to the next HLT. */
+    assert_int_equal(emu_run(&t.c, 1000), EMU_STOP_HALT);
+    assert_int_equal(ext_vector, -1);
+    assert_int_equal(t.s.gpr[R_EBX] & 0xffff, 0x111);
+    assert_int_equal(t.s.gpr[R_EDI] & 0xffff, 0x1000);      /* CS pushed */
+    assert_false(t.s.gpr[R_EAX] & X86_RFLAGS_IF);            /* handler: IF clear */
+    assert_int_equal(t.s.gpr[R_ESI] & 0xffff, 9);            /* #DE: IP of the DIV */
+    assert_true(t.s.gpr[R_EBP] & X86_RFLAGS_IF);             /* after STI */
+    assert_int_equal(t.s.gpr[R_ESP], 0x1000);
+    assert_int_equal(t.s.rip, 0x10);                         /* after the HLT */
+    assert_true(t.s.rflags & X86_RFLAGS_IF);                 /* IRET restored it */
+    /* A vector beyond the IVT limit: #GP, which is beyond it too: #DF,
+     * beyond it as well: shutdown. */
+    t.s.idt.limit = 0x1f;
+    t.s.rip = 0;
+    t.s.mp_state = MP_RUNNABLE;
+    assert_int_equal(emu_run(&t.c, 10), EMU_STOP_SHUTDOWN);
+    emu_tm_destroy(&t);
+}
+
+/* --- virtual-8086 mode --------------------------------------------------------- */
+
+#define V86_CODE 0x10000ULL
+#define V86_LOG 0x5000ULL
+
+static void set_gate32(struct emu_tm *t, unsigned vec, uint64_t off, unsigned dpl)
+{
+    uint64_t *g = (uint64_t *)(t->m.ram + IDT + vec * 8);
+
+    *g = (off & 0xffff) | (0x08ULL << 16) | (0xeULL << 40) | ((uint64_t)dpl << 45) |
+         (1ULL << 47) | (((off >> 16) & 0xffff) << 48);
+}
+
+/* The monitor (32-bit, CPL 0, at CODE) IRETs into vm86 code at 1000:0000
+ * (SS:SP 2000:0800, DS = ES = 3000) with EFLAGS = EBP.  Its #GP handler
+ * (CODE+0x21) logs EIP and the error code at V86_LOG + EBX * 8 (through
+ * SS: DS is null in the handler), halts on a HLT, otherwise skips the
+ * instruction (INT n: 2 bytes) and IRETs back; #BP (CODE+0x64) counts in
+ * EDI, INT 0x21 (CODE+0x66) in ESI.  The vm86 code: mov byte [0], 0x55;
+ * cli; int 0x21; int3; pushf; pop ax; push ax; push cs; push 0x11; iret;
+ * hlt. */
+static void v86_run(struct emu_tm *t, unsigned iopl)
+{
+    static const uint8_t mon[] = {
+        0x6a, 0x00, 0x6a, 0x00, 0x68, 0x00, 0x30, 0x00, 0x00, 0x68, 0x00, 0x30,
+        0x00, 0x00, 0x68, 0x00, 0x20, 0x00, 0x00, 0x68, 0x00, 0x08, 0x00, 0x00,
+        0x55, 0x68, 0x00, 0x10, 0x00, 0x00, 0x6a, 0x00, 0xcf, 0x8b, 0x04, 0x24,
+        0x8b, 0x4c, 0x24, 0x04, 0x36, 0x89, 0x0c, 0xdd, 0x00, 0x50, 0x00, 0x00,
+        0x36, 0x89, 0x04, 0xdd, 0x04, 0x50, 0x00, 0x00, 0x43, 0x0f, 0xb7, 0x44,
+        0x24, 0x08, 0xc1, 0xe0, 0x04, 0x01, 0xc8, 0x36, 0x0f, 0xb6, 0x10, 0x81,
+        0xfa, 0xf4, 0x00, 0x00, 0x00, 0x74, 0x14, 0xff, 0x44, 0x24, 0x04, 0x81,
+        0xfa, 0xcd, 0x00, 0x00, 0x00, 0x75, 0x04, 0xff, 0x44, 0x24, 0x04, 0x83,
+        0xc4, 0x04, 0xcf, 0xf4, 0x47, 0xcf, 0x46, 0xcf,
+    };
+    static const uint8_t v86[] = {
+        0xc6, 0x06, 0x00, 0x00, 0x55, 0xfa, 0xcd, 0x21, 0xcc, 0x9c, 0x58, 0x50,
+        0x0e, 0x68, 0x11, 0x00, 0xcf, 0xf4,
+    };
+    uint8_t *tss;
+
+    prot32_init(t);
+    t->c.deliver_exceptions = true;
+    put(t, CODE, mon, sizeof(mon));
+    put(t, V86_CODE, v86, sizeof(v86));
+    t->s.idt.base = IDT;
+    t->s.idt.limit = 0x7ff;
+    set_gate32(t, EXC_GP, CODE + 0x21, 0);
+    set_gate32(t, EXC_BP, CODE + 0x64, 3);
+    set_gate32(t, 0x21, CODE + 0x66, 3);
+    tss = t->m.ram + TSS;
+    memset(tss, 0, 0x68);
+    tss[4] = STACK_TOP & 0xff;                   /* ESP0 */
+    tss[5] = (STACK_TOP >> 8) & 0xff;
+    tss[6] = (STACK_TOP >> 16) & 0xff;
+    tss[8] = 0x10;                               /* SS0 */
+    t->s.tr.base = TSS;
+    t->s.tr.limit = 0x67;
+    t->s.tr.type = 0xb;
+    t->s.tr.present = 1;
+    t->s.gpr[R_EBP] = X86_RFLAGS_VM | X86_RFLAGS_FIXED | ((uint64_t)iopl << 12);
+    assert_int_equal(emu_run(&t->c, 1000), EMU_STOP_HALT);
+    /* Halted in the monitor at CPL 0, out of vm86 mode, data segments null. */
+    assert_false(t->s.rflags & X86_RFLAGS_VM);
+    assert_int_equal(t->c.cpl, 0);
+    assert_int_equal(t->s.seg[S_CS].selector, 0x08);
+    assert_int_equal(t->s.seg[S_DS].selector, 0);
+    assert_int_equal(t->s.seg[S_ES].selector, 0);
+    assert_int_equal(t->m.ram[0x30000], 0x55);   /* DS base = 0x3000 << 4 */
+}
+
+static uint32_t ram32(struct emu_tm *t, gpa_t a)
+{
+    uint32_t v;
+
+    memcpy(&v, t->m.ram + a, 4);
+    return v;
+}
+
+static void test_vm86_sensitive_instructions(void **state)
+{
+    static const uint32_t gp_eip[5] = { 0x05, 0x06, 0x09, 0x10, 0x11 };
+    struct emu_tm t;
+    uint64_t frame = STACK_TOP - 40;   /* error code .. GS, all dwords */
+
+    /* IOPL 0: CLI, INT n, PUSHF, IRET and HLT are #GP(0) to the monitor;
+     * INT3 goes to its DPL-3 gate and IRETs back into vm86 mode. */
+    v86_run(&t, 0);
+    assert_int_equal(t.s.gpr[R_EBX], 5);
+    for (unsigned k = 0; k < 5; k++) {
+        assert_int_equal(ram32(&t, V86_LOG + k * 8), gp_eip[k]);
+        assert_int_equal(ram32(&t, V86_LOG + k * 8 + 4), 0);
+    }
+    assert_int_equal(t.s.gpr[R_EDI], 1);
+    assert_int_equal(t.s.gpr[R_ESI], 0);
+    /* The frame of the last #GP: EIP, CS, EFLAGS (VM), ESP, SS, ES, DS, FS, GS;
+     * SP is 0x7fc after the skipped PUSHF's POP and the three pushes. */
+    assert_int_equal(ram32(&t, frame + 4), 0x11);
+    assert_int_equal(ram32(&t, frame + 8), 0x1000);
+    assert_true(ram32(&t, frame + 12) & X86_RFLAGS_VM);
+    assert_int_equal(ram32(&t, frame + 16), 0x7fc);
+    assert_int_equal(ram32(&t, frame + 20), 0x2000);
+    assert_int_equal(ram32(&t, frame + 24), 0x3000);
+    assert_int_equal(ram32(&t, frame + 28), 0x3000);
+    assert_int_equal(ram32(&t, frame + 32), 0);
+    assert_int_equal(ram32(&t, frame + 36), 0);
+    emu_tm_destroy(&t);
+
+    /* IOPL 3: all of them run in vm86 mode (INT 0x21 through its gate, the
+     * IRET real-mode style keeping IOPL); only HLT reaches the monitor. */
+    v86_run(&t, 3);
+    assert_int_equal(t.s.gpr[R_EBX], 1);
+    assert_int_equal(ram32(&t, V86_LOG), 0x11);
+    assert_int_equal(t.s.gpr[R_ESI], 1);
+    assert_int_equal(t.s.gpr[R_EDI], 1);
+    /* PUSHF's image (pushed again for the IRET): IOPL 3, IF 0 after CLI. */
+    assert_int_equal(ram32(&t, 0x207fc) >> 16 & 0x3200, 0x3000);
+    assert_int_equal(ram32(&t, frame + 16), 0x800);
+    assert_int_equal(ram32(&t, frame + 12) & 0x3200, 0x3000);
+    emu_tm_destroy(&t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -483,6 +701,8 @@ int main(void)
         cmocka_unit_test(test_io_permission_bitmap),
         cmocka_unit_test(test_pusha_popa_lxs_32bit),
         cmocka_unit_test(test_pusha_is_ud_in_64bit),
+        cmocka_unit_test(test_real_mode_ivt),
+        cmocka_unit_test(test_vm86_sensitive_instructions),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
