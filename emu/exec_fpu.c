@@ -1,24 +1,9 @@
-/* x87/SSE state management: the x87 control instructions an OS uses to
- * detect and initialise the FPU, FXSAVE/FXRSTOR, LDMXCSR/STMXCSR.  The
- * state is cpu_state.fpu (the FXSAVE image).  x87 arithmetic is not
- * implemented yet (#UD, logged); SSE is in exec_sse.c. */
-#include "emu/exec_ops.h"
+/* x87/SSE state management: FWAIT, FXSAVE/FXRSTOR, LDMXCSR/STMXCSR.  The
+ * state is cpu_state.fpu (the FXSAVE image).  The x87 instructions (D8-DF)
+ * are in exec_x87*.c and x87.c; SSE is in exec_sse.c. */
+#include "emu/x87.h"
 
 #define MXCSR_MASK 0xffffU  /* DAZ supported */
-
-/* CR0.EM / CR0.TS rules for x87 (wait: only TS with MP). */
-static void fpu_check(struct emu_cpu *c, bool is_wait)
-{
-    uint64_t cr0 = c->s->cr0;
-
-    if (is_wait) {
-        if ((cr0 & X86_CR0_TS) && (cr0 & X86_CR0_MP))
-            emu_fault(c, EXC_NM);
-        return;
-    }
-    if (cr0 & (X86_CR0_EM | X86_CR0_TS))
-        emu_fault(c, EXC_NM);
-}
 
 static void sse_check(struct emu_cpu *c, const struct emu_insn *i)
 {
@@ -28,51 +13,11 @@ static void sse_check(struct emu_cpu *c, const struct emu_insn *i)
         emu_fault(c, EXC_NM);
 }
 
+/* FWAIT: #NM only with TS and MP, then a pending unmasked exception. */
 EMU_HANDLER(exec_fwait)
 {
-    fpu_check(c, true);
-}
-
-/* D8-DF. */
-EMU_HANDLER(exec_x87)
-{
-    struct x86_fxsave *f = &c->s->fpu;
-    unsigned op = i->op;
-
-    fpu_check(c, false);
-    if (!i->mem) {
-        if (op == 0xdb && i->modrm == 0xe3) {          /* FNINIT */
-            f->fcw = 0x37f;
-            f->fsw = 0;
-            f->ftw = 0;
-            f->fop = 0;
-            f->fip = 0;
-            f->fdp = 0;
-            return;
-        }
-        if (op == 0xdb && i->modrm == 0xe2) {          /* FNCLEX */
-            f->fsw &= 0x7f00;
-            return;
-        }
-        if (op == 0xdf && i->modrm == 0xe0) {          /* FNSTSW AX */
-            emu_set_reg(c, R_EAX, 2, f->fsw);
-            return;
-        }
-    } else {
-        if (op == 0xd9 && i->sub == 7) {               /* FNSTCW m16 */
-            emu_write(c, i->seg, emu_ea(c, i), 2, f->fcw);
-            return;
-        }
-        if (op == 0xd9 && i->sub == 5) {               /* FLDCW m16 */
-            f->fcw = (uint16_t)emu_read(c, i->seg, emu_ea(c, i), 2);
-            return;
-        }
-        if (op == 0xdd && i->sub == 7) {               /* FNSTSW m16 */
-            emu_write(c, i->seg, emu_ea(c, i), 2, f->fsw);
-            return;
-        }
-    }
-    emu_exec_ud(c, i);
+    x87_check_nm(c, true);
+    x87_check_pending(c);
 }
 
 static void fx_save(struct emu_cpu *c, const struct emu_insn *i)
@@ -125,11 +70,11 @@ bool emu_exec_fxsave_group(struct emu_cpu *c, const struct emu_insn *i)
 {
     switch (i->sub) {
     case 0:
-        fpu_check(c, false);
+        x87_check_nm(c, false);
         fx_save(c, i);
         return true;
     case 1:
-        fpu_check(c, false);
+        x87_check_nm(c, false);
         fx_restore(c, i);
         return true;
     case 2: { /* LDMXCSR */
