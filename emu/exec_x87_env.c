@@ -43,7 +43,7 @@ static uint32_t get32(const uint8_t *b)
 static unsigned env_build(struct emu_cpu *c, const struct emu_insn *i, uint8_t *b)
 {
     const struct x86_fxsave *f = &c->s->fpu;
-    bool real = c->mode == EMU_MODE_REAL;
+    bool real = x87_real_format(c);
     uint16_t tw = x87_full_tags(f);
     uint32_t fop = f->fop & 0x7ff;
     uint32_t fip = (uint32_t)f->fip, fdp = (uint32_t)f->fdp;
@@ -83,7 +83,7 @@ static unsigned env_size(const struct emu_insn *i)
 static void env_load(struct emu_cpu *c, const struct emu_insn *i, const uint8_t *b)
 {
     struct x86_fxsave *f = &c->s->fpu;
-    bool real = c->mode == EMU_MODE_REAL;
+    bool real = x87_real_format(c);
     uint16_t fcw = fcw_load(get16(b));
     uint16_t fsw = get16(b + (i->opsize == 2 ? 2 : 4));
     uint16_t tw = get16(b + (i->opsize == 2 ? 4 : 8));

@@ -95,12 +95,18 @@ uint8_t x87_abridged_tags(uint16_t full)
     return ftw;
 }
 
-/* FIP and FDP are offsets (real mode: linear addresses, the format the
- * real-mode FNSTENV stores); FCS and FDS are not kept (stored as 0). */
+bool x87_real_format(const struct emu_cpu *c)
+{
+    return c->mode == EMU_MODE_REAL || (c->s->rflags & X86_RFLAGS_VM);
+}
+
+/* FIP and FDP are offsets (real and vm86 mode: linear addresses, the
+ * format the real-mode FNSTENV stores); FCS and FDS are not kept (stored
+ * as 0). */
 void x87_record(struct emu_cpu *c, const struct emu_insn *i)
 {
     struct x86_fxsave *f = &c->s->fpu;
-    bool real = c->mode == EMU_MODE_REAL;
+    bool real = x87_real_format(c);
 
     f->fip = c->insn_rip + (real ? c->s->seg[S_CS].base : 0);
     f->fop = (uint16_t)(((i->op & 7) << 8) | i->modrm);

@@ -43,6 +43,10 @@ uint16_t x87_full_tags(const struct x86_fxsave *f);
 /* Abridged FTW from a full tag word: a register is valid unless 11b. */
 uint8_t x87_abridged_tags(uint16_t full);
 
+/* Real mode and virtual-8086 mode use the real-mode environment layouts
+ * and linear FIP/FDP. */
+bool x87_real_format(const struct emu_cpu *c);
+
 /* FIP/FOP (and FDP for a memory operand) after a non-control instruction. */
 void x87_record(struct emu_cpu *c, const struct emu_insn *i);
 

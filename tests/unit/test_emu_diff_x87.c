@@ -685,6 +685,59 @@ static void test_fip_fop_fdp(void **state)
     x87_reset();
 }
 
+/* Real mode: the real-mode environment layouts with linear FIP/FDP
+ * (CS base 0x90000, DS base 0x98000, [bx+disp8] addressing). */
+static void test_real_mode_env(void **state)
+{
+    static const uint8_t code[] = {
+        0xdd, 0x47, 0x10,               /* fld qword [bx+0x10] */
+        0xd9, 0x77, 0x40,               /* fnstenv [bx+0x40] (14 bytes) */
+        0x66, 0xd9, 0x77, 0x60,         /* fnstenv [bx+0x60] (28 bytes) */
+    };
+    struct cpu_state *s = &tm.s, saved = tm.s;
+    const uint8_t *env16 = tm.m.ram + 0x98040, *env32 = tm.m.ram + 0x98060;
+    uint16_t w;
+    uint32_t d;
+
+    memcpy(tm.m.ram + 0x90000, code, sizeof(code));
+    emu_cache_invalidate_range(tm.cache, 0x90000, sizeof(code));
+    x87_reset();
+    s->cr0 = X86_CR0_ET | X86_CR0_NE;
+    s->efer = 0;
+    for (int k = 0; k < S_NR; k++) {
+        struct x86_segment *sg = &s->seg[k];
+
+        sg->selector = k == S_CS ? 0x9000 : 0x9800;
+        sg->base = (uint64_t)sg->selector << 4;
+        sg->limit = 0xffff;
+        sg->type = k == S_CS ? 0xb : 0x3;
+        sg->s = 1;
+        sg->present = 1;
+        sg->db = sg->l = sg->g = 0;
+        sg->dpl = 0;
+    }
+    s->gpr[R_EBX] = 0;
+    s->rip = 0;
+    emu_invalidate(&tm.c);
+    assert_int_equal(emu_run(&tm.c, 3), EMU_STOP_BUDGET);
+    memcpy(&w, env16 + 6, 2);
+    assert_int_equal(w, 0x0000);                        /* FIP[15:0] of 0x90000 */
+    memcpy(&w, env16 + 8, 2);
+    assert_int_equal(w, 0x9547);                        /* FIP[19:16], FOP dd 47 */
+    memcpy(&w, env16 + 10, 2);
+    assert_int_equal(w, 0x8010);                        /* FDP[15:0] of 0x98010 */
+    memcpy(&w, env16 + 12, 2);
+    assert_int_equal(w, 0x9000);                        /* FDP[19:16] */
+    memcpy(&d, env32 + 16, 4);
+    assert_int_equal(d, 0x9547);
+    memcpy(&d, env32 + 20, 4);
+    assert_int_equal(d, 0x8010);
+    memcpy(&d, env32 + 24, 4);
+    assert_int_equal(d, 0x9000);
+    tm.s = saved;
+    x87_reset();
+}
+
 /* Reserved encodings are #UD, never run on the host. */
 static void test_reserved_ud(void **state)
 {
@@ -709,6 +762,7 @@ int main(void)
         cmocka_unit_test(test_nm),
         cmocka_unit_test(test_mf),
         cmocka_unit_test(test_fip_fop_fdp),
+        cmocka_unit_test(test_real_mode_env),
         cmocka_unit_test(test_reserved_ud),
     };
 
