@@ -1,5 +1,6 @@
 /* The command line, in QEMU's spelling so that scripts carry over.  Options
  * are a table; each entry parses its argument into struct vm_config. */
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -233,6 +234,38 @@ static int opt_name(struct vm_config *cfg, const char *opt, const char *arg)
     return 0;
 }
 
+/* QEMU's spelling: 8-4-4-4-12 hex digits. */
+static int opt_uuid(struct vm_config *cfg, const char *opt, const char *arg)
+{
+    static const int dash_at[] = { 8, 13, 18, 23 };
+    unsigned n = 0;
+
+    for (size_t i = 0; arg[i]; i++) {
+        bool dash = false;
+
+        for (size_t k = 0; k < ARRAY_SIZE(dash_at); k++)
+            dash |= (int)i == dash_at[k];
+        if (dash) {
+            if (arg[i] != '-')
+                goto bad;
+            continue;
+        }
+        if (!isxdigit((unsigned char)arg[i]) || n >= 32)
+            goto bad;
+        unsigned v = (unsigned)(isdigit((unsigned char)arg[i]) ? arg[i] - '0'
+                                                               : (tolower(arg[i]) - 'a' + 10));
+        cfg->uuid[n / 2] = (uint8_t)(n % 2 ? cfg->uuid[n / 2] | v : v << 4);
+        n++;
+    }
+    if (n == 32 && strlen(arg) == 36) {
+        cfg->has_uuid = true;
+        return 0;
+    }
+bad:
+    error_report("-uuid %s: not a UUID (expected xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)", arg);
+    return -1;
+}
+
 static int opt_d(struct vm_config *cfg, const char *opt, const char *arg)
 {
     int r = log_parse_items(arg);
@@ -316,6 +349,7 @@ static const struct cli_option options[] = {
     { "serial", "DEV", "COM1 backend: stdio, mon:stdio, file:PATH, none", opt_serial },
     { "no-reboot", NULL, "exit instead of rebooting", opt_no_reboot },
     { "name", "NAME", "name of the guest", opt_name },
+    { "uuid", "UUID", "the system UUID the guest sees (SMBIOS)", opt_uuid },
     { "d", "ITEMS", "enable debug log items (-d help lists them)", opt_d },
     { "D", "FILE", "write the debug log to FILE", opt_D },
     { "device", "DRIVER[,PROP=VAL...]", "add a device (e.g. isa-debug-exit,iobase=0xf4,iosize=0x04)", opt_device },

@@ -20,6 +20,8 @@ struct vm_config {
     unsigned smp;
     const char *accel;     /* "kvm", "emu", "tcg", "auto" */
     const char *name;
+    uint8_t uuid[16];      /* -uuid, in its text order; SMBIOS type 1 */
+    bool has_uuid;
     bool nographic;
     bool display_none;
     bool nodefaults;

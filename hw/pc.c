@@ -72,6 +72,7 @@ static const struct pluggable_device pluggable_devices[] = {
 static const struct board_device firmware_tables[] = {
     { "acpi-tables", acpi_create, NULL },
     { "mptable", mptable_create, NULL },
+    { "smbios", smbios_create, NULL },
 };
 
 static int create_table(struct machine *m, const struct board_device *t, size_t n)

@@ -17,6 +17,7 @@ int serial_com1_create(struct machine *m);
 int pci_host_create(struct machine *m);
 int acpi_create(struct machine *m);        /* tables in guest RAM */
 int mptable_create(struct machine *m);
+int smbios_create(struct machine *m);      /* SMBIOS 3.0 (hw/smbios.h) */
 
 /* -device drivers: the options after the driver name, unknown keys left
  * for the caller to reject. */

@@ -50,6 +50,14 @@ def test_bad_smp(vmon, hello, smp):
     assert_cli_error(["-kernel", hello, "-smp", smp], "-smp")
 
 
+@pytest.mark.parametrize("uuid", ["1234", "12345678-9abc-def0-1122-33445566778g",
+                                  "123456789abcdef011223344556677880",
+                                  "12345678-9abc-def0-1122-3344556677889",
+                                  "12345678+9abc-def0-1122-334455667788"])
+def test_bad_uuid(vmon, hello, uuid):
+    assert_cli_error(["-kernel", hello, "-uuid", uuid], "-uuid")
+
+
 def test_bogus_accel(vmon, hello):
     assert_cli_error(["-kernel", hello, "-accel", "bogus"], "-accel", "bogus")
 

@@ -50,6 +50,7 @@ def boot_to_poweroff(accel, smp):
 def test_emu_boots_kit_smp1(vmon):
     out = boot_to_poweroff("emu", 1)
     assert "smp: Brought up 1 node, 1 CPU" in out
+    assert "DMI: vmon Standard PC (vmon), BIOS" in out
     assert "reboot: Power down" in out
 
 
@@ -118,8 +119,11 @@ def cpuinfo_field(text, name):
     return None
 
 
+GUEST_UUID = "12345678-9abc-def0-1122-334455667788"
+
+
 def test_emu_interactive_shell(vmon):
-    con = Console(kit_args("emu", 1, "shell"))
+    con = Console(kit_args("emu", 1, "shell") + ["-uuid", GUEST_UUID])
     try:
         con.expect("init: starting a shell", BOOT_TIMEOUT)
         # The shell has started once it answers.
@@ -143,6 +147,11 @@ def test_emu_interactive_shell(vmon):
             assert f in flags, f"/proc/cpuinfo flags lack {f}: {sorted(flags)}"
         for f in ("avx", "xsave", "ssse3", "sse4_1", "movbe", "x2apic"):
             assert f not in flags, f"/proc/cpuinfo advertises {f}"
+
+        # SMBIOS (hw/smbios.c) as Linux exports it, with the -uuid given.
+        dmi = con.run("cd /sys/class/dmi/id && cat sys_vendor product_name bios_vendor "
+                      "product_uuid chassis_type; cd /").split("\n")
+        assert dmi[:5] == ["vmon", "Standard PC (vmon)", "vmon", GUEST_UUID, "1"], dmi
 
         out = con.run("dd if=/dev/zero bs=1k count=1024 2>/dev/null | md5sum")
         want = hashlib.md5(bytes(1024 * 1024)).hexdigest()
