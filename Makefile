@@ -2,6 +2,7 @@
 # `make demo` installs what is missing, builds, fetches the guest kit and
 # boots it; `make bench` runs the benchmarks.
 
+.DEFAULT_GOAL := all
 CC ?= cc
 CFLAGS_BASE := -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter \
 	-Wshadow -Wstrict-prototypes -Wmissing-prototypes -fno-strict-aliasing \
