@@ -20,7 +20,7 @@ static const struct {
 /* Stateless, or saved elsewhere: the irqchip travels in its own sections
  * whichever accelerator owns it; the firmware tables are rebuilt. */
 static const char *const stateless[] = {
-    "irqchip", "acpi-tables", "mptable", "isa-debug-exit",
+    "irqchip", "acpi-tables", "mptable", "smbios", "isa-debug-exit",
 };
 
 const struct vmstate_desc *migration_device_desc(const char *name, bool *is_stateless)
