@@ -39,6 +39,20 @@ struct accel_ops {
      * state.  Optional (NULL: nothing to do). */
     void (*reset)(struct machine *m);
 
+    /* Live migration's dirty page tracking (machine/dirty_log.h), with
+     * every vCPU parked for start and stop.  start: make guest writes to RAM
+     * reach the log (kvm: KVM_MEM_LOG_DIRTY_PAGES on every memslot); sync:
+     * fold the writes the accelerator tracked itself into m->dirty (kvm:
+     * KVM_GET_DIRTY_LOG).  emu needs neither: its soft-MMU keeps writes off
+     * the TLB fast path while the log is active and marks m->dirty
+     * directly.  Optional (NULL: nothing to do); 0 or -errno. */
+    int (*dirty_log_start)(struct machine *m);
+    void (*dirty_log_stop)(struct machine *m);
+    int (*dirty_log_sync)(struct machine *m);
+    /* A device wrote [gpa, gpa+len) of guest RAM (machine_notify_ram_write,
+     * any thread): drop what the accelerator derived from it.  Optional. */
+    void (*ram_written)(struct machine *m, gpa_t gpa, uint64_t len);
+
     /* Interrupt lines and MSIs (route to in-kernel or vmon's own models). */
     void (*set_irq)(struct machine *m, unsigned gsi, int level);
     void (*send_msi)(struct machine *m, uint64_t addr, uint32_t data);

@@ -256,18 +256,17 @@ static void emu_dma_unlock(struct emu_machine *em)
     atomic_flag_clear_explicit(&em->dma_lock, memory_order_release);
 }
 
-/* Declared in machine/machine.h: a device wrote [gpa, gpa+len) of guest RAM
- * behind the CPU's back (DMA).  Any thread.  Decoded blocks of those pages
- * are dropped before any vCPU runs another block: the kick ends the running
- * slice at its next block boundary, and the device's completion (used ring,
- * interrupt) is published after this call. */
-void machine_notify_ram_write(struct machine *m, gpa_t gpa, uint64_t len)
+/* A device wrote [gpa, gpa+len) of guest RAM behind the CPU's back (DMA,
+ * through machine_notify_ram_write).  Any thread.  Decoded blocks of those
+ * pages are dropped before any vCPU runs another block: the kick ends the
+ * running slice at its next block boundary, and the device's completion
+ * (used ring, interrupt) is published after this call. */
+static void emu_ram_written(struct machine *m, gpa_t gpa, uint64_t len)
 {
-    struct emu_machine *em;
+    struct emu_machine *em = m->accel_priv;
 
-    if (!m || m->accel != &accel_emu_ops || !m->accel_priv || !len)
+    if (!em)
         return;
-    em = m->accel_priv;
     emu_dma_lock(em);
     if (em->dma_n < EMU_DMA_RANGES) {
         em->dma[em->dma_n].gpa = gpa;
@@ -484,6 +483,7 @@ const struct accel_ops accel_emu_ops = {
     .get_state = emu_get_state,
     .set_state = emu_set_state,
     .reset = emu_reset,
+    .ram_written = emu_ram_written,
     .set_irq = irqchip_accel_set_irq,
     .send_msi = irqchip_accel_send_msi,
 };

@@ -519,6 +519,9 @@ const struct accel_ops accel_kvm_ops = {
     .get_state = kvm_get_state,
     .set_state = kvm_set_state,
     .reset = kvm_reset,
+    .dirty_log_start = kvm_dirty_log_start,
+    .dirty_log_stop = kvm_dirty_log_stop,
+    .dirty_log_sync = kvm_dirty_log_sync,
     .set_irq = kvm_set_irq,
     .send_msi = kvm_send_msi,
 };

@@ -57,6 +57,11 @@ void kvm_vcpu_destroy(struct vcpu *v);
 enum vcpu_exit kvm_vcpu_run(struct vcpu *v);
 void kvm_vcpu_kick(struct vcpu *v);
 
+/* kvm_dirty.c */
+int kvm_dirty_log_start(struct machine *m);
+void kvm_dirty_log_stop(struct machine *m);
+int kvm_dirty_log_sync(struct machine *m);
+
 /* ioctl, retried on EINTR; returns the result or -errno. */
 int kvm_ioctl(int fd, unsigned long req, void *arg);
 

@@ -3,6 +3,7 @@
  * splits, MMIO, writes to pages that hold decoded code).  SDM vol. 3,
  * chapters 3 and 4. */
 #include "emu/emu_int.h"
+#include "machine/dirty_log.h"
 
 #define PTE_P (1ULL << 0)
 #define PTE_W (1ULL << 1)
@@ -215,6 +216,9 @@ static void mmu_walk(struct emu_cpu *c, uint64_t la, enum emu_access acc, bool u
         }
     }
     (void)leaf;
+    if (unlikely(dirty_log_active(c->m)))
+        for (int k = 0; k < nptes; k++)
+            dirty_log_mark_hva(c->m, ptes[k], 8);
     out->gpa = page_gpa;
     out->w = w;
     out->u = u;
@@ -255,7 +259,9 @@ static struct emu_tlb_entry *mmu_fill(struct emu_cpu *c, uint64_t la, enum emu_a
     can_write = w.dirty && (user ? w.w : (w.w || !(s->cr0 & X86_CR0_WP)));
     e->tag_read = page | flags;
     e->tag_write = can_write ? page | flags : EMU_TLB_INVALID;
-    if (can_write && host && emu_cache_page_has_code(c->cache, w.gpa))
+    /* Live migration: every write takes the slow path to be logged. */
+    if (can_write && host &&
+        (emu_cache_page_has_code(c->cache, w.gpa) || dirty_log_active(c->m)))
         e->tag_write |= EMU_TLB_NOTDIRTY;
     e->tag_code = w.nx ? EMU_TLB_INVALID : page | flags;
     e->addend = host ? (uintptr_t)host - (uintptr_t)page : 0;
@@ -285,7 +291,8 @@ gpa_t emu_translate(struct emu_cpu *c, uint64_t la, enum emu_access acc, uint8_t
     }
     if (acc == ACC_WRITE && (tag & EMU_TLB_NOTDIRTY)) {
         emu_cache_page_written(c, e->gpa);
-        e->tag_write &= ~EMU_TLB_NOTDIRTY;
+        if (!dirty_log_mark_gpa(c->m, e->gpa, 1))
+            e->tag_write &= ~EMU_TLB_NOTDIRTY;
     }
     *hostp = (tag & EMU_TLB_MMIO) ? NULL : (uint8_t *)(uintptr_t)(la + e->addend);
     return e->gpa | (la & 0xfff);

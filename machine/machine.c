@@ -9,6 +9,7 @@
 #include "accel/accel.h"
 #include "config/config.h"
 #include "machine/machine.h"
+#include "machine/dirty_log.h"
 #include "util/log.h"
 #include "util/main_loop.h"
 #include "util/trace.h"
@@ -142,6 +143,7 @@ void machine_destroy(struct machine *m)
     if (m->accel && m->accel->destroy)
         m->accel->destroy(m);
     m->accel = NULL;
+    dirty_log_free(m);
     if (m->ram)
         munmap(m->ram, m->ram_size);
     if (m->ram_fd >= 0)
@@ -162,6 +164,7 @@ int machine_write_gpa(struct machine *m, gpa_t gpa, const void *src, uint64_t le
     if (!dst)
         return -EFAULT;
     memcpy(dst, src, len);
+    dirty_log_mark_gpa(m, gpa, len);
     return 0;
 }
 

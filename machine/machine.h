@@ -14,6 +14,7 @@
 struct vm_config;
 struct accel_ops;
 struct machine;
+struct dirty_bitmap;
 
 /* Guest RAM below 4 GiB ends here at most; the rest is mapped above 4 GiB,
  * leaving the PCI hole (MMIO: LAPIC, IOAPIC, PCI BARs) in between. */
@@ -104,6 +105,10 @@ struct machine {
     int nr_mmio_regions;
 
     struct cpuid_model cpuid;
+
+    /* Pages written while live migration tracks them (machine/dirty_log.h);
+     * NULL until the first migration. */
+    struct dirty_bitmap *dirty;
 
     int nr_vcpus;
     struct vcpu *vcpus[MACHINE_MAX_VCPUS];
@@ -215,9 +220,9 @@ void machine_resume_vcpus(struct machine *m);
 void machine_end_vcpu_threads(struct machine *m);
 /* Make every running vCPU leave the accelerator and look at the flags. */
 void machine_kick_vcpus(struct machine *m);
-/* A device wrote [gpa, gpa+len) of guest RAM directly (DMA): accelerators
- * that cache decoded guest code (emu) drop it.  Any thread; a no-op under
- * kvm.  Call before publishing the completion (when the buffer is mapped is
+/* A device wrote [gpa, gpa+len) of guest RAM directly (DMA): the pages are
+ * marked dirty for live migration, and accelerators that cache decoded
+ * guest code (emu) drop it.  Any thread.  Call before publishing the completion (when the buffer is mapped is
  * early enough: a guest does not run code from a buffer a device owns). */
 void machine_notify_ram_write(struct machine *m, gpa_t gpa, uint64_t len);
 /* A vCPU's port or MMIO access: dispatched under the machine lock and
