@@ -135,6 +135,7 @@ int main(int argc, char **argv)
         machine_request_shutdown(&machine, SHUTDOWN_HOST_QUIT, 1);
     }
     main_loop_run();
+    migration_cleanup(&machine);
     monitor_cleanup();
     machine_stop_vcpus(&machine);
     status = machine.exit_status;

@@ -358,7 +358,7 @@ static const struct cli_option options[] = {
     { "nic", "user|tap[,mac=M][,...]", "network backend plus a virtio-net-pci", config_opt_nic },
     { "qmp", "DEV", "QMP server: unix:PATH,server=on,wait=off or tcp:HOST:PORT,server=on,wait=off", opt_qmp },
     { "S", NULL, "do not start the CPUs until QMP 'cont'", opt_S },
-    { "incoming", "file:PATH|defer", "resume a snapshot (defer: wait for QMP migrate-incoming)", opt_incoming },
+    { "incoming", "file:PATH|tcp:HOST:PORT|defer", "resume a snapshot, or a live migration sent to HOST:PORT (defer: wait for QMP migrate-incoming)", opt_incoming },
     { "no-shutdown", NULL, "on guest shutdown stop the CPUs but keep QMP up until 'quit'", opt_no_shutdown },
     { "trace", "[enable=]PATTERN", "trace events matching PATTERN (also events=FILE, file=PATH)", opt_trace },
     { "h", NULL, "print this help", opt_help },

@@ -10,9 +10,13 @@
 
 #include "machine/machine.h"
 #include "migration/vmstate.h"
+#include <jansson.h>
 
 #define MIG_MAGIC "VMONSNAP"
+/* Version 1: file snapshots.  Version 2 (live migration) adds "ram-dirty"
+ * sections after the first full pass of "ram" chunks.  Readers take both. */
 #define MIG_FORMAT_VERSION 1u
+#define MIG_FORMAT_VERSION_LIVE 2u
 #define MIG_SECTION_MAGIC 0x54434553u   /* "SECT" */
 /* No section is larger (a RAM chunk is 1 MiB of pages plus a bitmap). */
 #define MIG_MAX_SECTION (4u << 20)
@@ -37,11 +41,15 @@ extern const struct vmstate_desc pci_host_vmstate;
  * stateless: the device cannot be snapshotted. */
 const struct vmstate_desc *migration_device_desc(const char *name, bool *stateless);
 
-/* A byte sink/source: a file now, a socket later. */
+/* A byte sink/source: a file or a TCP socket. */
 struct mig_channel {
     int fd;
-    const char *what;       /* "file:PATH", for errors */
+    const char *what;       /* "file:PATH", "tcp:HOST:PORT", for errors */
     uint64_t bytes;         /* transferred so far */
+    uint32_t version;       /* format version written (0: 1) or read */
+    bool sock;              /* a socket: writes never raise SIGPIPE */
+    bool lock_commit;       /* loading off the main loop: take the machine
+                             * lock to commit the state */
 };
 
 /* Write the whole machine state.  Every vCPU must be parked (or not yet
@@ -52,7 +60,8 @@ int migration_save(struct machine *m, struct mig_channel *ch);
  * from the loaded v->state).  Guest RAM is written as it arrives. */
 int migration_load(struct machine *m, struct mig_channel *ch);
 
-/* URIs: "file:PATH".  Same contract as above. */
+/* URIs: "file:PATH" (tcp: URIs go through migration_live_start and
+ * migration_incoming_start).  Same contract as above. */
 int migration_save_uri(struct machine *m, const char *uri);
 int migration_load_uri(struct machine *m, const char *uri);
 
@@ -65,6 +74,36 @@ int accel_switch(struct machine *m, const struct accel_ops *to);
  * vCPU threads start): "file:PATH" loads now, "defer" waits for QMP
  * migrate-incoming.  0 or -1. */
 int migration_incoming_startup(struct machine *m, const char *uri);
+/* Live migration over TCP (migration/live.c, migration/incoming.c). */
+struct mig_params {
+    uint64_t downtime_limit_ms;   /* QEMU's downtime-limit, default 300 */
+    uint64_t max_bandwidth;       /* bytes/s, QEMU's default 128 MiB/s */
+};
+extern struct mig_params mig_params;
+/* Start sending to "tcp:HOST:PORT" on a migration thread; events and
+ * status as QEMU reports them.  Main loop, machine lock held.  0 or -errno
+ * with msg set. */
+int migration_live_start(struct machine *m, const char *uri, char *msg, size_t msg_len);
+/* migrate_cancel: 0, or -EINVAL when nothing is being sent. */
+int migration_live_cancel(void);
+/* True from migrate until the migration ends. */
+bool migration_live_active(void);
+/* query-migrate's object (new reference), or NULL if no live migration
+ * ran. */
+json_t *migration_live_query(struct machine *m);
+/* Listen on "tcp:HOST:PORT" and load the first stream that connects on an
+ * incoming thread; the VM resumes when it is complete, and vmon ends with
+ * status 1 if it is not.  0 or -errno after error_report. */
+int migration_incoming_start(struct machine *m, const char *uri);
+/* An incoming tcp: migration listens or loads. */
+bool migration_incoming_pending(void);
+/* Stop and join the migration threads (end of main). */
+void migration_cleanup(struct machine *m);
+void migration_live_cleanup(void);
+/* Split "tcp:HOST:PORT"; 0 or -EINVAL. */
+int migration_parse_tcp(const char *uri, char *host, size_t host_len, char *port,
+                        size_t port_len);
+
 /* QMP commands (migrate, query-migrate, migrate-incoming, x-accel-switch,
  * query-accel); called by the monitor's table registration. */
 void migration_qmp_register(void);

@@ -1,5 +1,7 @@
-/* QMP: migrate (file: snapshots), query-migrate, migrate-incoming,
- * x-accel-switch, query-accel; and -incoming at startup. */
+/* QMP: migrate (file: snapshots, tcp: live migration), query-migrate,
+ * migrate_cancel, migrate-set-parameters, query-migrate-parameters,
+ * migrate-incoming, x-accel-switch, query-accel; and -incoming at
+ * startup. */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -20,6 +22,7 @@ static struct {
     uint64_t bytes;
     char error[256];
 } last;
+static bool last_was_live;       /* query-migrate reports migration/live.c's */
 
 static bool incoming_deferred;   /* -incoming defer, not yet loaded */
 
@@ -37,15 +40,31 @@ static json_t *cmd_migrate(struct machine *m, json_t *args, struct qmp_error *er
     int ret;
 
     if (qmp_run_state == QMP_RUN_SHUTDOWN || qmp_run_state == QMP_RUN_GUEST_PANICKED ||
-        incoming_deferred) {
+        incoming_deferred || migration_incoming_pending()) {
         qmp_error_set(err, QMP_ERR_GENERIC, "The VM is not in a state that can be migrated");
         return NULL;
     }
-    if (strncmp(uri, "file:", 5)) {
-        qmp_error_set(err, QMP_ERR_GENERIC,
-                      "Invalid migration URI '%s': only file:PATH is supported", uri);
+    if (migration_live_active()) {
+        qmp_error_set(err, QMP_ERR_GENERIC, "There's a migration process in progress");
         return NULL;
     }
+    if (!strncmp(uri, "tcp:", 4)) {
+        char msg[700];
+
+        if (migration_live_start(m, uri, msg, sizeof(msg)) < 0) {
+            qmp_error_set(err, QMP_ERR_GENERIC, "%s", msg);
+            return NULL;
+        }
+        last_was_live = true;
+        return json_object();
+    }
+    if (strncmp(uri, "file:", 5)) {
+        qmp_error_set(err, QMP_ERR_GENERIC,
+                      "Invalid migration URI '%s': only file:PATH and tcp:HOST:PORT are "
+                      "supported", uri);
+        return NULL;
+    }
+    last_was_live = false;
     last.status = "setup";
     last.error[0] = 0;
     migration_event("setup");
@@ -75,6 +94,10 @@ static json_t *cmd_query_migrate(struct machine *m, json_t *args, struct qmp_err
 {
     json_t *r;
 
+    if (last_was_live) {
+        r = migration_live_query(m);
+        return r ? r : json_object();
+    }
     if (!last.status)
         return json_object();
     r = json_pack("{s:s}", "status", last.status);
@@ -101,6 +124,17 @@ static json_t *cmd_migrate_incoming(struct machine *m, json_t *args, struct qmp_
                       "The incoming migration has not been requested: start vmon with "
                       "-incoming defer");
         return NULL;
+    }
+    if (!strncmp(uri, "tcp:", 4)) {
+        /* Listen now; the state arrives on the incoming thread. */
+        if (migration_incoming_start(m, uri) < 0) {
+            qmp_error_set(err, QMP_ERR_GENERIC, "cannot listen on %s", uri);
+            return NULL;
+        }
+        incoming_deferred = false;
+        qmp_run_state = QMP_RUN_INMIGRATE;
+        migration_event("setup");
+        return json_object();
     }
     migration_event("setup");
     migration_event("active");
@@ -143,6 +177,11 @@ static json_t *cmd_x_accel_switch(struct machine *m, json_t *args, struct qmp_er
         qmp_error_set(err, QMP_ERR_GENERIC, "The guest has shut down");
         return NULL;
     }
+    if (migration_live_active()) {
+        qmp_error_set(err, QMP_ERR_GENERIC,
+                      "cannot switch accelerators while a migration is in progress");
+        return NULL;
+    }
     ret = accel_switch(m, to);
     if (ret < 0) {
         qmp_error_set(err, QMP_ERR_GENERIC, "cannot switch to %s: %s (still on %s)", name,
@@ -158,11 +197,58 @@ static json_t *cmd_query_accel(struct machine *m, json_t *args, struct qmp_error
     return json_pack("{s:s}", "accel", m->accel ? m->accel->name : "none");
 }
 
+static json_t *cmd_migrate_cancel(struct machine *m, json_t *args, struct qmp_error *err)
+{
+    /* QEMU: cancelling when nothing runs is not an error. */
+    migration_live_cancel();
+    return json_object();
+}
+
+/* QEMU's limits: downtime-limit up to 2000 s in ms; max-bandwidth any
+ * size_t in bytes/s. */
+#define MAX_DOWNTIME_LIMIT_MS 2000000ULL
+
+static json_t *cmd_migrate_set_parameters(struct machine *m, json_t *args,
+                                          struct qmp_error *err)
+{
+    json_t *dl = json_object_get(args, "downtime-limit");
+    json_t *bw = json_object_get(args, "max-bandwidth");
+
+    if (dl && (json_integer_value(dl) < 0 ||
+               (uint64_t)json_integer_value(dl) > MAX_DOWNTIME_LIMIT_MS)) {
+        qmp_error_set(err, QMP_ERR_GENERIC,
+                      "Parameter 'downtime_limit' expects an integer in the range of 0 to "
+                      "2000 seconds");
+        return NULL;
+    }
+    if (bw && json_integer_value(bw) < 0) {
+        qmp_error_set(err, QMP_ERR_GENERIC,
+                      "Parameter 'max_bandwidth' expects an integer in the range of 0 to "
+                      "%llu bytes/second", (unsigned long long)SIZE_MAX);
+        return NULL;
+    }
+    if (dl)
+        mig_params.downtime_limit_ms = (uint64_t)json_integer_value(dl);
+    if (bw)
+        mig_params.max_bandwidth = (uint64_t)json_integer_value(bw);
+    return json_object();
+}
+
+static json_t *cmd_query_migrate_parameters(struct machine *m, json_t *args,
+                                            struct qmp_error *err)
+{
+    return json_pack("{s:I,s:I}", "downtime-limit", (json_int_t)mig_params.downtime_limit_ms,
+                     "max-bandwidth", (json_int_t)mig_params.max_bandwidth);
+}
+
 static const struct qmp_arg args_migrate[] = {
     { "uri", QMP_STR, false }, { "blk", QMP_BOOL, true }, { "inc", QMP_BOOL, true },
     { "detach", QMP_BOOL, true }, { "resume", QMP_BOOL, true }, { NULL },
 };
 static const struct qmp_arg args_uri[] = { { "uri", QMP_STR, false }, { NULL } };
+static const struct qmp_arg args_params[] = {
+    { "downtime-limit", QMP_INT, true }, { "max-bandwidth", QMP_INT, true }, { NULL },
+};
 static const struct qmp_arg args_accel[] = { { "accel", QMP_STR, false }, { NULL } };
 static const struct qmp_arg args_none[] = { { NULL } };
 
@@ -170,6 +256,9 @@ static const struct qmp_command migration_commands[] = {
     { "migrate", cmd_migrate, args_migrate },
     { "query-migrate", cmd_query_migrate, args_none },
     { "migrate-incoming", cmd_migrate_incoming, args_uri },
+    { "migrate_cancel", cmd_migrate_cancel, args_none },
+    { "migrate-set-parameters", cmd_migrate_set_parameters, args_params },
+    { "query-migrate-parameters", cmd_query_migrate_parameters, args_none },
     { "x-accel-switch", cmd_x_accel_switch, args_accel },
     { "query-accel", cmd_query_accel, args_none },
 };
@@ -190,6 +279,17 @@ int migration_incoming_startup(struct machine *m, const char *uri)
         m->paused = true;
         atomic_store(&m->vcpus_should_stop, 1);
         qmp_run_state = QMP_RUN_PRELAUNCH;
+        return 0;
+    }
+    if (!strncmp(uri, "tcp:", 4)) {
+        /* As defer, but already listening: the VM runs once the state is in. */
+        if (migration_incoming_start(m, uri) < 0) {
+            error_report("-incoming %s: the VM was not started", uri);
+            return -1;
+        }
+        m->paused = true;
+        atomic_store(&m->vcpus_should_stop, 1);
+        qmp_run_state = QMP_RUN_INMIGRATE;
         return 0;
     }
     if (migration_load_uri(m, uri) < 0) {

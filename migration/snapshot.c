@@ -176,7 +176,7 @@ static bool page_in_hole(struct hole_cursor *hc, uint64_t off)
 }
 
 /* One section per 1 MiB of RAM: u64 offset, u32 pages, bitmap, pages. */
-static int save_ram(struct machine *m, struct mig_channel *ch)
+int mig_save_ram(struct machine *m, struct mig_channel *ch, mig_pace_fn pace, void *opaque)
 {
     struct vmbuf b;
     struct hole_cursor hc = { .fd = m->ram_fd, .data = 1, .hole = 0 };
@@ -204,33 +204,91 @@ static int save_ram(struct machine *m, struct mig_channel *ch)
         ret = b.failed ? -ENOMEM
                        : mig_write_section(ch, "ram", (uint32_t)(off / MIG_RAM_CHUNK), 1,
                                            b.data, b.len);
+        if (ret == 0 && pace)
+            ret = pace(opaque);
     }
     vmbuf_free(&b);
     return ret;
 }
 
-int migration_save(struct machine *m, struct mig_channel *ch)
+/* "ram-dirty": u64 offset, u32 pages, bitmap of the pages sent, the pages
+ * (written ones, zero or not: the destination holds an older copy). */
+int mig_save_dirty(struct machine *m, struct mig_channel *ch, uint64_t *dirty, mig_pace_fn pace,
+                   void *opaque)
 {
-    struct vmbuf digest;
-    struct irqchip *c;
-    bool temp, sl;
-    uint64_t now = clock_ns();
-    int ret;
+    const uint64_t per_chunk = MIG_RAM_CHUNK / MIG_PAGE, words = per_chunk / 64;
+    uint64_t npages = m->ram_size / MIG_PAGE;
+    struct vmbuf b;
+    int ret = 0;
+
+    vmbuf_init(&b);
+    for (uint64_t chunk = 0; chunk * per_chunk < npages && ret == 0; chunk++) {
+        uint64_t *w = dirty + chunk * words, first = chunk * per_chunk;
+        uint32_t pages = (uint32_t)MIN(per_chunk, npages - first);
+        uint8_t bitmap[MIG_RAM_CHUNK / MIG_PAGE / 8] = { 0 };
+        bool any = false;
+
+        for (uint64_t k = 0; k < words && first + k * 64 < npages; k++)
+            any |= w[k] != 0;
+        if (!any)
+            continue;
+        b.len = 0;
+        vmbuf_put_u64(&b, first * MIG_PAGE);
+        vmbuf_put_u32(&b, pages);
+        for (uint32_t i = 0; i < pages; i++)
+            if ((w[i / 64] >> (i % 64)) & 1)
+                bitmap[i / 8] |= (uint8_t)(1u << (i % 8));
+        vmbuf_put(&b, bitmap, (pages + 7) / 8);
+        for (uint32_t i = 0; i < pages; i++)
+            if (bitmap[i / 8] & (1u << (i % 8)))
+                vmbuf_put(&b, m->ram + (first + i) * MIG_PAGE, MIG_PAGE);
+        for (uint64_t k = 0; k < words && first + k * 64 < npages; k++)
+            w[k] = 0;
+        ret = b.failed ? -ENOMEM
+                       : mig_write_section(ch, "ram-dirty", (uint32_t)chunk, 1, b.data, b.len);
+        if (ret == 0 && pace)
+            ret = pace(opaque);
+    }
+    vmbuf_free(&b);
+    return ret;
+}
+
+int mig_check_savable(struct machine *m, const char *what)
+{
+    bool sl;
 
     for (int i = 0; i < m->nr_devices; i++)
         if (!migration_device_desc(m->devices[i].name, &sl) && !sl) {
             error_report("%s: device %s has no state description: cannot save the VM",
-                         ch->what, m->devices[i].name);
+                         what, m->devices[i].name);
             return -ENOTSUP;
         }
+    return 0;
+}
+
+int mig_save_header(struct machine *m, struct mig_channel *ch)
+{
+    struct vmbuf digest;
+    int ret;
+
+    build_digest(m, &digest);
+    ret = digest.failed ? -ENOMEM : mig_write_header(ch, &digest);
+    vmbuf_free(&digest);
+    return ret;
+}
+
+int mig_save_state(struct machine *m, struct mig_channel *ch)
+{
+    struct irqchip *c;
+    bool temp, sl;
+    uint64_t now = clock_ns();
+    int ret = 0;
+
     c = irqchip_for_save(m, &temp);
     if (!c) {
         error_report("%s: cannot read the interrupt controllers' state", ch->what);
         return -EIO;
     }
-    build_digest(m, &digest);
-    ret = digest.failed ? -ENOMEM : mig_write_header(ch, &digest);
-    vmbuf_free(&digest);
     for (int i = 0; i < m->nr_vcpus && ret == 0; i++)
         ret = put_desc(ch, "cpu", (uint32_t)i, &cpu_vmstate, &m->vcpus[i]->state, now);
     for (int i = 0; i < 2 && ret == 0; i++)
@@ -247,8 +305,20 @@ int migration_save(struct machine *m, struct mig_channel *ch)
         if (d)
             ret = put_desc(ch, m->devices[i].name, 0, d, m->devices[i].opaque, now);
     }
+    return ret;
+}
+
+int migration_save(struct machine *m, struct mig_channel *ch)
+{
+    int ret = mig_check_savable(m, ch->what);
+
+    if (ret < 0)
+        return ret;
+    ret = mig_save_header(m, ch);
     if (ret == 0)
-        ret = save_ram(m, ch);
+        ret = mig_save_state(m, ch);
+    if (ret == 0)
+        ret = mig_save_ram(m, ch, NULL, NULL);
     if (ret == 0)
         ret = mig_write_section(ch, "end", 0, 1, "", 0);
     if (ret < 0)
@@ -268,6 +338,8 @@ struct load_state {
     bool pic_seen[2], ioapic_seen, pit_seen;
     struct mig_section *dev;   /* per machine device, payload kept */
     uint32_t ram_chunks_seen;
+    uint8_t *chunk_seen;    /* one byte per RAM chunk */
+    uint32_t version;       /* of the stream */
     struct hole_cursor hc;
 };
 
@@ -284,6 +356,10 @@ static int load_ram(struct load_state *ls, const struct mig_section *s)
     if (off % MIG_RAM_CHUNK || off >= m->ram_size || off / MIG_RAM_CHUNK != s->instance ||
         pages != (uint32_t)(MIN(m->ram_size - off, (uint64_t)MIG_RAM_CHUNK) / MIG_PAGE))
         goto bad;
+    if (ls->chunk_seen[s->instance]) {
+        error_report("%s: section ram %u: repeated RAM chunk", ls->what, s->instance);
+        return -EINVAL;
+    }
     bitmap = r.p + r.off;
     if (vmreader_get(&r, NULL, (pages + 7) / 8) < 0)
         goto bad;
@@ -306,10 +382,48 @@ static int load_ram(struct load_state *ls, const struct mig_section *s)
             memset(dst, 0, MIG_PAGE);
         }
     }
+    ls->chunk_seen[s->instance] = 1;
     ls->ram_chunks_seen++;
     return 0;
 bad:
     error_report("%s: section ram %u: malformed RAM chunk", ls->what, s->instance);
+    return -EINVAL;
+}
+
+/* A live stream's later pass: the pages written since the chunk went. */
+static int load_ram_dirty(struct load_state *ls, const struct mig_section *s)
+{
+    struct machine *m = ls->m;
+    struct vmreader r = { .p = s->payload, .len = s->len };
+    uint64_t off, chunks = (m->ram_size + MIG_RAM_CHUNK - 1) / MIG_RAM_CHUNK;
+    uint32_t pages, present = 0;
+    const uint8_t *bitmap;
+
+    if (ls->version < MIG_FORMAT_VERSION_LIVE || ls->ram_chunks_seen != chunks) {
+        error_report("%s: section ram-dirty %u before the first pass over RAM ended",
+                     ls->what, s->instance);
+        return -EINVAL;
+    }
+    if (vmreader_u64(&r, &off) < 0 || vmreader_u32(&r, &pages) < 0)
+        goto bad;
+    if (off % MIG_RAM_CHUNK || off >= m->ram_size || off / MIG_RAM_CHUNK != s->instance ||
+        pages != (uint32_t)(MIN(m->ram_size - off, (uint64_t)MIG_RAM_CHUNK) / MIG_PAGE))
+        goto bad;
+    bitmap = r.p + r.off;
+    if (vmreader_get(&r, NULL, (pages + 7) / 8) < 0)
+        goto bad;
+    for (uint32_t i = 0; i < pages; i++)
+        present += (bitmap[i / 8] >> (i % 8)) & 1;
+    if (!present || (uint64_t)present * MIG_PAGE != r.len - r.off)
+        goto bad;
+    for (uint32_t i = 0; i < pages; i++)
+        if ((bitmap[i / 8] >> (i % 8)) & 1) {
+            memcpy(m->ram + off + (uint64_t)i * MIG_PAGE, r.p + r.off, MIG_PAGE);
+            r.off += MIG_PAGE;
+        }
+    return 0;
+bad:
+    error_report("%s: section ram-dirty %u: malformed RAM pages", ls->what, s->instance);
     return -EINVAL;
 }
 
@@ -322,6 +436,8 @@ static int stage(struct load_state *ls, struct mig_section *s)
     snprintf(what, sizeof(what), "%s: %s %u", ls->what, s->name, s->instance);
     if (!strcmp(s->name, "ram"))
         return load_ram(ls, s);
+    if (!strcmp(s->name, "ram-dirty"))
+        return load_ram_dirty(ls, s);
     if (!strcmp(s->name, "cpu")) {
         snprintf(what, sizeof(what), "%s: vCPU %u", ls->what, s->instance);
         if (s->instance >= (uint32_t)m->nr_vcpus || ls->cpu_seen[s->instance]) {
@@ -500,6 +616,7 @@ int migration_load(struct machine *m, struct mig_channel *ch)
     ret = mig_read_header(ch, &digest);
     if (ret < 0)
         return ret;
+    ls.version = ch->version;
     ret = check_digest(m, &digest, ch->what);
     vmbuf_free(&digest);
     if (ret < 0)
@@ -508,7 +625,8 @@ int migration_load(struct machine *m, struct mig_channel *ch)
     ls.cpu_seen = calloc((size_t)m->nr_vcpus, sizeof(bool));
     ls.dev = calloc((size_t)m->nr_devices + 1, sizeof(*ls.dev));
     ls.chip = irqchip_new(NULL, NULL);
-    if (!ls.cpus || !ls.cpu_seen || !ls.dev || !ls.chip) {
+    ls.chunk_seen = calloc((size_t)((m->ram_size + MIG_RAM_CHUNK - 1) / MIG_RAM_CHUNK), 1);
+    if (!ls.cpus || !ls.cpu_seen || !ls.dev || !ls.chip || !ls.chunk_seen) {
         ret = -ENOMEM;
         goto out;
     }
@@ -534,10 +652,15 @@ int migration_load(struct machine *m, struct mig_channel *ch)
             goto out;
         }
     }
+    if (ch->lock_commit)
+        machine_lock();
     ret = check_complete(&ls);
     if (ret == 0)
         ret = commit(&ls);
+    if (ch->lock_commit)
+        machine_unlock();
 out:
+    free(ls.chunk_seen);
     if (ls.dev)
         for (int i = 0; i < m->nr_devices; i++)
             free(ls.dev[i].payload);

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -14,7 +15,7 @@ int mig_write_all(struct mig_channel *ch, const void *p, size_t n)
     const uint8_t *b = p;
 
     while (n) {
-        ssize_t w = write(ch->fd, b, n);
+        ssize_t w = ch->sock ? send(ch->fd, b, n, MSG_NOSIGNAL) : write(ch->fd, b, n);
 
         if (w < 0 && errno == EINTR)
             continue;
@@ -80,7 +81,7 @@ int mig_write_header(struct mig_channel *ch, const struct vmbuf *digest)
     int ret;
 
     memcpy(h, MIG_MAGIC, 8);
-    put32(h + 8, MIG_FORMAT_VERSION);
+    put32(h + 8, ch->version ? ch->version : MIG_FORMAT_VERSION);
     put32(h + 12, (uint32_t)digest->len);
     crc = crc_of(crc_of(0, h, sizeof(h)), digest->data, digest->len);
     put32(c, crc);
@@ -115,11 +116,12 @@ int mig_read_header(struct mig_channel *ch, struct vmbuf *digest)
         return -EINVAL;
     }
     version = get32(h + 8);
-    if (version != MIG_FORMAT_VERSION) {
-        error_report("%s: stream format version %u, this vmon reads version %u", ch->what,
-                     version, MIG_FORMAT_VERSION);
+    if (version != MIG_FORMAT_VERSION && version != MIG_FORMAT_VERSION_LIVE) {
+        error_report("%s: stream format version %u, this vmon reads versions %u and %u",
+                     ch->what, version, MIG_FORMAT_VERSION, MIG_FORMAT_VERSION_LIVE);
         return -EINVAL;
     }
+    ch->version = version;
     len = get32(h + 12);
     if (len > 65536) {
         error_report("%s: header claims a %u-byte configuration digest", ch->what, len);

@@ -31,4 +31,19 @@ int mig_write_section(struct mig_channel *ch, const char *name, uint32_t instanc
  * error names the section and the channel). */
 int mig_read_section(struct mig_channel *ch, struct mig_section *s);
 
+/* The pieces migration_save is made of, for the live sender (snapshot.c).
+ * A pace callback runs after every section; a negative return stops. */
+typedef int (*mig_pace_fn)(void *opaque);
+/* Refuse VMs with devices that have no state description. */
+int mig_check_savable(struct machine *m, const char *what);
+int mig_save_header(struct machine *m, struct mig_channel *ch);
+/* Every RAM chunk ("ram"), zero pages and memfd holes left out. */
+int mig_save_ram(struct machine *m, struct mig_channel *ch, mig_pace_fn pace, void *opaque);
+/* The pages set in dirty (one bit per page) as "ram-dirty" sections; the
+ * bits are cleared as the pages go. */
+int mig_save_dirty(struct machine *m, struct mig_channel *ch, uint64_t *dirty, mig_pace_fn pace,
+                   void *opaque);
+/* vCPUs, interrupt controllers, devices (every vCPU parked). */
+int mig_save_state(struct machine *m, struct mig_channel *ch);
+
 #endif

@@ -75,6 +75,9 @@ void qmp_event_send(const char *event, json_t *data);
 enum qmp_run_state {
     QMP_RUN_PRELAUNCH, QMP_RUN_RUNNING, QMP_RUN_PAUSED, QMP_RUN_SHUTDOWN,
     QMP_RUN_GUEST_PANICKED,
+    QMP_RUN_INMIGRATE,       /* -incoming: waiting for the state */
+    QMP_RUN_FINISH_MIGRATE,  /* stopped for the last stage of a migration */
+    QMP_RUN_POSTMIGRATE,     /* migrated away: paused; cont resumes it here */
 };
 extern enum qmp_run_state qmp_run_state;
 const char *qmp_run_state_name(void);

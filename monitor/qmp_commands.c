@@ -47,6 +47,9 @@ static const char *const run_state_names[] = {
     [QMP_RUN_PAUSED] = "paused",
     [QMP_RUN_SHUTDOWN] = "shutdown",
     [QMP_RUN_GUEST_PANICKED] = "guest-panicked",
+    [QMP_RUN_INMIGRATE] = "inmigrate",
+    [QMP_RUN_FINISH_MIGRATE] = "finish-migrate",
+    [QMP_RUN_POSTMIGRATE] = "postmigrate",
 };
 
 const char *qmp_run_state_name(void)
@@ -153,6 +156,11 @@ static json_t *cmd_cont(struct machine *m, json_t *args, struct qmp_error *err)
     if (qmp_run_state == QMP_RUN_SHUTDOWN || qmp_run_state == QMP_RUN_GUEST_PANICKED) {
         qmp_error_set(err, QMP_ERR_GENERIC,
                       "Resetting the Virtual Machine is required");
+        return NULL;
+    }
+    if (qmp_run_state == QMP_RUN_INMIGRATE) {
+        qmp_error_set(err, QMP_ERR_GENERIC,
+                      "The incoming migration has not completed: the VM runs when it does");
         return NULL;
     }
     if (qmp_run_state == QMP_RUN_RUNNING)
