@@ -107,6 +107,7 @@ EMU_HANDLER(exec_wrmsr);
 EMU_HANDLER(exec_syscall);
 EMU_HANDLER(exec_sysret);
 EMU_HANDLER(exec_jmp_far);
+EMU_HANDLER(exec_call_far);
 EMU_HANDLER(exec_retf);
 EMU_HANDLER(exec_far_E);
 EMU_HANDLER(exec_rdtscp);

@@ -1,6 +1,6 @@
 /* Privileged and mode-changing instructions: control and debug registers,
- * descriptor tables, MSRs, SYSCALL/SYSRET, SWAPGS, far transfers within a
- * privilege level. */
+ * descriptor tables, MSRs, SYSCALL/SYSRET, SWAPGS, far transfers (code
+ * segments, call gates, returns to outer levels). */
 #include "emu/exec_ops.h"
 #include "emu/seg.h"
 #include "hw/lapic.h"
@@ -595,23 +595,171 @@ EMU_HANDLER(exec_sysret)
     emu_update_mode(c);
 }
 
-/* --- far transfers at the same privilege ------------------------------------------- */
+/* --- far transfers: code segments, call gates, returns to outer levels ----- */
 
-/* Load CS for a far JMP/CALL/RET to a code segment at the current CPL. */
-static void far_load_cs(struct emu_cpu *c, uint16_t sel, bool ret)
+/* The limit of a code descriptor as its hidden part would have it. */
+static uint64_t desc_limit(uint64_t d)
+{
+    struct x86_segment t;
+
+    emu_seg_from_desc(&t, 0, d);
+    return t.limit;
+}
+
+/* Write the words of a far CALL's frame (vals[0] pushed first) below sp on
+ * the current stack, then move ESP/RSP: a fault leaves nothing changed. */
+static void far_push_current(struct emu_cpu *c, unsigned size, const uint64_t *vals, unsigned n)
 {
     struct cpu_state *s = c->s;
-    uint64_t d, la;
+    uint64_t m = emu_mask(emu_stack_size(c)), sp = s->gpr[R_ESP];
+
+    emu_probe_write(c, emu_linear(c, S_SS, (sp - n * size) & m, n * size, ACC_WRITE), n * size);
+    for (unsigned k = 0; k < n; k++) {
+        sp = (sp & ~m) | ((sp - size) & m);
+        emu_write(c, S_SS, sp & m, size, vals[k]);
+    }
+    s->gpr[R_ESP] = sp;
+}
+
+/* A far CALL/JMP through a call gate (SDM vol. 3, 5.8.3-5.8.6 and vol. 2
+ * CALL/JMP): 16- and 32-bit gates in protected mode, 64-bit (16-byte) gates
+ * in long mode.  A CALL to a more privileged non-conforming segment
+ * switches to the stack the TSS holds for that level and, for 16/32-bit
+ * gates, copies the gate's parameter count of words/dwords across. */
+static void far_via_gate(struct emu_cpu *c, uint16_t gsel, uint64_t g, bool call)
+{
+    struct cpu_state *s = c->s;
+    bool lm = s->efer & X86_EFER_LMA;
+    unsigned type = (g >> 40) & 15, gdpl = (g >> 45) & 3, dpl, new_cpl;
+    unsigned size = lm ? 8 : type == 0xc ? 4 : 2;
+    uint16_t sel = (g >> 16) & 0xffff, old_cs = s->seg[S_CS].selector;
+    uint64_t off = (g & 0xffff) | (size > 2 ? (g >> 32) & 0xffff0000ULL : 0);
+    uint64_t d, la, ret = s->rip;
+    bool conforming;
+
+    if (lm) {
+        uint64_t hi = emu_read_descriptor(c, (uint16_t)(gsel + 8), &la);
+
+        if ((hi >> 40) & 0x1f)
+            emu_fault_err(c, EXC_GP, gsel & ~3u);
+        off |= (hi & 0xffffffffULL) << 32;
+    }
+    if (gdpl < c->cpl || gdpl < (gsel & 3u))
+        emu_fault_err(c, EXC_GP, gsel & ~3u);
+    if (!((g >> 47) & 1))
+        emu_fault_err(c, EXC_NP, gsel & ~3u);
+    if ((sel & ~3u) == 0)
+        emu_fault_err(c, EXC_GP, 0);
+    d = emu_read_descriptor(c, sel, &la);
+    dpl = (d >> 45) & 3;
+    conforming = (d >> 42) & 1;
+    if (!((d >> 44) & 1) || !((d >> 43) & 1) || dpl > c->cpl ||
+        (lm && (!((d >> 53) & 1) || ((d >> 54) & 1))))
+        emu_fault_err(c, EXC_GP, sel & ~3u);
+    if (!call && !conforming && dpl != c->cpl)
+        emu_fault_err(c, EXC_GP, sel & ~3u);  /* JMP never changes privilege */
+    if (!((d >> 47) & 1))
+        emu_fault_err(c, EXC_NP, sel & ~3u);
+    if (lm ? !canonical(off) : off > desc_limit(d))
+        emu_fault_err(c, EXC_GP, 0);
+    new_cpl = call && !conforming ? dpl : c->cpl;
+
+    if (new_cpl < c->cpl) {
+        uint64_t old_sp = s->gpr[R_ESP], old_ss = s->seg[S_SS].selector;
+        uint64_t nsp, ss_base = 0, ss_mask = ~0ULL, ss_desc = 0;
+        uint16_t nss = new_cpl;
+        unsigned nparam = lm ? 0 : (g >> 32) & 0x1f;
+        uint64_t params[31];
+
+        if (lm) {
+            nsp = emu_tss_read(c, 4 + new_cpl * 8, 8, 0);
+            if (!canonical(nsp))
+                emu_fault_err(c, EXC_SS, 0);
+        } else {
+            bool tss16 = s->tr.type == 1 || s->tr.type == 3;
+
+            nsp = emu_tss_read(c, tss16 ? 2 + new_cpl * 4 : 4 + new_cpl * 8, tss16 ? 2 : 4, 0);
+            nss = (uint16_t)emu_tss_read(c, tss16 ? 4 + new_cpl * 4 : 8 + new_cpl * 8, 2, 0);
+            if ((nss & ~3u) == 0)
+                emu_fault_err(c, EXC_TS, 0);
+            ss_desc = emu_read_descriptor(c, nss, &la);
+            if ((nss & 3u) != new_cpl || ((ss_desc >> 45) & 3) != new_cpl ||
+                !((ss_desc >> 44) & 1) || ((ss_desc >> 43) & 1) || !((ss_desc >> 41) & 1))
+                emu_fault_err(c, EXC_TS, nss & ~3u);
+            if (!((ss_desc >> 47) & 1))
+                emu_fault_err(c, EXC_SS, nss & ~3u);
+            ss_base = ((ss_desc >> 16) & 0xffffff) | ((ss_desc >> 32) & 0xff000000);
+            ss_mask = (ss_desc >> 54) & 1 ? 0xffffffffULL : 0xffffULL;
+        }
+        /* Parameters come from the caller's stack, the lowest first. */
+        for (unsigned k = 0; k < nparam; k++) {
+            uint64_t m = emu_mask(emu_stack_size(c));
+
+            params[k] = emu_read(c, S_SS, (old_sp + k * size) & m, size);
+        }
+        {
+            uint64_t frame[4 + 31];
+            unsigned n = 0;
+
+            frame[n++] = old_ss;
+            frame[n++] = old_sp;
+            for (unsigned k = nparam; k-- > 0;)
+                frame[n++] = params[k];
+            frame[n++] = old_cs;
+            frame[n++] = ret;
+            for (unsigned k = 0; k < n; k++) {
+                nsp = (nsp & ~ss_mask) | ((nsp - size) & ss_mask);
+                emu_sys_write(c, lm ? nsp : (uint32_t)(ss_base + (nsp & ss_mask)), size,
+                              frame[k]);
+            }
+        }
+        /* Commit: nothing below faults. */
+        emu_seg_from_desc(&s->seg[S_CS], (uint16_t)((sel & ~3u) | new_cpl), d);
+        if (lm) {
+            emu_load_ss_checked(c, nss, 0, new_cpl);
+        } else {
+            emu_seg_from_desc(&s->seg[S_SS], nss, ss_desc);
+        }
+        s->gpr[R_ESP] = lm ? nsp : (s->gpr[R_ESP] & ~ss_mask) | (nsp & ss_mask);
+        if (!lm && ss_mask == 0xffffffffULL)
+            s->gpr[R_ESP] = (uint32_t)nsp;
+    } else if (call) {
+        const uint64_t frame[2] = { old_cs, ret };
+
+        far_push_current(c, size, frame, 2);
+        emu_seg_from_desc(&s->seg[S_CS], (uint16_t)((sel & ~3u) | c->cpl), d);
+    } else {
+        emu_seg_from_desc(&s->seg[S_CS], (uint16_t)((sel & ~3u) | c->cpl), d);
+    }
+    s->rip = off;
+    emu_update_mode(c);
+    c->break_block = true;
+}
+
+/* Far JMP/CALL (direct or m16:xx) to sel:off: a code segment at the
+ * current privilege, or a call gate.  Task gates and TSS selectors (a
+ * hardware task switch) are not implemented: #GP(sel), as long mode
+ * requires anyway. */
+static void far_transfer(struct emu_cpu *c, uint16_t sel, uint64_t off, unsigned size, bool call)
+{
+    struct cpu_state *s = c->s;
+    uint16_t old_cs = s->seg[S_CS].selector;
+    uint64_t d, la, ret = s->rip;
     unsigned dpl;
 
-    if (s->rflags & X86_RFLAGS_VM) {
-        emu_seg_vm86(&s->seg[S_CS], sel, true);
-        c->break_block = true;
-        return;
-    }
-    if (c->mode == EMU_MODE_REAL) {
-        s->seg[S_CS].selector = sel;
-        s->seg[S_CS].base = (uint64_t)sel << 4;
+    if (c->mode == EMU_MODE_REAL || (s->rflags & X86_RFLAGS_VM)) {
+        if (call) {
+            const uint64_t frame[2] = { old_cs, ret };
+
+            far_push_current(c, size, frame, 2);
+        }
+        if (s->rflags & X86_RFLAGS_VM) {
+            emu_seg_vm86(&s->seg[S_CS], sel, true);
+        } else {
+            s->seg[S_CS].selector = sel;
+            s->seg[S_CS].base = (uint64_t)sel << 4;
+        }
+        s->rip = off & emu_mask(size);
         c->break_block = true;
         return;
     }
@@ -619,67 +767,118 @@ static void far_load_cs(struct emu_cpu *c, uint16_t sel, bool ret)
         emu_fault_err(c, EXC_GP, 0);
     d = emu_read_descriptor(c, sel, &la);
     dpl = (d >> 45) & 3;
-    if (!((d >> 44) & 1) || !((d >> 43) & 1))
-        emu_fault_err(c, EXC_GP, sel & ~3u);  /* call gates, TSS: not implemented */
+    if (!((d >> 44) & 1)) {
+        unsigned type = (d >> 40) & 15;
+
+        if (type == 0xc || (type == 4 && !(s->efer & X86_EFER_LMA))) {
+            far_via_gate(c, sel, d, call);
+            return;
+        }
+        if (type == 5 || type == 1 || type == 9)
+            LOG(LOG_UNIMP, "emu: far %s to a task gate/TSS (task switch) not implemented\n",
+                call ? "CALL" : "JMP");
+        emu_fault_err(c, EXC_GP, sel & ~3u);
+    }
+    if (!((d >> 43) & 1))
+        emu_fault_err(c, EXC_GP, sel & ~3u);
     if ((d >> 42) & 1 ? dpl > c->cpl : (dpl != c->cpl || (sel & 3) > c->cpl))
         emu_fault_err(c, EXC_GP, sel & ~3u);
-    if (ret && (sel & 3) != c->cpl)
-        emu_fault_err(c, EXC_GP, sel & ~3u);  /* RETF to an outer level */
     if (!((d >> 47) & 1))
         emu_fault_err(c, EXC_NP, sel & ~3u);
+    if (call) {
+        const uint64_t frame[2] = { old_cs, ret };
+
+        far_push_current(c, size, frame, 2);
+    }
     emu_seg_from_desc(&s->seg[S_CS], (uint16_t)((sel & ~3u) | c->cpl), d);
+    s->rip = off & emu_mask(size);
     emu_update_mode(c);
     c->break_block = true;
 }
 
 EMU_HANDLER(exec_jmp_far)
 {
-    far_load_cs(c, i->imm2, false);
-    c->s->rip = i->imm;
+    far_transfer(c, i->imm2, i->imm, i->opsize, false);
 }
 
-EMU_HANDLER(exec_retf)
+EMU_HANDLER(exec_call_far)
 {
-    struct cpu_state *s = c->s;
-    unsigned size = i->opsize, ssize = emu_stack_size(c);
-    uint64_t m = emu_mask(ssize), sp = s->gpr[R_ESP];
-    uint64_t rip = emu_read(c, S_SS, sp & m, size);
-    uint16_t sel = (uint16_t)emu_read(c, S_SS, (sp + size) & m, size);
-
-    far_load_cs(c, sel, true);
-    sp = (sp & ~m) | ((sp + 2 * size + (i->op == 0xca ? i->imm : 0)) & m);
-    s->gpr[R_ESP] = sp;
-    s->rip = rip & emu_mask(size);
+    far_transfer(c, i->imm2, i->imm, i->opsize, true);
 }
 
 /* FF /3 CALL m16:xx and FF /5 JMP m16:xx. */
 EMU_HANDLER(exec_far_E)
 {
-    struct cpu_state *s = c->s;
     unsigned size = i->opsize;
-    uint64_t ea = emu_ea(c, i);
-    uint64_t off, sp = s->gpr[R_ESP];
-    uint16_t sel, old_cs = s->seg[S_CS].selector;
-    uint64_t ret = s->rip;
+    uint64_t ea = emu_ea(c, i), off;
+    uint16_t sel;
 
     if (!i->mem)
         emu_exec_ud(c, i);
     off = emu_read(c, i->seg, ea, size);
-    sel = (uint16_t)emu_read(c, i->seg, ea + size, 2);
-    if (i->sub == 3) {
-        unsigned ssize = emu_stack_size(c);
-        uint64_t m = emu_mask(ssize);
+    sel = (uint16_t)emu_read(c, i->seg, (ea + size) & emu_mask(i->addrsize), 2);
+    far_transfer(c, sel, off, size, i->sub == 3);
+}
 
-        /* Fault on the stack before anything changes. */
-        emu_probe_write(c, emu_linear(c, S_SS, (sp - 2 * size) & m, 2 * size, ACC_WRITE),
-                        2 * size);
+/* CA/CB: RETF (imm16).  To the same level, or (protected mode, popped CS
+ * RPL > CPL) to an outer one: SS:ESP are popped too (after skipping imm16
+ * bytes of parameters, which the new stack releases as well), and data
+ * segments the outer level may not use become null. */
+EMU_HANDLER(exec_retf)
+{
+    struct cpu_state *s = c->s;
+    unsigned size = i->opsize, ssize = emu_stack_size(c);
+    uint64_t m = emu_mask(ssize), sp = s->gpr[R_ESP];
+    uint64_t imm = i->op == 0xca ? i->imm & 0xffff : 0;
+    uint64_t rip = emu_read(c, S_SS, sp & m, size);
+    uint16_t sel = (uint16_t)emu_read(c, S_SS, (sp + size) & m, size);
+    uint64_t d, la;
+    unsigned rpl = sel & 3, dpl;
+
+    if (c->mode == EMU_MODE_REAL || (s->rflags & X86_RFLAGS_VM)) {
+        if (s->rflags & X86_RFLAGS_VM)
+            emu_seg_vm86(&s->seg[S_CS], sel, true);
+        else {
+            s->seg[S_CS].selector = sel;
+            s->seg[S_CS].base = (uint64_t)sel << 4;
+        }
+        s->gpr[R_ESP] = (sp & ~m) | ((sp + 2 * size + imm) & m);
+        s->rip = rip & emu_mask(size);
+        c->break_block = true;
+        return;
     }
-    far_load_cs(c, sel, false);
-    if (i->sub == 3) {
-        emu_push(c, size, old_cs);
-        emu_push(c, size, ret);
+    if ((sel & ~3u) == 0)
+        emu_fault_err(c, EXC_GP, 0);
+    if (rpl < c->cpl)
+        emu_fault_err(c, EXC_GP, sel & ~3u);
+    d = emu_read_descriptor(c, sel, &la);
+    dpl = (d >> 45) & 3;
+    if (!((d >> 44) & 1) || !((d >> 43) & 1) || ((d >> 42) & 1 ? dpl > rpl : dpl != rpl))
+        emu_fault_err(c, EXC_GP, sel & ~3u);
+    if (!((d >> 47) & 1))
+        emu_fault_err(c, EXC_NP, sel & ~3u);
+    if (rpl > c->cpl) {
+        uint64_t at = sp + 2 * size + imm;
+        uint64_t nsp = emu_read(c, S_SS, at & m, size);
+        uint16_t nss = (uint16_t)emu_read(c, S_SS, (at + size) & m, size);
+        uint64_t ss_desc = emu_ret_ss_desc(c, nss, rpl, (d >> 53) & 1);
+        uint64_t nm;
+
+        emu_seg_from_desc(&s->seg[S_CS], sel, d);
+        emu_load_ss_checked(c, nss, ss_desc, rpl);
+        emu_update_mode(c);
+        nm = emu_mask(emu_stack_size(c));
+        s->gpr[R_ESP] = size == 8 ? nsp + imm : (uint32_t)((nsp & ~nm) | ((nsp + imm) & nm));
+        s->rip = rip & emu_mask(size);
+        emu_null_inaccessible_segs(c);
+        c->break_block = true;
+        return;
     }
-    s->rip = off & emu_mask(size);
+    emu_seg_from_desc(&s->seg[S_CS], (uint16_t)((sel & ~3u) | c->cpl), d);
+    s->gpr[R_ESP] = (sp & ~m) | ((sp + 2 * size + imm) & m);
+    s->rip = rip & emu_mask(size);
+    emu_update_mode(c);
+    c->break_block = true;
 }
 
 EMU_HANDLER(exec_rdtscp)

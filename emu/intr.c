@@ -32,15 +32,6 @@ static void deliver_real(struct emu_cpu *c, unsigned vec)
         s->seg[S_CS].selector, (unsigned long long)s->rip);
 }
 
-static uint64_t tss_read(struct emu_cpu *c, unsigned off, unsigned size, uint32_t ext)
-{
-    const struct x86_segment *tr = &c->s->tr;
-
-    if (!tr->present || off + size - 1 > tr->limit)
-        emu_fault_err(c, EXC_TS, (tr->selector & ~3u) | ext);
-    return emu_sys_read(c, tr->base + off, size);
-}
-
 /* Push for event delivery: the new stack, supervisor (or new CPL) access. */
 struct frame {
     uint64_t sp;
@@ -121,20 +112,20 @@ void emu_deliver_event(struct emu_cpu *c, unsigned vec, bool has_err, uint32_t e
     f.mask = lm ? ~0ULL : s->seg[S_SS].db ? 0xffffffffULL : 0xffffULL;
     if (lm) {
         if (ist) {
-            f.sp = tss_read(c, 0x24 + (ist - 1) * 8, 8, ext);
+            f.sp = emu_tss_read(c, 0x24 + (ist - 1) * 8, 8, ext);
             stack_switch = true;
         } else if (new_cpl < c->cpl) {
-            f.sp = tss_read(c, 4 + new_cpl * 8, 8, ext);
+            f.sp = emu_tss_read(c, 4 + new_cpl * 8, 8, ext);
             stack_switch = true;
         }
         if (new_cpl < c->cpl)
             stack_switch = true;
         f.sp &= ~15ULL;
     } else if (new_cpl < c->cpl) {
-        uint16_t ss_sel = (uint16_t)tss_read(c, 8 + new_cpl * 8, 2, ext);
+        uint16_t ss_sel = (uint16_t)emu_tss_read(c, 8 + new_cpl * 8, 2, ext);
         uint64_t ss_desc;
 
-        f.sp = tss_read(c, 4 + new_cpl * 8, 4, ext);
+        f.sp = emu_tss_read(c, 4 + new_cpl * 8, 4, ext);
         if ((ss_sel & ~3u) == 0)
             emu_fault_err(c, EXC_TS, ext ? 1 : 0);
         ss_desc = emu_read_descriptor(c, ss_sel, &la);
@@ -280,7 +271,7 @@ EMU_HANDLER(exec_iret)
     struct cpu_state *s = c->s;
     unsigned size = i->opsize, ssize = emu_stack_size(c);
     uint64_t m = emu_mask(ssize), sp = s->gpr[R_ESP];
-    uint64_t rip, cs, fl, nsp = 0, nss = 0, cs_desc, la;
+    uint64_t rip, cs, fl, nsp = 0, nss = 0, cs_desc;
     uint64_t old_fl = emu_get_rflags(c), mask;
     unsigned rpl;
     bool outer;
@@ -328,31 +319,10 @@ EMU_HANDLER(exec_iret)
         mask &= 0xffff;
 
     if (c->mode == EMU_MODE_64 || outer) {
-        uint64_t ss_desc = 0;
+        uint64_t ss_desc = emu_ret_ss_desc(c, (uint16_t)nss, rpl, (cs_desc >> 53) & 1);
 
-        if ((nss & ~3u) == 0) {
-            if (!(c->mode == EMU_MODE_64 && (cs_desc >> 53) & 1 && rpl != 3))
-                emu_fault_err(c, EXC_GP, 0);
-        } else {
-            if ((nss & 3) != rpl)
-                emu_fault_err(c, EXC_GP, nss & ~3u);
-            ss_desc = emu_read_descriptor(c, (uint16_t)nss, &la);
-            if (!((ss_desc >> 44) & 1) || ((ss_desc >> 43) & 1) || !((ss_desc >> 41) & 1) ||
-                ((ss_desc >> 45) & 3) != rpl)
-                emu_fault_err(c, EXC_GP, nss & ~3u);
-            if (!((ss_desc >> 47) & 1))
-                emu_fault_err(c, EXC_SS, nss & ~3u);
-        }
         emu_seg_from_desc(&s->seg[S_CS], (uint16_t)cs, cs_desc);
-        if ((nss & ~3u) == 0) {
-            s->seg[S_SS].selector = (uint16_t)nss;
-            s->seg[S_SS].unusable = 1;
-            s->seg[S_SS].present = 0;
-            s->seg[S_SS].base = 0;
-        } else {
-            emu_seg_from_desc(&s->seg[S_SS], (uint16_t)nss, ss_desc);
-        }
-        s->seg[S_SS].dpl = rpl;
+        emu_load_ss_checked(c, (uint16_t)nss, ss_desc, rpl);
         s->gpr[R_ESP] = size == 8 || c->mode == EMU_MODE_64 ? nsp : (uint32_t)nsp;
     } else {
         emu_seg_from_desc(&s->seg[S_CS], (uint16_t)cs, cs_desc);
@@ -365,20 +335,8 @@ EMU_HANDLER(exec_iret)
     s->events.nmi_masked = 0;
     emu_update_mode(c);
     /* Data segments the new privilege may not use become null (outer). */
-    if (outer) {
-        static const unsigned segs[] = { S_ES, S_DS, S_FS, S_GS };
-
-        for (unsigned k = 0; k < 4; k++) {
-            struct x86_segment *sg = &s->seg[segs[k]];
-            bool conf_code = sg->s && (sg->type & 0xc) == 0xc;
-
-            if (!sg->unusable && !conf_code && sg->dpl < c->cpl) {
-                sg->selector = 0;
-                sg->unusable = 1;
-                sg->present = 0;
-            }
-        }
-    }
+    if (outer)
+        emu_null_inaccessible_segs(c);
     c->break_block = true;
 }
 

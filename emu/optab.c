@@ -99,7 +99,7 @@ const struct emu_opdesc emu_optab1[256] = {
     [0x8f] = GRP(grp1a, 0),
     ROW8(0x90, OP(exec_xchg_acc, 0)),
     [0x98] = OP(exec_cbw, 0), [0x99] = OP(exec_cwd, 0),
-    [0x9a] = FMT(D_INV64 | D_FARPTR), [0x9b] = OP(exec_fwait, 0),
+    [0x9a] = OP(exec_call_far, D_INV64 | D_FARPTR), [0x9b] = OP(exec_fwait, 0),
     [0x9c] = OP(exec_pushf, D_DEF64), [0x9d] = OP(exec_popf, D_DEF64),
     [0x9e] = OP(exec_sahf, 0), [0x9f] = OP(exec_lahf, 0),
     [0xa0] = OP(exec_mov_moffs, D_BYTE | D_MOFFS), [0xa1] = OP(exec_mov_moffs, D_MOFFS),

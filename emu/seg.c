@@ -138,3 +138,62 @@ void emu_load_seg(struct emu_cpu *c, unsigned sr, uint16_t sel)
     if (sr == S_SS)
         emu_update_mode(c);
 }
+
+uint64_t emu_tss_read(struct emu_cpu *c, unsigned off, unsigned size, uint32_t ext)
+{
+    const struct x86_segment *tr = &c->s->tr;
+
+    if (!tr->present || off + size - 1 > tr->limit)
+        emu_fault_err(c, EXC_TS, (tr->selector & ~3u) | ext);
+    return emu_sys_read(c, tr->base + off, size);
+}
+
+uint64_t emu_ret_ss_desc(struct emu_cpu *c, uint16_t sel, unsigned rpl, bool to_64bit)
+{
+    uint64_t d, la;
+
+    if ((sel & ~3u) == 0) {
+        if (!(c->mode == EMU_MODE_64 && to_64bit && rpl != 3))
+            emu_fault_err(c, EXC_GP, 0);
+        return 0;
+    }
+    if ((sel & 3) != rpl)
+        emu_fault_err(c, EXC_GP, sel & ~3u);
+    d = emu_read_descriptor(c, sel, &la);
+    if (!((d >> 44) & 1) || ((d >> 43) & 1) || !((d >> 41) & 1) || ((d >> 45) & 3) != rpl)
+        emu_fault_err(c, EXC_GP, sel & ~3u);
+    if (!((d >> 47) & 1))
+        emu_fault_err(c, EXC_SS, sel & ~3u);
+    return d;
+}
+
+void emu_load_ss_checked(struct emu_cpu *c, uint16_t sel, uint64_t d, unsigned cpl)
+{
+    struct x86_segment *ss = &c->s->seg[S_SS];
+
+    if ((sel & ~3u) == 0) {
+        ss->selector = sel;
+        ss->unusable = 1;
+        ss->present = 0;
+        ss->base = 0;
+    } else {
+        emu_seg_from_desc(ss, sel, d);
+    }
+    ss->dpl = cpl;
+}
+
+void emu_null_inaccessible_segs(struct emu_cpu *c)
+{
+    static const unsigned segs[] = { S_ES, S_DS, S_FS, S_GS };
+
+    for (unsigned k = 0; k < 4; k++) {
+        struct x86_segment *sg = &c->s->seg[segs[k]];
+        bool conf_code = sg->s && (sg->type & 0xc) == 0xc;
+
+        if (!sg->unusable && !conf_code && sg->dpl < c->cpl) {
+            sg->selector = 0;
+            sg->unusable = 1;
+            sg->present = 0;
+        }
+    }
+}

@@ -20,4 +20,15 @@ void emu_seg_vm86(struct x86_segment *sg, uint16_t sel, bool code);
 /* Expand a descriptor into the hidden part of a segment register. */
 void emu_seg_from_desc(struct x86_segment *sg, uint16_t sel, uint64_t d);
 
+/* Read the current TSS at off (the TSS limit checked: #TS(TR | ext)). */
+uint64_t emu_tss_read(struct emu_cpu *c, unsigned off, unsigned size, uint32_t ext);
+
+/* Returning to an outer privilege (IRET, far RET): check the new SS for
+ * privilege rpl and return its descriptor (0: a null SS, allowed only for
+ * a return to 64-bit code at rpl < 3); then load it at that CPL; then the
+ * data segments the new CPL may not use become null. */
+uint64_t emu_ret_ss_desc(struct emu_cpu *c, uint16_t sel, unsigned rpl, bool to_64bit);
+void emu_load_ss_checked(struct emu_cpu *c, uint16_t sel, uint64_t d, unsigned cpl);
+void emu_null_inaccessible_segs(struct emu_cpu *c);
+
 #endif

@@ -12,6 +12,7 @@
 
 #include "hw/lapic.h"
 #include "machine/ioport.h"
+#include "emu/seg.h"
 #include "tests/emu/emu_test.h"
 
 #define CODE 0x100000ULL
@@ -691,6 +692,186 @@ static void test_vm86_sensitive_instructions(void **state)
     emu_tm_destroy(&t);
 }
 
+/* --- call gates and far returns to an outer level ------------------------------ */
+
+static uint64_t call_gate(uint16_t sel, uint64_t off, unsigned type, unsigned dpl,
+                          unsigned params, bool present)
+{
+    return (off & 0xffff) | ((uint64_t)sel << 16) | ((uint64_t)params << 32) |
+           ((uint64_t)type << 40) | ((uint64_t)dpl << 45) | ((uint64_t)present << 47) |
+           (((off >> 16) & 0xffff) << 48);
+}
+
+/* Load segment register sr from GDT entry sel (its hidden part as a load
+ * would set it). */
+static void seg_load(struct emu_tm *t, unsigned sr, uint16_t sel)
+{
+    uint64_t d;
+
+    memcpy(&d, t->m.ram + GDT + (sel & ~7u), 8);
+    emu_seg_from_desc(&t->s.seg[sr], sel, d);
+}
+
+static void tss_set32(struct emu_tm *t, uint32_t esp0, uint16_t ss0)
+{
+    uint8_t *tss = t->m.ram + TSS;
+
+    memset(tss, 0, 0x68);
+    memcpy(tss + 4, &esp0, 4);
+    memcpy(tss + 8, &ss0, 2);
+    t->s.tr.base = TSS;
+    t->s.tr.limit = 0x67;
+    t->s.tr.type = 0xb;
+    t->s.tr.present = 1;
+}
+
+static void test_call_gate_32bit(void **state)
+{
+    /* CPL 3: push 0x1111; push 0x2222; call 0x2b:0 (gate, 2 params); hlt;
+     * call 0x33:0 (DPL-0 gate); jmp 0x2b:0 (JMP to a more privileged
+     * non-conforming segment); call 0x3b:0 (gate not present).  The CPL-0
+     * target (+0x40): ebx <- esp; esi <- [esp+8]; ds <- 0x10; retf 8. */
+    static const uint8_t code[] = {
+        0x68, 0x11, 0x11, 0x00, 0x00, 0x68, 0x22, 0x22, 0x00, 0x00, 0x9a, 0x00,
+        0x00, 0x00, 0x00, 0x2b, 0x00, 0xf4, 0x9a, 0x00, 0x00, 0x00, 0x00, 0x33,
+        0x00, 0xea, 0x00, 0x00, 0x00, 0x00, 0x2b, 0x00, 0x9a, 0x00, 0x00, 0x00,
+        0x00, 0x3b, 0x00,
+    };
+    static const uint8_t target[] = {
+        0x89, 0xe3, 0x8b, 0x74, 0x24, 0x08, 0x66, 0xb8, 0x10, 0x00, 0x8e, 0xd8,
+        0xca, 0x08, 0x00,
+    };
+    const uint32_t user_sp = 0x7f000;
+    struct emu_tm t;
+    uint64_t *gdt;
+    uint64_t f;
+
+    prot32_init(&t);
+    gdt = (uint64_t *)(t.m.ram + GDT);
+    gdt[3] = 0x00cffb000000ffffULL;  /* 0x1b: 32-bit code, DPL 3 */
+    gdt[4] = 0x00cff3000000ffffULL;  /* 0x23: data, DPL 3 */
+    gdt[5] = call_gate(0x08, CODE + 0x40, 0xc, 3, 2, true);
+    gdt[6] = call_gate(0x08, CODE + 0x40, 0xc, 0, 2, true);
+    gdt[7] = call_gate(0x08, CODE + 0x40, 0xc, 3, 2, false);
+    t.s.gdt.limit = 0x3f;
+    put(&t, CODE, code, sizeof(code));
+    put(&t, CODE + 0x40, target, sizeof(target));
+    tss_set32(&t, STACK_TOP, 0x10);
+    seg_load(&t, S_CS, 0x1b);
+    for (unsigned k = 0; k < S_NR; k++)
+        if (k != S_CS)
+            seg_load(&t, k, 0x23);
+    t.s.gpr[R_ESP] = user_sp;
+    emu_invalidate(&t.c);
+    assert_int_equal(t.c.cpl, 3);
+
+    /* Through the gate to CPL 0 and back with RETF 8: stops at the HLT. */
+    assert_int_equal(emu_run(&t.c, 100), EMU_STOP_EXCEPTION);
+    assert_int_equal(t.c.exc_vector, EXC_GP);
+    assert_int_equal(t.s.rip, CODE + 0x11);
+    /* The inner stack (SS0:ESP0 from the TSS): SS, ESP, the two
+     * parameters in their order, CS, EIP. */
+    f = t.s.gpr[R_EBX];
+    assert_int_equal(f, STACK_TOP - 24);
+    assert_int_equal(ram32(&t, f), CODE + 0x11);
+    assert_int_equal(ram32(&t, f + 4), 0x1b);
+    assert_int_equal(ram32(&t, f + 8), 0x2222);
+    assert_int_equal(ram32(&t, f + 12), 0x1111);
+    assert_int_equal(ram32(&t, f + 16), user_sp - 8);
+    assert_int_equal(ram32(&t, f + 20), 0x23);
+    assert_int_equal(t.s.gpr[R_ESI], 0x2222);
+    /* Back at CPL 3: RETF 8 released the parameters on the outer stack too;
+     * DS (loaded with a DPL-0 selector inside) became null. */
+    assert_int_equal(t.c.cpl, 3);
+    assert_int_equal(t.s.seg[S_CS].selector, 0x1b);
+    assert_int_equal(t.s.seg[S_SS].selector, 0x23);
+    assert_int_equal(t.s.gpr[R_ESP], user_sp);
+    assert_int_equal(t.s.seg[S_DS].selector, 0);
+    assert_true(t.s.seg[S_DS].unusable);
+
+    /* A gate more privileged than CPL; a JMP through a gate to a more
+     * privileged segment; a gate that is not present. */
+    t.s.rip = CODE + 0x12;
+    assert_int_equal(emu_run(&t.c, 1), EMU_STOP_EXCEPTION);
+    assert_int_equal(t.c.exc_vector, EXC_GP);
+    assert_int_equal(t.c.exc_error, 0x30);
+    t.s.rip = CODE + 0x19;
+    assert_int_equal(emu_run(&t.c, 1), EMU_STOP_EXCEPTION);
+    assert_int_equal(t.c.exc_vector, EXC_GP);
+    assert_int_equal(t.c.exc_error, 0x08);
+    t.s.rip = CODE + 0x20;
+    assert_int_equal(emu_run(&t.c, 1), EMU_STOP_EXCEPTION);
+    assert_int_equal(t.c.exc_vector, EXC_NP);
+    assert_int_equal(t.c.exc_error, 0x38);
+    assert_int_equal(t.s.gpr[R_ESP], user_sp);
+    assert_int_equal(t.c.cpl, 3);
+    emu_tm_destroy(&t);
+}
+
+static void test_call_gate_64bit(void **state)
+{
+    /* CPL 3: mov rcx, 0x1234; call far [rax] (m16:32 -> selector 0x33, a
+     * 64-bit gate); hlt.  The CPL-0 target (+0x40): rbx <- rsp; edx <- ss;
+     * retfq. */
+    static const uint8_t code[] = {
+        0x48, 0xc7, 0xc1, 0x34, 0x12, 0x00, 0x00, 0xff, 0x18, 0xf4,
+    };
+    static const uint8_t target[] = { 0x48, 0x89, 0xe3, 0x8c, 0xd2, 0x48, 0xcb };
+    const uint64_t user_sp = 0x7f000;
+    struct emu_tm t;
+    uint64_t *gdt, f, rsp0 = STACK_TOP;
+
+    guest_init(&t, 3);
+    gdt = (uint64_t *)(t.m.ram + GDT);
+    gdt[3] = 0x00affb000000ffffULL;  /* 0x1b: 64-bit code, DPL 3 */
+    gdt[4] = 0x00cff3000000ffffULL;  /* 0x23: data, DPL 3 */
+    gdt[6] = call_gate(0x08, CODE + 0x40, 0xc, 3, 0, true);
+    gdt[7] = (CODE + 0x40) >> 32;
+    gdt[8] = call_gate(0x08, CODE + 0x40, 0x4, 3, 0, true);  /* 16-bit gate */
+    t.s.gdt.limit = 0x4f;
+    put(&t, CODE, code, sizeof(code));
+    put(&t, CODE + 0x40, target, sizeof(target));
+    memset(t.m.ram + TSS, 0, 0x68);
+    memcpy(t.m.ram + TSS + 4, &rsp0, 8);
+    t.s.tr.base = TSS;
+    t.s.tr.limit = 0x67;
+    t.s.tr.type = 0xb;
+    t.s.tr.present = 1;
+    seg_load(&t, S_CS, 0x1b);
+    for (unsigned k = 0; k < S_NR; k++)
+        if (k != S_CS)
+            seg_load(&t, k, 0x23);
+    t.s.gpr[R_ESP] = user_sp;
+    t.s.gpr[R_EAX] = BUF;
+    t.m.ram[BUF + 4] = 0x33;
+    t.m.ram[BUF + 5] = 0;
+    emu_invalidate(&t.c);
+
+    assert_int_equal(emu_run(&t.c, 100), EMU_STOP_EXCEPTION);
+    assert_int_equal(t.c.exc_vector, EXC_GP);
+    assert_int_equal(t.s.rip, CODE + 9);
+    /* RSP0 from the TSS, 8-byte pushes of SS, RSP, CS, RIP; SS inside is
+     * the null selector with RPL 0. */
+    f = t.s.gpr[R_EBX];
+    assert_int_equal(f, STACK_TOP - 32);
+    assert_int_equal(*(uint64_t *)(t.m.ram + f), CODE + 9);
+    assert_int_equal(*(uint64_t *)(t.m.ram + f + 8), 0x1b);
+    assert_int_equal(*(uint64_t *)(t.m.ram + f + 16), user_sp);
+    assert_int_equal(*(uint64_t *)(t.m.ram + f + 24), 0x23);
+    assert_int_equal(t.s.gpr[R_EDX] & 0xffff, 0);
+    assert_int_equal(t.c.cpl, 3);
+    assert_int_equal(t.s.seg[S_SS].selector, 0x23);
+    assert_int_equal(t.s.gpr[R_ESP], user_sp);
+
+    /* A 16-bit call gate does not exist in long mode. */
+    t.m.ram[BUF + 4] = 0x43;
+    t.s.rip = CODE + 7;
+    assert_int_equal(emu_run(&t.c, 1), EMU_STOP_EXCEPTION);
+    assert_int_equal(t.c.exc_vector, EXC_GP);
+    assert_int_equal(t.c.exc_error, 0x40);
+    emu_tm_destroy(&t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -703,6 +884,8 @@ int main(void)
         cmocka_unit_test(test_pusha_is_ud_in_64bit),
         cmocka_unit_test(test_real_mode_ivt),
         cmocka_unit_test(test_vm86_sensitive_instructions),
+        cmocka_unit_test(test_call_gate_32bit),
+        cmocka_unit_test(test_call_gate_64bit),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
