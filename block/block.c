@@ -497,3 +497,34 @@ int block_map(struct block_state *bs, uint64_t off, uint64_t len, struct block_m
         m->file = bs->filename;
     return r;
 }
+
+/* One wrapper for the snapshot entry points: a missing hook is -ENOTSUP. */
+#define SNAPSHOT_CALL(bs, hook, ...)                                                       \
+    ({                                                                                     \
+        int r_ = -ENOTSUP;                                                                 \
+        pthread_mutex_lock(&(bs)->lock);                                                   \
+        if ((bs)->drv->hook)                                                               \
+            r_ = (bs)->drv->hook((bs), __VA_ARGS__);                                       \
+        pthread_mutex_unlock(&(bs)->lock);                                                 \
+        r_;                                                                                \
+    })
+
+int block_snapshot_create(struct block_state *bs, const char *name)
+{
+    return SNAPSHOT_CALL(bs, snapshot_create, name);
+}
+
+int block_snapshot_apply(struct block_state *bs, const char *id_or_name)
+{
+    return SNAPSHOT_CALL(bs, snapshot_apply, id_or_name);
+}
+
+int block_snapshot_delete(struct block_state *bs, const char *name)
+{
+    return SNAPSHOT_CALL(bs, snapshot_delete, name);
+}
+
+int block_snapshot_load(struct block_state *bs, const char *id, const char *name)
+{
+    return SNAPSHOT_CALL(bs, snapshot_load, id, name);
+}

@@ -124,6 +124,12 @@ struct block_driver {
     int (*get_info)(struct block_state *bs, struct block_info *info);
     int (*check)(struct block_state *bs, unsigned fix, struct block_check *res);
     int (*map)(struct block_state *bs, uint64_t off, uint64_t len, struct block_map *m);
+    /* Internal snapshots; optional (-ENOTSUP without).  -ENOENT: no such
+     * snapshot. */
+    int (*snapshot_create)(struct block_state *bs, const char *name);
+    int (*snapshot_apply)(struct block_state *bs, const char *id_or_name);
+    int (*snapshot_delete)(struct block_state *bs, const char *name);
+    int (*snapshot_load)(struct block_state *bs, const char *id, const char *name);
     /* Largest efficient write unit (cluster size); optional. */
     uint64_t (*write_granularity)(struct block_state *bs);
 };
@@ -165,6 +171,17 @@ void block_info_free(struct block_info *info);
 int block_check(struct block_state *bs, unsigned fix, struct block_check *res);
 /* Status of [off, off+len): fills m for the first run (m->len <= len). */
 int block_map(struct block_state *bs, uint64_t off, uint64_t len, struct block_map *m);
+
+/* Internal snapshots, with qemu-img snapshot's lookup rules: create under
+ * a new numeric ID (names need not be unique), apply by ID then by name,
+ * delete the first snapshot with that name.  load makes a read-only image
+ * show a snapshot's data instead of the active state (id and/or name; NULL
+ * matches any).  0, -ENOTSUP (format without snapshots), -ENOENT or
+ * another -errno (reason in bs->errmsg). */
+int block_snapshot_create(struct block_state *bs, const char *name);
+int block_snapshot_apply(struct block_state *bs, const char *id_or_name);
+int block_snapshot_delete(struct block_state *bs, const char *name);
+int block_snapshot_load(struct block_state *bs, const char *id, const char *name);
 
 const struct block_driver *block_find_driver(const char *name);
 /* Guess the format of the first bytes of a file; never NULL (raw). */

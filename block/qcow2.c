@@ -293,4 +293,8 @@ const struct block_driver block_driver_qcow2 = {
     .check = qcow2_check,
     .map = qcow2_map_range,
     .write_granularity = qcow2_granularity,
+    .snapshot_create = qcow2_snapshot_create,
+    .snapshot_apply = qcow2_snapshot_apply,
+    .snapshot_delete = qcow2_snapshot_delete,
+    .snapshot_load = qcow2_snapshot_load,
 };

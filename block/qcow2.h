@@ -120,8 +120,11 @@ struct qcow2_free {
 struct qcow2_snapshot {
     uint64_t l1_offset;
     uint32_t l1_size;
-    struct block_snapshot_info info;
-    uint64_t disk_size;
+    struct block_snapshot_info info; /* for listing (id/name shortened) */
+    uint64_t disk_size;              /* 0 when the entry does not say */
+    char *id, *name;                 /* whole strings, for lookups */
+    uint8_t *raw;                    /* the table entry verbatim, unpadded */
+    size_t raw_len;
 };
 
 struct qcow2_state {
@@ -257,6 +260,10 @@ int qcow2_write_compressed(struct block_state *bs, uint64_t off, const void *buf
 /* qcow2_snapshot.c */
 int qcow2_read_snapshots(struct block_state *bs, char *err, size_t errlen);
 void qcow2_free_snapshots(struct qcow2_state *s);
+int qcow2_snapshot_create(struct block_state *bs, const char *name);
+int qcow2_snapshot_apply(struct block_state *bs, const char *id_or_name);
+int qcow2_snapshot_delete(struct block_state *bs, const char *name);
+int qcow2_snapshot_load(struct block_state *bs, const char *id, const char *name);
 
 /* qcow2_check.c */
 int qcow2_check(struct block_state *bs, unsigned fix, struct block_check *res);

@@ -293,6 +293,29 @@ static void format_clock(char *buf, size_t len, uint64_t ns)
              (secs / 60) % 60, secs % 60, (ns / 1000000) % 1000);
 }
 
+/* qemu-img's "Snapshot list:" table (info and snapshot -l). */
+static void print_snapshot_table(const struct block_info *info)
+{
+    if (!info->nb_snapshots)
+        return;
+    printf("Snapshot list:\n");
+    printf("%-10s%-17s%8s%20s%13s%11s\n", "ID", "TAG", "VM SIZE", "DATE", "VM CLOCK", "ICOUNT");
+    for (int i = 0; i < info->nb_snapshots; i++) {
+        const struct block_snapshot_info *sn = &info->snapshots[i];
+        char date[32], clk[32], ic[32] = "";
+        time_t t = sn->date_sec;
+        struct tm tm;
+
+        localtime_r(&t, &tm);
+        strftime(date, sizeof(date), "%Y-%m-%d %H:%M:%S", &tm);
+        format_clock(clk, sizeof(clk), sn->vm_clock_nsec);
+        if (sn->icount != UINT64_MAX)
+            snprintf(ic, sizeof(ic), "%" PRIu64, sn->icount);
+        printf("%-9s %-16s %8s%20s%13s%11s\n", sn->id, sn->name, size_to_str(sn->vm_state_size),
+               date, clk, ic);
+    }
+}
+
 static int cmd_info(int argc, char **argv)
 {
     static const struct option lopts[] = { { "output", required_argument, NULL, 'O' },
@@ -403,25 +426,7 @@ static int cmd_info(int argc, char **argv)
         }
         if (info.dirty)
             printf("cleanly shut down: no\n");
-        if (info.nb_snapshots) {
-            printf("Snapshot list:\n");
-            printf("%-10s%-17s%8s%20s%13s%11s\n", "ID", "TAG", "VM SIZE", "DATE", "VM CLOCK",
-                   "ICOUNT");
-            for (int i = 0; i < info.nb_snapshots; i++) {
-                struct block_snapshot_info *sn = &info.snapshots[i];
-                char date[32], clk[32], ic[32] = "";
-                time_t t = sn->date_sec;
-                struct tm tm;
-
-                localtime_r(&t, &tm);
-                strftime(date, sizeof(date), "%Y-%m-%d %H:%M:%S", &tm);
-                format_clock(clk, sizeof(clk), sn->vm_clock_nsec);
-                if (sn->icount != UINT64_MAX)
-                    snprintf(ic, sizeof(ic), "%" PRIu64, sn->icount);
-                printf("%-9s %-16s %8s%20s%13s%11s\n", sn->id, sn->name,
-                       size_to_str(sn->vm_state_size), date, clk, ic);
-            }
-        }
+        print_snapshot_table(&info);
         if (info.is_qcow2) {
             printf("Format specific information:\n");
             printf("    compat: %s\n", info.version >= 3 ? "1.1" : "0.10");
@@ -588,10 +593,40 @@ static void progress(bool on, uint64_t done, uint64_t total)
 /* Static so an error exit leaks nothing. */
 static uint8_t convert_buf[CONVERT_CHUNK];
 
+/* convert -l: "snapshot.id=ID,snapshot.name=NAME" (either or both), or a
+ * bare ID or name (ID first), as qemu-img takes it. */
+static void load_snapshot(struct block_state *bs, const char *file, const char *param)
+{
+    char *copy = strdup(param), *id = NULL, *name = NULL, *save = NULL;
+    int r;
+
+    if (!copy)
+        die(file, "out of memory");
+    if (!strncmp(param, "snapshot.", 9)) {
+        for (char *kv = strtok_r(copy, ",", &save); kv; kv = strtok_r(NULL, ",", &save)) {
+            if (!strncmp(kv, "snapshot.id=", 12))
+                id = kv + 12;
+            else if (!strncmp(kv, "snapshot.name=", 14))
+                name = kv + 14;
+            else
+                die(NULL, "Invalid parameter '%s' for -l", kv);
+        }
+        r = block_snapshot_load(bs, id, name);
+    } else {
+        r = block_snapshot_load(bs, param, NULL);
+        if (r == -ENOENT)
+            r = block_snapshot_load(bs, NULL, param);
+    }
+    free(copy);
+    if (r < 0)
+        die(NULL, "Failed to load snapshot: %s",
+            r == -ENOENT ? "Can't find snapshot" : bs->errmsg[0] ? bs->errmsg : strerror(-r));
+}
+
 static int cmd_convert(int argc, char **argv)
 {
     struct create_opts c;
-    const char *in_fmt = NULL;
+    const char *in_fmt = NULL, *snap_param = NULL;
     bool compress = false, prog = false, quiet = false;
     struct block_state *in, *out;
     uint64_t size, gran, done = 0, last_pct = 0;
@@ -604,8 +639,10 @@ static int cmd_convert(int argc, char **argv)
 
     create_defaults(&c);
     c.fmt = NULL;
-    while ((opt = getopt(argc, argv, "+f:O:o:cpqUt:")) != -1) {
+    while ((opt = getopt(argc, argv, "+f:O:o:cpqUt:l:s:")) != -1) {
         switch (opt) {
+        case 'l':
+        case 's': snap_param = optarg; break;
         case 't':
             if (block_cache_mode_parse(optarg, &cache) < 0)
                 die(NULL, "Invalid cache option: %s", optarg);
@@ -629,6 +666,8 @@ static int cmd_convert(int argc, char **argv)
     if (compress && strcmp(c.fmt, "qcow2"))
         die(dst, "Compression not supported for this file format");
     in = open_image(src, in_fmt, 0);
+    if (snap_param)
+        load_snapshot(in, src, snap_param);
     size = block_getlength(in);
     do_create_image(dst, &c, size, true);
     out = open_image_cache(dst, c.fmt, BLOCK_O_RDWR, cache);
@@ -901,15 +940,89 @@ static int cmd_write_pattern(int argc, char **argv)
     return 0;
 }
 
+/* ---- snapshot ---- */
+
+static int cmd_snapshot(int argc, char **argv)
+{
+    static const struct option lopts[] = { { "force-share", no_argument, NULL, 'U' },
+                                           { NULL, 0, NULL, 0 } };
+    const char *fmt = NULL, *name = NULL;
+    unsigned flags = BLOCK_O_RDWR;
+    char action = 0;
+    bool quiet = false;
+    struct block_state *bs;
+    int opt, r = 0;
+
+    while ((opt = getopt_long(argc, argv, "+f:la:c:d:qU", lopts, NULL)) != -1) {
+        switch (opt) {
+        case 'f': fmt = optarg; break;
+        case 'q': quiet = true; break;
+        case 'U': flags |= BLOCK_O_NO_LOCK; break;
+        case 'l': case 'a': case 'c': case 'd':
+            if (action)
+                die(NULL, "Cannot mix '-l', '-a', '-c', '-d'");
+            action = (char)opt;
+            name = optarg;
+            break;
+        default: return 1;
+        }
+    }
+    if (optind + 1 != argc)
+        die(NULL, "Expecting one image file name");
+    const char *file = argv[optind];
+
+    if (!action)
+        action = 'l';
+    if (action == 'l')
+        flags &= ~BLOCK_O_RDWR;
+    else
+        flags &= ~BLOCK_O_NO_LOCK;
+    bs = open_image(file, fmt, flags | BLOCK_O_NO_BACKING);
+    (void)quiet; /* like qemu-img, the actions print nothing but errors */
+    switch (action) {
+    case 'l': {
+        struct block_info info;
+
+        if (block_get_info(bs, &info) == 0)
+            print_snapshot_table(&info);
+        block_info_free(&info);
+        break;
+    }
+    case 'c':
+        r = block_snapshot_create(bs, name);
+        if (r < 0)
+            fprintf(stderr, "vmon-img: Could not create snapshot '%s': %d (%s)\n", name, r,
+                    strerror(-r));
+        break;
+    case 'a':
+        r = block_snapshot_apply(bs, name);
+        if (r < 0)
+            fprintf(stderr, "vmon-img: Could not apply snapshot '%s': %s\n", name,
+                    r == -ENOENT ? "Failed to load snapshot: No such file or directory"
+                                 : bs->errmsg[0] ? bs->errmsg : strerror(-r));
+        break;
+    case 'd':
+        r = block_snapshot_delete(bs, name);
+        if (r < 0)
+            fprintf(stderr, "vmon-img: Could not delete snapshot '%s': %s\n", name,
+                    r == -ENOENT ? "snapshot not found"
+                                 : bs->errmsg[0] ? bs->errmsg : strerror(-r));
+        break;
+    }
+    block_close(bs);
+    return r < 0;
+}
+
 static void usage(void)
 {
     printf("usage: vmon-img COMMAND [options]\n"
            "  create -f raw|qcow2 [-o opts] [-b BACKING [-F FMT]] FILE [SIZE]\n"
            "  info [-f FMT] [--output=human|json] FILE\n"
            "  check [-f FMT] [-r leaks|all] [--output=human|json] FILE\n"
-           "  convert [-f FMT] -O FMT [-o opts] [-t CACHE] [-c] [-p] IN OUT\n"
+           "  convert [-f FMT] -O FMT [-o opts] [-t CACHE] [-c] [-p] [-l SNAPSHOT_PARAM] IN OUT\n"
            "  resize [-f FMT] [--shrink] FILE [+|-]SIZE\n"
            "  map [-f FMT] [--output=human|json] FILE\n"
+           "  snapshot [-f FMT] [-l | -a SNAPSHOT | -c SNAPSHOT | -d SNAPSHOT] FILE\n"
            "qcow2 -o options: cluster_size, compat=0.10|1.1, lazy_refcounts=on|off,\n"
            "  refcount_bits=1..64, compression_type=zlib|zstd, backing_file, backing_fmt\n");
 }
@@ -922,7 +1035,7 @@ int main(int argc, char **argv)
     } cmds[] = {
         { "create", cmd_create }, { "info", cmd_info },     { "check", cmd_check },
         { "convert", cmd_convert }, { "resize", cmd_resize }, { "map", cmd_map },
-        { "write-pattern", cmd_write_pattern },
+        { "snapshot", cmd_snapshot }, { "write-pattern", cmd_write_pattern },
     };
 
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {

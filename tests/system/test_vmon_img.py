@@ -202,6 +202,126 @@ def test_writes_keep_internal_snapshots_intact(tmp_path):
     assert "before" in run("info", img).stdout
 
 
+def snap_raw(tmp_path, img, name, tool="qemu"):
+    out = tmp_path / f"snap-{tool}.raw"
+    if tool == "qemu":
+        qemu("qemu-img", "convert", "-l", f"snapshot.name={name}", "-O", "raw", img, out)
+    else:
+        run("convert", "-l", f"snapshot.name={name}", "-O", "raw", img, out)
+    return out.read_bytes()
+
+
+def snapshot_lists_agree(img):
+    ours = run("snapshot", "-l", img).stdout
+    assert ours == qemu("qemu-img", "snapshot", "-l", img).stdout
+    return ours
+
+
+def qemu_check_clean(img):
+    """Not even leaks: snapshot operations must leave exact refcounts."""
+    p = qemu("qemu-img", "check", "--output=json", img, check=False)
+    assert p.returncode == 0, p.stdout + p.stderr
+    j = json.loads(p.stdout)
+    assert j.get("leaks", 0) == 0 and j.get("corruptions", 0) == 0, j
+
+
+@pytest.mark.parametrize("opts", ["cluster_size=4k,compat=1.1", "cluster_size=64k,compat=0.10",
+                                  "cluster_size=512,refcount_bits=16"])
+def test_internal_snapshots_interoperate_with_qemu(tmp_path, opts):
+    img = tmp_path / "s.qcow2"
+    size = 8 * MiB
+    qemu("qemu-img", "create", "-f", "qcow2", "-o", opts, img, size)
+    qemu_io(img, "write -P 0x31 0 2M", "write -c -P 0x32 4M 64k", "write -z 6M 64k")
+    a = qemu_raw(tmp_path, img)
+
+    # vmon creates s1; vmon then writes (copy-on-write of shared clusters).
+    assert run("snapshot", "-c", "s1", img).stdout == ""
+    qemu_check_clean(img)
+    assert "s1" in snapshot_lists_agree(img)
+    run("write-pattern", img, 23, 30, 7, tmp_path / "log")
+    qemu_check_clean(img)
+    b = qemu_raw(tmp_path, img)
+    assert b == replay(a, 23, 30, size)
+    assert snap_raw(tmp_path, img, "s1") == a
+    assert snap_raw(tmp_path, img, "s1", "vmon") == a
+
+    # qemu creates s2 on top; both list the same two.
+    qemu("qemu-img", "snapshot", "-c", "s2", img)
+    lines = snapshot_lists_agree(img).splitlines()
+    assert [l.split()[:2] for l in lines[2:]] == [["1", "s1"], ["2", "s2"]]
+
+    # vmon applies s1 (by name) and then s2 (by ID), qemu checks each.
+    run("snapshot", "-a", "s1", img)
+    qemu_check_clean(img)
+    assert qemu_raw(tmp_path, img) == a
+    qemu_io(img, "write -P 0x77 100k 300k")   # qemu writes over the applied state
+    qemu_check_clean(img)
+    run("snapshot", "-a", "2", img)
+    qemu_check_clean(img)
+    assert qemu_raw(tmp_path, img) == b
+
+    # vmon deletes s1; qemu still reads s2 and applies it; qemu deletes s2.
+    run("snapshot", "-d", "s1", img)
+    qemu_check_clean(img)
+    assert [l.split()[1] for l in snapshot_lists_agree(img).splitlines()[2:]] == ["s2"]
+    run("write-pattern", img, 29, 20, 5, tmp_path / "log2")
+    qemu("qemu-img", "snapshot", "-a", "s2", img)
+    assert qemu_raw(tmp_path, img) == b
+    qemu("qemu-img", "snapshot", "-d", "s2", img)
+    assert run("check", img).returncode == 0
+    assert snapshot_lists_agree(img) == ""
+    # With no snapshot left, everything is writable in place again.
+    run("write-pattern", img, 31, 20, 5, tmp_path / "log3")
+    qemu_check_clean(img)
+
+
+def test_snapshot_refcount_overflow_leaves_image_intact(tmp_path):
+    """With 1-bit refcounts no cluster can be shared: creating a snapshot
+    must fail (qemu-img fails too) and undo its partial increments, so the
+    image stays clean and unchanged."""
+    img = tmp_path / "o.qcow2"
+    qemu("qemu-img", "create", "-f", "qcow2", "-o", "cluster_size=4k,refcount_bits=1", img, "4M")
+    qemu_io(img, "write -P 0x41 0 256k", "write -P 0x42 1M 64k")
+    before = qemu_raw(tmp_path, img)
+    p = run("snapshot", "-c", "s", img, check=False)
+    assert p.returncode == 1 and "Could not create snapshot 's'" in p.stderr
+    qemu_check_clean(img)
+    assert qemu_raw(tmp_path, img) == before
+    assert snapshot_lists_agree(img) == ""
+    run("write-pattern", img, 3, 10, 3, tmp_path / "log")
+    qemu_check_clean(img)
+
+
+def test_snapshot_command_errors_match_qemu(tmp_path):
+    img = tmp_path / "e.qcow2"
+    raw = tmp_path / "e.raw"
+    run("create", "-q", "-f", "qcow2", img, "1M")
+    run("create", "-q", "-f", "raw", raw, "1M")
+    run("snapshot", "-c", "x", img)
+    run("snapshot", "-c", "x", img)          # names need not be unique, IDs are
+    assert [l.split()[0] for l in snapshot_lists_agree(img).splitlines()[2:]] == ["1", "2"]
+    cases = [
+        (["-a", "nope"], "Could not apply snapshot 'nope': Failed to load snapshot: No such file or directory"),
+        (["-d", "nope"], "Could not delete snapshot 'nope': snapshot not found"),
+        (["-d", "2"], "Could not delete snapshot '2': snapshot not found"),   # -d is by name only
+        (["-l", "-c", "y"], "Cannot mix '-l', '-a', '-c', '-d'"),
+    ]
+    for args, msg in cases:
+        p = run("snapshot", *args, img, check=False)
+        q = qemu("qemu-img", "snapshot", *args, img, check=False)
+        assert (p.returncode, q.returncode) == (1, 1), (args, p.stderr, q.stderr)
+        assert msg in p.stderr and msg in q.stderr.splitlines()[0], (p.stderr, q.stderr)
+    p = run("snapshot", "-f", "raw", "-c", "x", raw, check=False)
+    assert p.returncode == 1 and "Could not create snapshot 'x': -95 (Operation not supported)" in p.stderr
+    p = run("snapshot", "-f", "raw", "-l", raw)
+    assert p.stdout == ""
+    run("snapshot", "-d", "x", img)
+    assert [l.split()[0] for l in snapshot_lists_agree(img).splitlines()[2:]] == ["2"]
+    p = run("convert", "-l", "snapshot.name=nope", "-O", "raw", img, tmp_path / "o", check=False)
+    assert p.returncode == 1 and "Failed to load snapshot" in p.stderr
+    qemu_check_clean(img)
+
+
 def test_resize_grows_l1(tmp_path):
     img = tmp_path / "g.qcow2"
     run("create", "-q", "-f", "qcow2", "-o", "cluster_size=512", img, "1M")
