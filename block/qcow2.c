@@ -218,6 +218,49 @@ static int qcow2_pwrite_compressed(struct block_state *bs, uint64_t off, const v
     return r < 0 ? r : qcow2_write_compressed(bs, off, buf, len);
 }
 
+/* The file's end after a shrink: just past the last cluster still in use. */
+static int trim_file(struct block_state *bs)
+{
+    struct qcow2_state *s = qcow2_s(bs);
+    uint64_t c = s->file_size >> s->cluster_bits, rc = 0;
+    int r;
+
+    while (c > 1) {
+        if ((r = qcow2_get_refcount(bs, c - 1, &rc)) < 0)
+            return r;
+        if (rc)
+            break;
+        c--;
+    }
+    if (c << s->cluster_bits >= s->file_size)
+        return 0;
+    if (ftruncate(bs->fd, (off_t)(c << s->cluster_bits)) < 0)
+        return -errno;
+    s->file_size = c << s->cluster_bits;
+    return 0;
+}
+
+/* QEMU's shrink: the guest clusters past the new end are dropped (data in
+ * a partly kept last cluster stays), the header's size changes, and the
+ * file loses its unused tail.  The L1 table keeps its size. */
+static int shrink(struct block_state *bs, uint64_t size)
+{
+    struct qcow2_state *s = qcow2_s(bs);
+    uint8_t be[8];
+    int r;
+
+    if ((r = qcow2_discard_tail(bs, ALIGN_UP(size, s->cluster_size))) < 0 ||
+        (r = qcow2_flush(bs)) < 0)
+        return r;
+    be64_store(be, size);
+    if ((r = block_file_pwrite(bs->fd, 24, be, 8)) < 0 || (r = qcow2_sync(bs)) < 0)
+        return r;
+    s->ih.h.size = size;
+    bs->total_size = size;
+    s->comp_cur = s->comp_end = 0;
+    return trim_file(bs);
+}
+
 static int qcow2_truncate(struct block_state *bs, uint64_t size)
 {
     struct qcow2_state *s = qcow2_s(bs);
@@ -225,14 +268,16 @@ static int qcow2_truncate(struct block_state *bs, uint64_t size)
     uint8_t be[8];
     int r;
 
-    if (size < s->ih.h.size) {
-        block_set_error(bs, "shrinking qcow2 images is not supported");
-        return -ENOTSUP;
+    if (size % 512) {
+        block_set_error(bs, "The new size must be a multiple of 512");
+        return -EINVAL;
     }
-    if (size > QCOW2_MAX_VIRTUAL_SIZE || size % 512) {
+    if (size > QCOW2_MAX_VIRTUAL_SIZE) {
         block_set_error(bs, "invalid image size %llu", (unsigned long long)size);
         return -EINVAL;
     }
+    if (size < s->ih.h.size)
+        return shrink(bs, size);
     if ((r = qcow2_grow_l1(bs, (size + per_l1 - 1) / per_l1)) < 0)
         return r;
     if ((r = qcow2_flush(bs)) < 0)

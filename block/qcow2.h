@@ -248,6 +248,7 @@ int qcow2_write_zeroes(struct block_state *bs, uint64_t off, uint64_t len);
 int qcow2_map_range(struct block_state *bs, uint64_t off, uint64_t len, struct block_map *m);
 int qcow2_write_l1_range(struct block_state *bs, uint32_t lo, uint32_t hi);
 int qcow2_grow_l1(struct block_state *bs, uint64_t min_size);
+int qcow2_discard_tail(struct block_state *bs, uint64_t off);
 
 /* qcow2_compress.c */
 int qcow2_read_compressed(struct block_state *bs, uint64_t entry, uint8_t *out);

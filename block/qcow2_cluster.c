@@ -472,6 +472,50 @@ int qcow2_grow_l1(struct block_state *bs, uint64_t min_size)
     return r;
 }
 
+/* Drop every mapping of guest clusters at or after off (cluster-aligned):
+ * the tail a shrink cuts off.  Whole L2 tables beyond it leave the L1
+ * table; a partly covered table has its tail entries cleared.  Every
+ * reference removed here is one L1 path less, so the data clusters and the
+ * tables lose one count each, after the new tables are on disk (the frees
+ * queue). */
+int qcow2_discard_tail(struct block_state *bs, uint64_t off)
+{
+    struct qcow2_state *s = qcow2_s(bs);
+    uint64_t n = 1ULL << s->l2_bits, per_l1 = s->cluster_size << s->l2_bits;
+    int r = 0;
+
+    for (uint64_t l1i = off / per_l1; l1i < s->l1_size && r == 0; l1i++) {
+        uint64_t first = l1i == off / per_l1 ? (off % per_l1) >> s->cluster_bits : 0;
+        uint64_t l2off;
+        uint8_t *l2;
+
+        if ((r = l2_offset_of(bs, l1i, &l2off)) < 0 || !l2off)
+            continue;
+        if (first == 0) {
+            if ((r = qcow2_cache_get(bs, &s->l2_cache, l2off, false, &l2)) < 0)
+                break;
+            for (uint64_t i = 0; i < n && r == 0; i++)
+                r = free_entry_later(bs, be64_load(l2 + i * 8));
+            qcow2_cache_put(&s->l2_cache, l2);
+            qcow2_cache_drop(&s->l2_cache, l2off);
+            s->l1[l1i] = 0;
+            l1_mark_dirty(s, (uint32_t)l1i);
+            if (r == 0)
+                r = qcow2_free_later(bs, l2off, s->cluster_size);
+            continue;
+        }
+        if ((r = l2_for_write(bs, l1i, &l2)) < 0)
+            break;
+        for (uint64_t i = first; i < n && r == 0; i++) {
+            r = free_entry_later(bs, be64_load(l2 + i * 8));
+            be64_store(l2 + i * 8, 0);
+        }
+        qcow2_cache_mark_dirty(&s->l2_cache, l2);
+        qcow2_cache_put(&s->l2_cache, l2);
+    }
+    return r;
+}
+
 /* Compressed clusters are packed sector-aligned into host clusters that
  * hold nothing else; each blob adds one reference to its host cluster.
  * Blobs never straddle a host cluster boundary, which keeps the refcount

@@ -335,7 +335,49 @@ def test_resize_grows_l1(tmp_path):
     assert after[:len(before)] == before and after[len(before):] == bytes(63 * MiB)
     qemu_io(img, "write -P 0x7f 60M 4096")
     assert vmon_raw(tmp_path, img) == qemu_raw(tmp_path, img)
-    assert run("resize", img, "-1M", check=False).returncode == 1
+    p = run("resize", img, "-1M", check=False)
+    assert p.returncode == 1 and "Use the --shrink option" in p.stderr
+
+
+@pytest.mark.parametrize("with_snapshot", [False, True])
+@pytest.mark.parametrize("new_size", [10 * MiB, 10 * MiB + 1536])
+def test_resize_shrink_qcow2_like_qemu(tmp_path, new_size, with_snapshot):
+    """--shrink drops everything past the new end, as qemu-img does: the
+    same guest content as qemu-img's shrink, a clean image, a shorter file,
+    and a snapshot taken before still intact."""
+    base = tmp_path / "base.qcow2"
+    qemu("qemu-img", "create", "-f", "qcow2", "-o", "cluster_size=4k", base, "64M")
+    qemu_io(base, "write -P 0x61 0 12M", "write -P 0x62 9M 2M", "write -c -P 0x63 40M 64k",
+            "write -z 50M 1M", "write -P 0x64 63M 1M")
+    if with_snapshot:
+        run("snapshot", "-c", "keep", base)
+        snap_before = snap_raw(tmp_path, base, "keep")
+    ours, theirs = tmp_path / "ours.qcow2", tmp_path / "theirs.qcow2"
+    shutil.copyfile(base, ours)
+    shutil.copyfile(base, theirs)
+    p = run("resize", ours, str(new_size), check=False)
+    assert p.returncode == 1 and "Use the --shrink option" in p.stderr
+    assert run("resize", "--shrink", ours, str(new_size)).stdout == "Image resized.\n"
+    qemu("qemu-img", "resize", "--shrink", theirs, new_size)
+    qemu_check_clean(ours)
+    assert json.loads(qemu("qemu-img", "info", "--output=json", ours).stdout)["virtual-size"] == new_size
+    assert qemu("qemu-img", "compare", ours, theirs, check=False).returncode == 0
+    assert vmon_raw(tmp_path, ours) == qemu_raw(tmp_path, theirs)
+    if with_snapshot:
+        # qemu-img reads a snapshot at the image's current size; vmon at the
+        # size the snapshot recorded.
+        assert snap_raw(tmp_path, ours, "keep") == snap_before[:new_size]
+        assert snap_raw(tmp_path, ours, "keep", "vmon") == snap_before
+    else:
+        assert os.path.getsize(ours) < 14 * MiB
+    # Writable afterwards, and growing again reads zeros past the old end.
+    run("write-pattern", ours, 41, 20, 4, tmp_path / "log")
+    qemu_check_clean(ours)
+    if new_size % 65536 == 0:
+        run("resize", ours, "64M")
+        assert qemu_raw(tmp_path, ours)[new_size:] == bytes(64 * MiB - new_size)
+        qemu_check_clean(ours)
+    assert run("resize", "--shrink", ours, "1000", check=False).returncode == 1
 
 
 def test_resize_raw(tmp_path):
