@@ -1,64 +1,90 @@
 #!/usr/bin/python3
-"""virtio-blk and virtio-net throughput inside the Debian guest kit:
-vmon -accel emu vs qemu-system-x86_64 -accel tcg, same kernel, initrd,
-disk and guest script, one boot each.
+"""virtio-blk (raw and qcow2) and virtio-net throughput inside the Debian
+guest kit: vmon -accel emu vs qemu-system-x86_64 -accel tcg, same kernel,
+initrd, images and guest script, one boot each per run.
 
-In the guest (busybox): sequential read of a 64 MiB raw disk with dd bs=1M
-(MB/s from /proc/uptime deltas), RANDOM_READS single 4 KiB reads at
-pseudo-random offsets with dd iflag=direct (IOPS; each read is one dd
-process, so process start-up is part of the number for both VMMs), and
-guest->host TCP throughput through -netdev user (dd | nc to a host
-listener via 10.0.2.2).  Prints a table and, with --append, adds it to
-docs/benchmarks.md.
+Each VM gets two disks with the same content: vda a raw image, vdb a qcow2
+image (qemu-img convert of the raw one, so every cluster is allocated).
+In the guest, ITERS times for each disk:
+  seq read   busybox dd if=/dev/vdX bs=1M iflag=direct   (MB/s)
+  seq write  busybox dd of=/dev/vdX bs=1M oflag=direct conv=fsync (MB/s)
+  rand read  randio read  /dev/vdX N SEED: N 4 KiB O_DIRECT reads (IOPS)
+  rand write randio write /dev/vdX N SEED, then fdatasync (IOPS)
+dd is timed with /proc/uptime deltas, randio with CLOCK_MONOTONIC in the
+guest.  randio (bench/randio.c) is built into the kit by
+scripts/guest-kit.sh.  Then once: guest->host TCP through -netdev user
+(dd | nc to a host listener via 10.0.2.2).  Every VM starts from fresh
+copies of the images.  Results are medians over ITERS x RUNS; the table
+gives vmon, QEMU and vmon/QEMU, plus qcow2/raw for each VMM.
 
-Environment: VMON, QEMU, GUEST_KIT (vmlinuz + initrd.cpio.gz)."""
+Usage: bench/virtio_blk.py [-n RUNS] [--iters N] [--append]
+Environment: VMON, QEMU, GUEST_KIT (vmlinuz + initrd.cpio.gz with /bin/randio)."""
+import argparse
 import os
+import shutil
 import socket
 import subprocess
 import sys
 import tempfile
 import threading
-import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from common import QEMU, ROOT, VMON, machine_line, ratio  # noqa: E402
+from common import QEMU, ROOT, VMON, machine_line, median, ratio  # noqa: E402
 
 KIT = os.environ.get("GUEST_KIT", os.path.join(ROOT, "build", "guest"))
 DISK_MB = 64
-RANDOM_READS = 200
+RANDOM_OPS = 1000
 NET_MB = 16
 
 SCRIPT = r"""
 up() { cut -d' ' -f1 /proc/uptime; }
-t0=$(up); dd if=/dev/vda of=/dev/null bs=1048576 2>/dev/null; t1=$(up)
-echo "B seq $t0 $t1"
-n=0; s=12345; t0=$(up)
-while [ $n -lt %(reads)d ]; do
-    s=$(( (s * 1103515245 + 12345) %% 2147483648 ))
-    dd if=/dev/vda of=/dev/null bs=4096 count=1 skip=$(( s %% %(blocks)d )) iflag=direct 2>/dev/null
-    n=$((n + 1))
+i=0
+while [ $i -lt %(iters)d ]; do
+  for d in vda vdb; do
+    t0=$(up); dd if=/dev/$d of=/dev/null bs=1048576 iflag=direct 2>/dev/null; t1=$(up)
+    echo "B $d seqread $t0 $t1"
+    t0=$(up); dd if=/dev/zero of=/dev/$d bs=1048576 count=%(mb)d oflag=direct conv=fsync 2>/dev/null; t1=$(up)
+    echo "B $d seqwrite $t0 $t1"
+    set -- $(randio read /dev/$d %(ops)d $((i + 1)))
+    echo "B $d randread 0 $4"
+    set -- $(randio write /dev/$d %(ops)d $((i + 1)))
+    echo "B $d randwrite 0 $4"
+  done
+  i=$((i + 1))
 done
-t1=$(up); echo "B rand $t0 $t1"
 ip link set eth0 up; ip addr add 10.0.2.15/24 dev eth0
 port=$(sed 's/.*vmon.port=\([0-9]*\).*/\1/' /proc/cmdline)
 t0=$(up); dd if=/dev/zero bs=65536 count=%(netblocks)d 2>/dev/null | nc 10.0.2.2 $port; t1=$(up)
-echo "B net $t0 $t1"
+echo "B net net $t0 $t1"
 echo B-END
 """
 
+METRICS = [("seqread", "seq read MB/s", DISK_MB), ("seqwrite", "seq write MB/s", DISK_MB),
+           ("randread", "4K rand read IOPS", RANDOM_OPS),
+           ("randwrite", "4K rand write IOPS", RANDOM_OPS)]
+DISKS = [("vda", "raw"), ("vdb", "qcow2")]
 
-def make_initrd(tmp):
+
+def kit_has_randio():
+    p = subprocess.run(f"zcat {os.path.join(KIT, 'initrd.cpio.gz')} | cpio -t --quiet",
+                       shell=True, capture_output=True, text=True)
+    return "bin/randio" in p.stdout.split()
+
+
+def make_initrd(tmp, iters):
     root = os.path.join(tmp, "extra", "tests")
     os.makedirs(root)
     with open(os.path.join(root, "bench.sh"), "w") as f:
-        f.write(SCRIPT % {"reads": RANDOM_READS, "blocks": DISK_MB * 256,
+        f.write(SCRIPT % {"iters": iters, "mb": DISK_MB, "ops": RANDOM_OPS,
                           "netblocks": NET_MB * 16})
     extra = subprocess.run("find . | cpio -o -H newc --quiet", shell=True,
                            cwd=os.path.join(tmp, "extra"), check=True,
                            capture_output=True).stdout
     out = os.path.join(tmp, "initrd")
     with open(os.path.join(KIT, "initrd.cpio.gz"), "rb") as f, open(out, "wb") as o:
-        o.write(f.read() + extra)
+        kit = f.read()
+        # Linux looks for the next archive of an initramfs at a 4-byte boundary.
+        o.write(kit + b"\0" * (-len(kit) % 4) + extra)
     return out
 
 
@@ -74,18 +100,23 @@ def sink(srv, got):
     c.close()
 
 
-def run(which, tmp, initrd, disk):
+def boot(which, tmp, initrd, images):
+    """One VM; returns {(disk, test): [seconds per iteration]} and net MB/s."""
     srv = socket.socket()
     srv.bind(("127.0.0.1", 0))
     srv.listen(1)
     got = []
     threading.Thread(target=sink, args=(srv, got), daemon=True).start()
     port = srv.getsockname()[1]
+    disks = []
+    for i, (_, fmt) in enumerate(DISKS):
+        fresh = os.path.join(tmp, f"{which}.{fmt}")
+        shutil.copyfile(images[fmt], fresh)
+        disks += ["-drive", f"file={fresh},format={fmt},if=none,id=d{i},cache=writeback",
+                  "-device", f"virtio-blk-pci,drive=d{i}"]
     common = ["-m", "256", "-nographic", "-no-reboot", "-kernel", os.path.join(KIT, "vmlinuz"),
               "-initrd", initrd, "-append",
-              f"console=ttyS0 quiet vmon.test=bench vmon.port={port}",
-              "-drive", f"file={disk},format=raw,if=none,id=d0,cache=writeback",
-              "-device", "virtio-blk-pci,drive=d0",
+              f"console=ttyS0 quiet vmon.test=bench vmon.port={port}", *disks,
               "-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0"]
     if which == "vmon":
         cmd = [VMON, "-accel", "emu", *common]
@@ -95,34 +126,68 @@ def run(which, tmp, initrd, disk):
                .replace("virtio-net-pci,", "virtio-net-pci,disable-legacy=on,romfile=,")
                for a in cmd]
     out = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True,
-                         timeout=3600).stdout.decode(errors="replace")
-    res = {}
+                         timeout=7200).stdout.decode(errors="replace")
+    res, net = {}, None
     for line in out.replace("\r", "").splitlines():
         w = line.split()
-        if len(w) == 4 and w[0] == "B":
-            res[w[1]] = float(w[3]) - float(w[2])
-    if "B-END" not in out or len(res) != 3:
-        raise SystemExit(f"bench: {which} did not finish:\n{out[-2000:]}")
-    return {"seq MB/s": DISK_MB / res["seq"],
-            "4K rand IOPS": RANDOM_READS / res["rand"],
-            "net guest->host MB/s": (got[0] if got else 0) / 1e6 / res["net"]}
+        if len(w) == 5 and w[0] == "B":
+            secs = float(w[4]) - float(w[3])
+            if w[1] == "net":
+                net = (got[0] if got else 0) / 1e6 / secs if secs > 0 else 0.0
+            else:
+                res.setdefault((w[1], w[2]), []).append(secs)
+    if "B-END" not in out or net is None:
+        raise SystemExit(f"bench: {which} did not finish:\n{out[-3000:]}")
+    return res, net
 
 
 def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("-n", type=int, default=1, help="boots per VMM")
+    ap.add_argument("--iters", type=int, default=3, help="repetitions inside each boot")
+    ap.add_argument("--append", action="store_true", help="add the table to docs/benchmarks.md")
+    args = ap.parse_args()
+    if not kit_has_randio():
+        raise SystemExit(f"bench: {KIT}/initrd.cpio.gz has no /bin/randio; rebuild the kit: "
+                         f"FORCE=1 scripts/guest-kit.sh {KIT}")
+    load0 = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
-        disk = os.path.join(tmp, "disk.img")
-        with open(disk, "wb") as f:
+        images = {"raw": os.path.join(tmp, "disk.raw"), "qcow2": os.path.join(tmp, "disk.qcow2")}
+        with open(images["raw"], "wb") as f:
             f.write(os.urandom(DISK_MB << 20))
-        initrd = make_initrd(tmp)
-        r = {w: run(w, tmp, initrd, disk) for w in ("vmon", "qemu")}
-    lines = [f"### virtio in the guest kit: vmon -accel emu vs QEMU -accel tcg ({machine_line()})",
-             "", "| metric | vmon | qemu | vmon/qemu |", "|---|---|---|---|"]
-    for k in r["vmon"]:
-        lines.append(f"| {k} | {r['vmon'][k]:.1f} | {r['qemu'][k]:.1f} | "
-                     f"{ratio(r['vmon'][k], r['qemu'][k])} |")
+        subprocess.run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", images["raw"],
+                        images["qcow2"]], check=True)
+        initrd = make_initrd(tmp, args.iters)
+        runs = {"vmon": [], "qemu": []}
+        for _ in range(args.n):
+            for which in ("vmon", "qemu"):   # alternate, so load drifts hit both
+                runs[which].append(boot(which, tmp, initrd, images))
+    load1 = os.getloadavg()
+
+    def value(which, disk, test, work):
+        secs = [s for res, _ in runs[which] for s in res[(disk, test)]]
+        return work / median(secs)
+
+    lines = [f"### virtio in the guest kit: vmon -accel emu vs QEMU -accel tcg "
+             f"({machine_line()}, load average {load0[0]:.1f} -> {load1[0]:.1f}, "
+             f"{args.n} boot(s) x {args.iters} iterations, medians)",
+             "", "| disk | metric | vmon | qemu | vmon/qemu |", "|---|---|---|---|---|"]
+    for disk, fmt in DISKS:
+        for test, label, work in METRICS:
+            v, q = value("vmon", disk, test, work), value("qemu", disk, test, work)
+            lines.append(f"| {fmt} | {label} | {v:.1f} | {q:.1f} | {ratio(v, q)} |")
+    lines += ["", "| metric | vmon qcow2/raw | qemu qcow2/raw |", "|---|---|---|"]
+    for test, label, work in METRICS:
+        cells = [ratio(value(w, "vdb", test, work), value(w, "vda", test, work))
+                 for w in ("vmon", "qemu")]
+        lines.append(f"| {label} | {cells[0]} | {cells[1]} |")
+    vn = median([n for _, n in runs["vmon"]])
+    qn = median([n for _, n in runs["qemu"]])
+    lines += ["", f"net guest->host (16 MiB, -netdev user): vmon {vn:.1f} MB/s, "
+              f"qemu {qn:.1f} MB/s, vmon/qemu {ratio(vn, qn)}"]
     text = "\n".join(lines) + "\n"
     print(text)
-    if "--append" in sys.argv:
+    if args.append:
         with open(os.path.join(ROOT, "docs", "benchmarks.md"), "a") as f:
             f.write("\n" + text)
 
