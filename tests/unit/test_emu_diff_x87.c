@@ -31,6 +31,8 @@
 #define DATA_VA 0x10000000ULL
 #define G_CODE_PA 0x200000ULL
 #define G_DATA_PA 0x100000ULL
+#define RO_VA 0x10010000ULL      /* read-only page */
+#define G_RO_PA 0x110000ULL
 #define SAVE_OFF 0x800          /* guest FNSAVE area in the data page */
 #define MEM_SIZE 128
 #define CASES_PER_FORM 400
@@ -344,6 +346,7 @@ static int setup(void **state)
         return -1;
     emu_tm_map(&tm, CODE_VA, G_CODE_PA, 0x1000, EMU_TM_U);
     emu_tm_map(&tm, DATA_VA, G_DATA_PA, 0x1000, EMU_TM_U | EMU_TM_W | EMU_TM_NX);
+    emu_tm_map(&tm, RO_VA, G_RO_PA, 0x1000, EMU_TM_U | EMU_TM_NX);
     rng_state = env ? strtoull(env, NULL, 0) : (uint64_t)time(NULL) * 2654435761ULL;
     if (!rng_state)
         rng_state = 1;
@@ -738,6 +741,44 @@ static void test_real_mode_env(void **state)
     x87_reset();
 }
 
+/* A faulting memory operand changes nothing: FSTP m64 and FNSAVE to a
+ * read-only page, FLD m80 straddling into an unmapped page. */
+static void test_memory_faults(void **state)
+{
+    static const struct { uint8_t code[4]; uint64_t rsi; } cases[] = {
+        { { 0xdd, 0x1e }, RO_VA },                      /* fstp qword [rsi] */
+        { { 0xdd, 0x36 }, RO_VA },                      /* fnsave [rsi] */
+        { { 0xdb, 0x2e }, DATA_VA + 0xffc },            /* fld tword [rsi]: 4 bytes mapped */
+    };
+    struct cpu_state *s = &tm.s;
+
+    for (unsigned k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+        struct x86_fxsave before;
+
+        load_code(cases[k].code, 2);
+        x87_reset();
+        s->fpu.fsw = 0x3800;                            /* TOP 7, ST0 valid: 1.0 */
+        s->fpu.ftw = 0x80;
+        memcpy(s->fpu.st[0], "\0\0\0\0\0\0\0\x80\xff\x3f", 10);
+        s->gpr[R_ESI] = cases[k].rsi;
+        before = s->fpu;
+        assert_int_equal(step(), EXC_PF);
+        assert_int_equal(s->rip, CODE_VA);
+        assert_memory_equal(&s->fpu, &before, sizeof(before));
+    }
+    /* The same store to writable memory works (the fixture is sound). */
+    load_code(cases[0].code, 2);
+    x87_reset();
+    s->fpu.fsw = 0x3800;
+    s->fpu.ftw = 0x80;
+    memcpy(s->fpu.st[0], "\0\0\0\0\0\0\0\x80\xff\x3f", 10);
+    assert_int_equal(step(), -1);
+    assert_memory_equal(tm.m.ram + G_DATA_PA, "\0\0\0\0\0\0\xf0\x3f", 8);
+    assert_int_equal(s->fpu.ftw, 0);
+    assert_int_equal(s->fpu.fsw & 0x3800, 0);
+    x87_reset();
+}
+
 /* Reserved encodings are #UD, never run on the host. */
 static void test_reserved_ud(void **state)
 {
@@ -763,6 +804,7 @@ int main(void)
         cmocka_unit_test(test_mf),
         cmocka_unit_test(test_fip_fop_fdp),
         cmocka_unit_test(test_real_mode_env),
+        cmocka_unit_test(test_memory_faults),
         cmocka_unit_test(test_reserved_ud),
     };
 
