@@ -1,7 +1,13 @@
 #!/usr/bin/env python3
-"""Issue 7 benchmarks: live accelerator switch latency (kvm->emu, emu->kvm)
-and snapshot save/restore time, vmon (emu) vs QEMU (tcg), on the same
-256 MiB guest running tests/guest/kernels/switch.c.
+"""Issue 7 benchmarks: live accelerator switch latency (kvm->emu, emu->kvm),
+snapshot save/restore time and live migration over loopback TCP, vmon (emu)
+vs QEMU (tcg), on the same 256 MiB guest running
+tests/guest/kernels/switch.c (which rewrites a 64 KiB table all the time).
+
+Live migration: both with their defaults (downtime-limit 300 ms,
+max-bandwidth 128 MiB/s), destination started with -incoming tcp:; total
+time is from the migrate command to the source's status completed, and
+total-time and downtime are what each source's query-migrate reports.
 
 QEMU 7.2 has no `file:` migration URI (it arrived in 8.2): its snapshot is
 `migrate exec:cat>PATH` and `-incoming exec:cat PATH`, which is what 7.2
@@ -122,6 +128,46 @@ def snapshot_once(which, accel, tmp):
     return save, restore, size
 
 
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def live_once(which, accel, tmp):
+    sock, sock2 = os.path.join(tmp, "src.qmp"), os.path.join(tmp, "dst.qmp")
+    for p in (sock, sock2):
+        if os.path.exists(p):
+            os.unlink(p)
+    port = free_port()
+    dst = start(which, accel, sock2, ["-incoming", f"tcp:127.0.0.1:{port}"])
+    src = start(which, accel, sock)
+    try:
+        qd = QMP(sock2)
+        q = QMP(sock)
+        time.sleep(1.0)   # let the guest dirty its table
+        t0 = time.perf_counter()
+        q.cmd("migrate", {"uri": f"tcp:127.0.0.1:{port}"})
+        while True:
+            st = q.cmd("query-migrate")
+            if st.get("status") in ("completed", "failed", "cancelled"):
+                break
+            time.sleep(0.001)
+        wall = time.perf_counter() - t0
+        if st["status"] != "completed":
+            raise RuntimeError(f"migration {st['status']}: {st.get('error-desc')}")
+        wait_running(qd)
+        quit_vm(q)
+        quit_vm(qd)
+    finally:
+        reap(src)
+        reap(dst)
+    return (wall, st["total-time"] / 1000, st["downtime"] / 1000,
+            st["ram"]["transferred"], st["ram"].get("dirty-sync-count", 0))
+
+
 def switch_latency(runs):
     with tempfile.TemporaryDirectory() as tmp:
         sock = os.path.join(tmp, "s.qmp")
@@ -172,6 +218,25 @@ def main():
     print(f"| save s | {v[0]:.3f} | {qm[0]:.3f} | {v[0] / qm[0]:.2f} |")
     print(f"| restore to running s | {v[1]:.3f} | {qm[1]:.3f} | {v[1] / qm[1]:.2f} |")
     print(f"| file MiB | {v[2] / 2**20:.1f} | {qm[2] / 2**20:.1f} | {v[2] / qm[2]:.2f} |")
+    live = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for which, accel in (("vmon", "emu"), ("qemu", "tcg")):
+            res = []
+            for _ in range(runs):
+                try:
+                    res.append(live_once(which, accel, tmp))
+                except (OSError, RuntimeError, ValueError) as e:
+                    print(f"# {which}: live run failed: {e!r}")
+            live[which] = [statistics.median(r[k] for r in res) for k in range(5)]
+    print("| live migration (loopback) | vmon (emu) | QEMU (tcg) | ratio |")
+    print("|---|---|---|---|")
+    v, qm = live["vmon"], live["qemu"]
+    print(f"| migrate to completed s | {v[0]:.3f} | {qm[0]:.3f} | {v[0] / qm[0]:.2f} |")
+    print(f"| total-time s (reported) | {v[1]:.3f} | {qm[1]:.3f} | {v[1] / qm[1]:.2f} |")
+    print(f"| downtime ms (reported) | {v[2] * 1000:.0f} | {qm[2] * 1000:.0f} | "
+          f"{v[2] / qm[2] if qm[2] else float('nan'):.2f} |")
+    print(f"| transferred MiB | {v[3] / 2**20:.1f} | {qm[3] / 2**20:.1f} | {v[3] / qm[3]:.2f} |")
+    print(f"| dirty syncs | {v[4]:.0f} | {qm[4]:.0f} | |")
 
 
 if __name__ == "__main__":

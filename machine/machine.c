@@ -271,6 +271,9 @@ static void reset_bh(void *opaque)
         machine_request_shutdown(m, SHUTDOWN_GUEST_PANIC, 2);
         return;
     }
+    /* The loaders rewrote RAM behind every log: a migration resends it. */
+    if (dirty_log_active(m))
+        dirty_bitmap_mark(m->dirty, 0, m->ram_size >> DIRTY_PAGE_SHIFT);
     if (m->event_hook)
         m->event_hook(m, MACHINE_EVENT_RESET, 0);
     machine_resume_vcpus(m);

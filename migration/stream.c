@@ -165,16 +165,24 @@ static size_t section_head(uint8_t *h, const char *name, uint32_t instance, uint
 int mig_write_section(struct mig_channel *ch, const char *name, uint32_t instance,
                       uint32_t version, const void *payload, size_t len)
 {
-    uint8_t h[4 + 1 + 255 + 16], c[4];
+    uint8_t h[4 + 1 + 255 + 16 + 4];
     size_t hl;
     int ret;
 
     if (strlen(name) > 255 || len > MIG_MAX_SECTION)
         return -EINVAL;
     hl = section_head(h, name, instance, version, len);
-    put32(c, crc_of(crc_of(0, h, hl), payload, len));
-    if ((ret = mig_write_all(ch, h, hl)) < 0 || (ret = mig_write_all(ch, c, 4)) < 0 ||
-        (ret = mig_write_all(ch, payload, len)) < 0)
+    put32(h + hl, crc_of(crc_of(0, h, hl), payload, len));
+    hl += 4;
+    /* One write for a small section: a socket then sends one segment. */
+    if (len <= 4096) {
+        uint8_t buf[sizeof(h) + 4096];
+
+        memcpy(buf, h, hl);
+        memcpy(buf + hl, payload, len);
+        return mig_write_all(ch, buf, hl + len);
+    }
+    if ((ret = mig_write_all(ch, h, hl)) < 0 || (ret = mig_write_all(ch, payload, len)) < 0)
         return ret;
     return 0;
 }

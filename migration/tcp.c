@@ -75,8 +75,13 @@ int mig_tcp_connect(const char *uri, char *err, size_t err_len)
             saved = errno;
             continue;
         }
-        if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
+        if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
+            int one = 1;
+
+            /* Sections are written whole; don't hold the last one back. */
+            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
             break;
+        }
         saved = errno;
         close(fd);
         fd = -1;

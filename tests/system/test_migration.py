@@ -16,7 +16,7 @@ import time
 import pytest
 
 from conftest import run_vmon, kernel_path
-from test_snapshot import Guest, need
+from test_snapshot import ROUND, Guest, need
 
 
 def free_port():
@@ -51,6 +51,15 @@ def wait_event(g, name, pred=lambda e: True, timeout=120):
             pass
 
 
+def assert_continues(a, b):
+    """b's serial output continues a's: end to end, rounds count up by one
+    (a line the source was printing when it stopped is finished by b)."""
+    joined = [int(n) for n in ROUND.findall(a.out + b.out)]
+    assert joined == list(range(joined[0], joined[0] + len(joined))), (a.out[-200:],
+                                                                        b.out[:200])
+    assert b.rounds(), b.out
+
+
 def migration_statuses(g):
     return [e["data"]["status"] for e in g.q.events if e["event"] == "MIGRATION"]
 
@@ -67,10 +76,15 @@ def migrate_and_check(tmp_path, guests, src_accel, dst_accel, smp=1, params=None
     need(dst_accel)
     port = free_port()
     extra = ["-smp", str(smp)] if smp > 1 else []
-    a = Guest(tmp_path, src_accel, name="src", extra=extra)
+    # kvm -> emu: the source must stop in ring 3 (docs/migration.md, PVM),
+    # so its progress lines (printed from ring 0) are made rare: the
+    # migration completes well before the next one.
+    append = "rounds=0 every=2000000000" if (src_accel, dst_accel) == ("kvm", "emu") \
+        else "rounds=0 every=500000000"
+    a = Guest(tmp_path, src_accel, name="src", extra=extra, append=append)
     guests.append(a)
     incoming = ["-incoming", "defer" if defer else f"tcp:127.0.0.1:{port}"]
-    b = Guest(tmp_path, dst_accel, name="dst", extra=extra + incoming)
+    b = Guest(tmp_path, dst_accel, name="dst", extra=extra + incoming, append=append)
     guests.append(b)
     assert b.q.ret("query-status")["status"] == ("prelaunch" if defer else "inmigrate")
     if defer:
@@ -99,11 +113,11 @@ def migrate_and_check(tmp_path, guests, src_accel, dst_accel, smp=1, params=None
     assert len(a.rounds()) == n                 # the source no longer runs
     a.check_consistent()
     b.check_consistent()
-    last_src = a.rounds()[-1]
-    first_dst = b.rounds()[0]
-    # The destination continues where the source stopped: the next round.
-    assert first_dst == last_src + 1, (last_src, b.rounds())
-    assert before <= last_src
+    # The destination continues where the source stopped: the serial
+    # output of both, end to end, counts up by one (a line the source was
+    # printing when it stopped is finished by the destination).
+    assert_continues(a, b)
+    assert b.rounds()[0] > before
     assert b"switch: 0 rounds" not in b.out
     assert b.q.ret("query-accel") == {"accel": dst_accel}
     passes = [e["data"]["pass"] for e in a.q.events if e["event"] == "MIGRATION_PASS"]
@@ -167,8 +181,8 @@ def test_dirty_pages_force_more_passes(tmp_path, guests, accel):
     wait_event(b, "RESUME")
     b.wait_rounds(2)
     b.check_consistent()
-    assert b.rounds()[0] == a.rounds()[-1] + 1
     a.check_consistent()
+    assert_continues(a, b)
     assert a.quit() == 0
     assert b.quit() == 0
 
@@ -228,7 +242,7 @@ def test_destination_killed_then_retry(tmp_path, guests):
     c.wait_rounds(2)
     c.check_consistent()
     a.check_consistent()
-    assert c.rounds()[0] == a.rounds()[-1] + 1
+    assert_continues(a, c)
     assert a.quit() == 0
     assert c.quit() == 0
 
