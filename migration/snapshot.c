@@ -399,7 +399,12 @@ static int load_ram_dirty(struct load_state *ls, const struct mig_section *s)
     uint32_t pages, present = 0;
     const uint8_t *bitmap;
 
-    if (ls->version < MIG_FORMAT_VERSION_LIVE || ls->ram_chunks_seen != chunks) {
+    if (ls->version < MIG_FORMAT_VERSION_LIVE) {
+        error_report("%s: section ram-dirty %u in a version %u stream (only live "
+                     "migration streams have them)", ls->what, s->instance, ls->version);
+        return -EINVAL;
+    }
+    if (ls->ram_chunks_seen != chunks) {
         error_report("%s: section ram-dirty %u before the first pass over RAM ended",
                      ls->what, s->instance);
         return -EINVAL;
