@@ -149,16 +149,21 @@ static bool page_is_zero(const uint8_t *p)
  * so ask the file instead.  Offsets only grow within one pass. */
 struct hole_cursor {
     int fd;
-    uint64_t data, hole;   /* [data, hole) is the current data range */
+    /* [from, data) is a hole, [data, hole) data, as last asked at from:
+     * the file is asked again only outside [from, hole). */
+    uint64_t from, data, hole;
 };
+
+#define HOLE_CURSOR(fd_) { .fd = (fd_), .from = UINT64_MAX, .data = 0, .hole = 0 }
 
 static bool page_in_hole(struct hole_cursor *hc, uint64_t off)
 {
     if (hc->fd < 0)
         return false;
-    if (off >= hc->hole || off < hc->data) {
+    if (off < hc->from || off >= hc->hole) {
         off_t d = lseek(hc->fd, (off_t)off, SEEK_DATA);
 
+        hc->from = off;
         if (d < 0) {
             if (errno != ENXIO) {
                 hc->fd = -1;   /* no SEEK_DATA here: look at every page */
@@ -179,7 +184,7 @@ static bool page_in_hole(struct hole_cursor *hc, uint64_t off)
 int mig_save_ram(struct machine *m, struct mig_channel *ch, mig_pace_fn pace, void *opaque)
 {
     struct vmbuf b;
-    struct hole_cursor hc = { .fd = m->ram_fd, .data = 1, .hole = 0 };
+    struct hole_cursor hc = HOLE_CURSOR(m->ram_fd);
     int ret = 0;
 
     vmbuf_init(&b);
@@ -613,7 +618,7 @@ static int commit(struct load_state *ls)
 int migration_load(struct machine *m, struct mig_channel *ch)
 {
     struct load_state ls = { .m = m, .what = ch->what, .now = clock_ns(),
-                             .hc = { .fd = m->ram_fd, .data = 1, .hole = 0 } };
+                             .hc = HOLE_CURSOR(m->ram_fd) };
     struct vmbuf digest;
     struct mig_section s;
     int ret;
