@@ -194,7 +194,9 @@ static struct block_state *block_open_depth(const char *filename, const char *fo
                                             int depth, char *err, size_t errlen)
 {
     struct block_state *bs = calloc(1, sizeof(*bs));
-    uint8_t head[512];
+    /* Aligned and a whole 4 KiB so the probe read also works under O_DIRECT
+     * (cache=none), whatever the device's logical block size. */
+    uint8_t head[4096] __attribute__((aligned(4096)));
     int oflags = (flags & BLOCK_O_RDWR) ? O_RDWR : O_RDONLY;
     int r;
 
@@ -245,7 +247,12 @@ static struct block_state *block_open_depth(const char *filename, const char *fo
         memset(head, 0, sizeof(head));
         ssize_t n = pread(bs->fd, head, sizeof(head), 0);
 
-        bs->drv = block_probe(head, n > 0 ? (size_t)n : 0, filename);
+        /* A failed read must not look like an empty file: that probes raw. */
+        if (n < 0) {
+            snprintf(err, errlen, "Could not read '%s': %s", filename, strerror(errno));
+            goto fail;
+        }
+        bs->drv = block_probe(head, (size_t)n, filename);
         bs->probed_raw = bs->drv == &block_driver_raw;
         if (bs->drv == &block_driver_raw && depth == 0 && (flags & BLOCK_O_PROBE_WARN))
             fprintf(stderr,
