@@ -427,6 +427,7 @@ void emu_invalidate(struct emu_cpu *c)
     emu_cc_set_flags(c, c->s->rflags);
     emu_update_mode(c);
     emu_tlb_flush(c, false);
+    emu_debug_update(c);
 }
 
 int emu_cpu_init(struct emu_cpu *c, struct cpu_state *s, struct machine *m,
@@ -486,7 +487,7 @@ static void run_blocks(struct emu_cpu *c)
         uint8_t *host;
         gpa_t gpa;
         unsigned n, left;
-        bool tf;
+        bool tf, one;
 
         if (unlikely(__atomic_load_n(&c->kick, __ATOMIC_ACQUIRE))) {
             c->kick = 0;
@@ -500,6 +501,17 @@ static void run_blocks(struct emu_cpu *c)
         c->insn_rip = s->rip;
         tf = (s->rflags & X86_RFLAGS_TF) != 0;
         la = emu_linear(c, S_CS, s->rip, 1, ACC_EXEC);
+        one = tf;
+        if (unlikely(c->dbg_exec || (s->rflags & X86_RFLAGS_RF))) {
+            /* Instruction breakpoints: one instruction per block, each
+             * checked first unless RF suppresses that (for this one
+             * instruction: RF is consumed here). */
+            one = true;
+            if (s->rflags & X86_RFLAGS_RF)
+                s->rflags &= ~X86_RFLAGS_RF;
+            else
+                emu_debug_check_exec(c, la);
+        }
         e = emu_tlb_entry(c, la);
         if (likely(e->tag_code == (la & ~0xfffULL))) {
             host = (uint8_t *)(uintptr_t)(la + e->addend);
@@ -529,20 +541,20 @@ static void run_blocks(struct emu_cpu *c)
             cpu_state_dump(s, log_cpu_line, NULL);
         }
         if (!b) {
-            struct emu_insn one;
+            struct emu_insn insn;
 
             prev = NULL;
-            fetch_slow(c, la, &one);
-            exec_one(c, &one);
-            if (unlikely(tf))
-                emu_single_step_done(c);
+            fetch_slow(c, la, &insn);
+            exec_one(c, &insn);
+            if (unlikely(tf || c->dbg_pending))
+                emu_debug_trap(c, tf);
             continue;
         }
         n = b->n;
         if (n > c->budget)
             n = (unsigned)c->budget;
-        if (unlikely(tf))
-            n = 1;  /* single-step: #DB after each instruction */
+        if (unlikely(one))
+            n = 1;  /* single-step or breakpoints: checks around each one */
         c->budget -= n;
         c->icount += n;
         c->stats.blocks_executed++;
@@ -556,8 +568,8 @@ static void run_blocks(struct emu_cpu *c)
             left = run_insns(c, i, n, true, 0xffffULL);
         c->budget += left;
         c->icount -= left;
-        if (unlikely(tf))
-            emu_single_step_done(c);
+        if (unlikely(tf || c->dbg_pending))
+            emu_debug_trap(c, tf);
     }
 }
 
@@ -580,10 +592,17 @@ static int handle_exception(struct emu_cpu *c)
     if (c->delivering < 0 && !c->exc_is_trap)
         s->rip = c->insn_rip;
     c->break_block = false;
+    c->dbg_pending = 0;  /* a faulting instruction reports no data breakpoint */
     if (!c->deliver_exceptions) {
         c->delivering = -1;
+        c->dbg_insn_bp = false;
         return EMU_STOP_EXCEPTION;
     }
+    /* Every fault but an instruction breakpoint pushes RF = 1, so that the
+     * restarted instruction does not hit its breakpoint (SDM 17.3.1.1). */
+    if (!c->exc_is_trap && !c->dbg_insn_bp)
+        s->rflags |= X86_RFLAGS_RF;
+    c->dbg_insn_bp = false;
     if (c->delivering >= 0) {
         unsigned prev = (unsigned)c->delivering;
 

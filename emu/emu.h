@@ -69,6 +69,7 @@ struct emu_lazy {
 #define EMU_TLB_INVALID 1ULL
 #define EMU_TLB_MMIO 2ULL      /* not RAM: dispatch through machine_mmio */
 #define EMU_TLB_NOTDIRTY 4ULL  /* write tag only: page holds decoded code */
+#define EMU_TLB_WATCH 8ULL     /* page holds an enabled data breakpoint (DR7) */
 
 struct emu_tlb_entry {
     uint64_t tag_read, tag_write, tag_code;
@@ -133,6 +134,13 @@ struct emu_cpu {
     /* This vCPU's local APIC (accel/emu.c sets it; NULL in unit tests):
      * CR8 and IA32_APIC_BASE go through it, under the machine lock. */
     struct lapic *lapic;
+
+    /* Debug registers (debug.c): bit n = DRn enabled by DR7 as an
+     * instruction, data or I/O breakpoint; data/I/O hits waiting for the
+     * end of the instruction; the #DB being raised is an instruction
+     * breakpoint (its pushed RFLAGS.RF stays clear). */
+    uint8_t dbg_exec, dbg_data, dbg_io, dbg_pending;
+    bool dbg_insn_bp;
 
     bool break_block;        /* leave the block after this instruction */
     uint8_t stop_req;        /* enum emu_stop an instruction asked for, +1 */

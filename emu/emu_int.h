@@ -141,9 +141,26 @@ __attribute__((noreturn)) static inline void emu_fault_err(struct emu_cpu *c, un
 /* Deliver an event through the IDT now (may raise a nested exception). */
 void emu_deliver_event(struct emu_cpu *c, unsigned vec, bool has_err, uint32_t err, bool soft,
                        bool ext);
-/* RFLAGS.TF was set when the instruction just completed began: raise the
- * single-step #DB trap (DR6.BS) (intr.c). */
-__attribute__((noreturn)) void emu_single_step_done(struct emu_cpu *c);
+/* --- debug registers (debug.c) ---------------------------------------------- */
+
+#define EMU_DEBUG_WATCH_READ 1
+#define EMU_DEBUG_WATCH_WRITE 2
+
+/* DR0-DR3, DR7 or CR4.DE changed (or the state was loaded): recompute
+ * the breakpoint masks. */
+void emu_debug_update(struct emu_cpu *c);
+/* EMU_DEBUG_WATCH_* for the TLB fill of a page (data breakpoints). */
+unsigned emu_debug_page_watch(const struct emu_cpu *c, uint64_t page);
+/* Before executing at linear address la: #DB fault on a breakpoint. */
+void emu_debug_check_exec(struct emu_cpu *c, uint64_t la);
+/* A data access or port access that completed: note breakpoint hits. */
+void emu_debug_data(struct emu_cpu *c, uint64_t la, unsigned size, bool write);
+void emu_debug_io(struct emu_cpu *c, uint16_t port, unsigned size);
+/* MOV to/from a debug register: #DB (DR6.BD) while DR7.GD is set. */
+void emu_debug_mov_dr(struct emu_cpu *c);
+/* The instruction just completed: raise the #DB trap for its data/I/O
+ * hits and, if it began with RFLAGS.TF, single-step (DR6.BS). */
+__attribute__((noreturn)) void emu_debug_trap(struct emu_cpu *c, bool single_step);
 /* Take a pending, unblocked NMI (intr.c); true if one was delivered. */
 bool emu_take_nmi(struct emu_cpu *c);
 /* Software interrupts and INTO/INT3: RIP already past the instruction. */

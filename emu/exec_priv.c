@@ -80,6 +80,8 @@ static void set_cr4(struct emu_cpu *c, uint64_t v)
     s->cr4 = v;
     if ((old ^ v) & (X86_CR4_PGE | X86_CR4_PAE | X86_CR4_PSE))
         emu_tlb_flush(c, false);
+    if ((old ^ v) & X86_CR4_DE)
+        emu_debug_update(c);  /* I/O breakpoints */
     c->break_block = true;
 }
 
@@ -169,6 +171,7 @@ EMU_HANDLER(exec_mov_dr)
     if ((dr == 4 || dr == 5) && (s->cr4 & X86_CR4_DE))
         emu_exec_ud(c, i);
     priv_check(c);
+    emu_debug_mov_dr(c);
     if (dr == 4 || dr == 5)
         dr += 2;
     if (i->op == 0x21) {
@@ -183,6 +186,10 @@ EMU_HANDLER(exec_mov_dr)
         else if (dr == 7)
             v = (v & ~0xd000ULL) | 0x400;
         s->dr[dr] = v;
+        if (dr != 6)
+            emu_debug_update(c);
+        /* A breakpoint just enabled applies from the next instruction. */
+        c->break_block = true;
     }
 }
 

@@ -71,12 +71,16 @@ uint64_t emu_pio_in(struct emu_cpu *c, uint16_t port, unsigned size)
     uint64_t v = 0;
 
     vcpu_dispatch_pio(c->vcpu, c->m, port, &v, size, false);
+    if (unlikely(c->dbg_io))
+        emu_debug_io(c, port, size);
     return v & emu_mask(size);
 }
 
 void emu_pio_out(struct emu_cpu *c, uint16_t port, unsigned size, uint64_t v)
 {
     vcpu_dispatch_pio(c->vcpu, c->m, port, &v, size, true);
+    if (unlikely(c->dbg_io))
+        emu_debug_io(c, port, size);
     if (c->io_written)
         c->io_written(c->irq_opaque);
     /* A device may have asked the machine to stop (debug-exit, reset):

@@ -6,6 +6,8 @@
 #include "emu/exec_ops.h"
 #include "emu/seg.h"
 
+#define DR7_GD (1ULL << 13)
+
 /* Real mode: the vector's 4-byte far pointer in the IVT at IDTR.base;
  * FLAGS, CS and IP are pushed as words, no error code (SDM 20.1.4). */
 static void deliver_real(struct emu_cpu *c, unsigned vec)
@@ -28,6 +30,8 @@ static void deliver_real(struct emu_cpu *c, unsigned vec)
     s->seg[S_CS].base = (ent >> 16 << 4) & 0xffff0;
     s->rip = ent & 0xffff;
     s->rflags &= ~(X86_RFLAGS_IF | X86_RFLAGS_TF | X86_RFLAGS_AC | X86_RFLAGS_RF);
+    if (vec == EXC_DB)
+        s->dr[7] &= ~DR7_GD;
     LOG(LOG_INT, "emu: delivered vector %u (real mode) -> %04x:%04llx\n", vec,
         s->seg[S_CS].selector, (unsigned long long)s->rip);
 }
@@ -189,6 +193,11 @@ void emu_deliver_event(struct emu_cpu *c, unsigned vec, bool has_err, uint32_t e
     s->rflags &= ~(X86_RFLAGS_TF | X86_RFLAGS_NT | X86_RFLAGS_RF | X86_RFLAGS_VM);
     if (!(type & 1))
         s->rflags &= ~X86_RFLAGS_IF;
+    /* The #DB handler may use the debug registers (SDM 17.2.4). */
+    if (vec == EXC_DB)
+        s->dr[7] &= ~DR7_GD;
+    /* Breakpoint hits of the delivery's own accesses are not reported. */
+    c->dbg_pending = 0;
     emu_update_mode(c);
     LOG(LOG_INT, "emu: delivered vector %u%s err=%#x -> %04x:%#llx cpl %u\n", vec,
         soft ? " (soft)" : ext ? " (ext)" : "", has_err ? err : 0, s->seg[S_CS].selector,
@@ -359,10 +368,4 @@ bool emu_take_nmi(struct emu_cpu *c)
     c->delivering = -1;
     c->exc_ext = false;
     return true;
-}
-
-void emu_single_step_done(struct emu_cpu *c)
-{
-    c->s->dr[6] |= 1u << 14;  /* BS */
-    emu_raise_trap(c, EXC_DB);  /* vector 1 from a trap: no DPL check */
 }

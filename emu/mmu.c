@@ -20,7 +20,7 @@
 #define PFEC_RSVD (1u << 3)
 #define PFEC_I (1u << 4)
 
-#define TAG_FLAGS (EMU_TLB_MMIO | EMU_TLB_NOTDIRTY)
+#define TAG_FLAGS (EMU_TLB_MMIO | EMU_TLB_NOTDIRTY | EMU_TLB_WATCH)
 
 void emu_tlb_flush(struct emu_cpu *c, bool keep_global)
 {
@@ -263,6 +263,16 @@ static struct emu_tlb_entry *mmu_fill(struct emu_cpu *c, uint64_t la, enum emu_a
     if (can_write && host &&
         (emu_cache_page_has_code(c->cache, w.gpa) || dirty_log_active(c->m)))
         e->tag_write |= EMU_TLB_NOTDIRTY;
+    if (unlikely(c->dbg_data)) {
+        /* Accesses to a page with a data breakpoint take the slow path,
+         * which reports hits (emu/debug.c). */
+        unsigned wb = emu_debug_page_watch(c, page);
+
+        if (wb & EMU_DEBUG_WATCH_READ)
+            e->tag_read |= EMU_TLB_WATCH;
+        if ((wb & EMU_DEBUG_WATCH_WRITE) && can_write)
+            e->tag_write |= EMU_TLB_WATCH;
+    }
     e->tag_code = w.nx ? EMU_TLB_INVALID : page | flags;
     e->addend = host ? (uintptr_t)host - (uintptr_t)page : 0;
     e->gpa = w.gpa;
@@ -328,12 +338,16 @@ uint64_t emu_read_slow(struct emu_cpu *c, uint64_t la, unsigned size, enum emu_a
         la = (uint32_t)la;
     if (emu_in_page(la, size)) {
         g = emu_translate(c, la, acc, &h);
+        if (unlikely(c->dbg_data) && acc != ACC_EXEC)
+            emu_debug_data(c, la, size, false);
         return h ? emu_load_host(h, size) : mmu_mmio_read(c, g, size);
     }
     /* Split across two pages: translate both before reading anything. */
     first = 0x1000 - (la & 0xfff);
     g = emu_translate(c, la, acc, &h);
     g2 = emu_translate(c, c->mode == EMU_MODE_64 ? la + first : (uint32_t)(la + first), acc, &h2);
+    if (unlikely(c->dbg_data) && acc != ACC_EXEC)
+        emu_debug_data(c, la, size, false);
     for (unsigned k = 0; k < size; k++) {
         uint64_t byte;
 
@@ -354,6 +368,8 @@ void emu_write_slow(struct emu_cpu *c, uint64_t la, unsigned size, uint64_t v)
 
     if (c->mode != EMU_MODE_64)
         la = (uint32_t)la;
+    if (unlikely(c->dbg_data))
+        emu_debug_data(c, la, size, true);  /* pending until the insn completes */
     if (emu_in_page(la, size)) {
         g = emu_translate(c, la, ACC_WRITE, &h);
         if (h)
@@ -403,6 +419,8 @@ void *emu_rmw_ptr_slow(struct emu_cpu *c, uint64_t la, unsigned size)
         la = (uint32_t)la;
     if (emu_in_page(la, size)) {
         emu_translate(c, la, ACC_WRITE, &h);
+        if (unlikely(c->dbg_data))
+            emu_debug_data(c, la, size, true);
         return h;
     }
     emu_probe_write(c, la, size);

@@ -872,6 +872,155 @@ static void test_call_gate_64bit(void **state)
     emu_tm_destroy(&t);
 }
 
+/* --- debug registers -------------------------------------------------------------- */
+
+#define DBG_LOG 0x300000ULL
+#define RF (1ULL << 16)
+
+/* Entry points into dbg_prog (offsets from CODE):
+ *   0x00: call target; DR0 <- target+1; DR7 <- 1 (L0, execute); call
+ *         target; hlt.  target (0x1d): nop; inc ebx; ret.
+ *   0x40: mov eax, [0x200008]; mov dword [0x20000a], 5;
+ *         mov ecx, [0x200024]; mov byte [0x200030], 1; hlt.
+ *   0x80: mov rax, dr7; hlt.
+ *   0xc0: mov eax, [0x7000000] (unmapped); hlt.
+ * #DB handler (0x100): logs DR6, the pushed RIP, RFLAGS and DR7 at
+ * DBG_LOG + {0, 0x100, 0x200, 0x300} + R8 * 8, R8++, clears DR6, sets RF
+ * in the pushed image, skips a 3-byte MOV DR after a general-detect #DB,
+ * IRETQ.  #PF handler (0x180): logs the pushed RFLAGS at DBG_LOG + 0x400,
+ * skips the 7-byte faulting MOV, IRETQ. */
+static const uint8_t dbg_prog[0x199] = {
+    [0x00] = 0xe8, 0x18, 0x00, 0x00, 0x00, 0x48, 0x8d, 0x05, 0x12, 0x00, 0x00, 0x00, 0x0f,
+    0x23, 0xc0, 0xb8, 0x01, 0x00, 0x00, 0x00, 0x0f, 0x23, 0xf8, 0xe8, 0x01, 0x00, 0x00,
+    0x00, 0xf4, 0x90, 0xff, 0xc3, 0xc3,
+    [0x40] = 0x8b, 0x04, 0x25, 0x08, 0x00, 0x20, 0x00, 0xc7, 0x04, 0x25, 0x0a, 0x00, 0x20,
+    0x00, 0x05, 0x00, 0x00, 0x00, 0x8b, 0x0c, 0x25, 0x24, 0x00, 0x20, 0x00, 0xc6, 0x04,
+    0x25, 0x30, 0x00, 0x20, 0x00, 0x01, 0xf4,
+    [0x80] = 0x0f, 0x21, 0xf8, 0xf4,
+    [0xc0] = 0x8b, 0x04, 0x25, 0x00, 0x00, 0x00, 0x07, 0xf4,
+    [0x100] = 0x0f, 0x21, 0xf0, 0x4a, 0x89, 0x04, 0xc5, 0x00, 0x00, 0x30, 0x00, 0x48, 0x8b,
+    0x04, 0x24, 0x4a, 0x89, 0x04, 0xc5, 0x00, 0x01, 0x30, 0x00, 0x48, 0x8b, 0x44, 0x24,
+    0x10, 0x4a, 0x89, 0x04, 0xc5, 0x00, 0x02, 0x30, 0x00, 0x0f, 0x21, 0xf8, 0x4a, 0x89,
+    0x04, 0xc5, 0x00, 0x03, 0x30, 0x00, 0x49, 0xff, 0xc0, 0x31, 0xc0, 0x0f, 0x23, 0xf0,
+    0x48, 0x81, 0x4c, 0x24, 0x10, 0x00, 0x00, 0x01, 0x00, 0x4a, 0xf7, 0x04, 0xc5, 0xf8,
+    0xff, 0x2f, 0x00, 0x00, 0x20, 0x00, 0x00, 0x74, 0x05, 0x48, 0x83, 0x04, 0x24, 0x03,
+    0x48, 0xcf,
+    [0x180] = 0x48, 0x8b, 0x44, 0x24, 0x18, 0x48, 0x89, 0x04, 0x25, 0x00, 0x04, 0x30, 0x00,
+    0x48, 0x83, 0x44, 0x24, 0x08, 0x07, 0x48, 0x83, 0xc4, 0x08, 0x48, 0xcf,
+};
+
+static void dbg_init(struct emu_tm *t, uint64_t entry)
+{
+    guest_init(t, 0);
+    t->c.deliver_exceptions = true;
+    put(t, CODE, dbg_prog, sizeof(dbg_prog));
+    set_gate(t, EXC_DB, CODE + 0x100);
+    set_gate(t, EXC_PF, CODE + 0x180);
+    t->s.rip = CODE + entry;
+    t->s.dr[7] = 0x400;
+}
+
+static uint64_t dbg_log(struct emu_tm *t, unsigned what, unsigned k)
+{
+    uint64_t v;
+
+    memcpy(&v, t->m.ram + DBG_LOG + what * 0x100 + k * 8, 8);
+    return v;
+}
+
+static void test_debug_instruction_breakpoint(void **state)
+{
+    struct emu_tm t;
+
+    /* target's block is decoded and cached by the first call; the
+     * breakpoint set afterwards on its second instruction still hits,
+     * once: the handler's RF in the image lets the INC run. */
+    dbg_init(&t, 0);
+    assert_int_equal(emu_run(&t.c, 1000), EMU_STOP_HALT);
+    assert_int_equal(t.s.gpr[R_EBX], 2);
+    assert_int_equal(t.s.gpr[R_R8], 1);
+    assert_int_equal(dbg_log(&t, 0, 0) & 0xf, 1);            /* DR6.B0 */
+    assert_int_equal(dbg_log(&t, 1, 0), CODE + 0x1e);        /* a fault: at the INC */
+    assert_false(dbg_log(&t, 2, 0) & RF);                    /* pushed RF clear */
+    assert_int_equal(t.s.rip, CODE + 0x1d);
+    assert_false(t.s.rflags & RF);                           /* consumed */
+    emu_tm_destroy(&t);
+
+    /* A breakpoint on an instruction that page-faults: #DB first (RF 0),
+     * then, with RF from the handler, the #PF, whose frame has RF = 1. */
+    dbg_init(&t, 0xc0);
+    t.s.dr[0] = CODE + 0xc0;
+    t.s.dr[7] = 0x401;
+    emu_invalidate(&t.c);
+    assert_int_equal(emu_run(&t.c, 1000), EMU_STOP_HALT);
+    assert_int_equal(t.s.gpr[R_R8], 1);
+    assert_int_equal(dbg_log(&t, 1, 0), CODE + 0xc0);
+    assert_false(dbg_log(&t, 2, 0) & RF);
+    assert_true(dbg_log(&t, 4, 0) & RF);
+    assert_int_equal(t.s.rip, CODE + 0xc8);
+    emu_tm_destroy(&t);
+}
+
+static void test_debug_data_breakpoints(void **state)
+{
+    struct emu_tm t;
+    uint32_t v;
+
+    /* DR1: 4-byte write breakpoint at 0x200008; DR2: 8-byte read/write
+     * breakpoint at 0x200020.  The read of DR1's range does not trap; the
+     * write overlapping it and the read inside DR2's do, after the
+     * instruction; the byte outside does not. */
+    dbg_init(&t, 0x40);
+    t.s.dr[1] = 0x200008;
+    t.s.dr[2] = 0x200020;
+    t.s.dr[7] = 0x400 | (1u << 2) | (1u << 4) | (1u << 20) | (3u << 22) | (3u << 24) |
+                (2u << 26);
+    emu_invalidate(&t.c);
+    assert_int_equal(emu_run(&t.c, 1000), EMU_STOP_HALT);
+    assert_int_equal(t.s.gpr[R_R8], 2);
+    assert_int_equal(dbg_log(&t, 0, 0) & 0xf, 2);            /* B1 */
+    assert_int_equal(dbg_log(&t, 1, 0), CODE + 0x52);        /* a trap: after it */
+    assert_int_equal(dbg_log(&t, 0, 1) & 0xf, 4);            /* B2 */
+    assert_int_equal(dbg_log(&t, 1, 1), CODE + 0x59);
+    memcpy(&v, t.m.ram + 0x20000a, 4);
+    assert_int_equal(v, 5);
+    assert_int_equal(t.m.ram[0x200030], 1);
+    assert_int_equal(t.s.rip, CODE + 0x62);
+    emu_tm_destroy(&t);
+
+    /* Single-step and a data breakpoint on the same instruction: one #DB
+     * with BS and B1. */
+    dbg_init(&t, 0x47);
+    t.s.dr[1] = 0x200008;
+    t.s.dr[7] = 0x400 | (1u << 2) | (1u << 20) | (3u << 22);
+    t.s.rflags |= X86_RFLAGS_TF;
+    emu_invalidate(&t.c);
+    assert_int_equal(emu_run(&t.c, 1), EMU_STOP_BUDGET);
+    assert_int_equal(t.s.rip, CODE + 0x100);                 /* delivered */
+    assert_int_equal(t.s.dr[6] & 0x400f, 0x4002);
+    assert_int_equal(*(uint64_t *)(t.m.ram + STACK_TOP - 40), CODE + 0x52);
+    emu_tm_destroy(&t);
+}
+
+static void test_debug_general_detect(void **state)
+{
+    struct emu_tm t;
+
+    /* DR7.GD: MOV from DR7 is a #DB fault with DR6.BD; GD is clear inside
+     * the handler (whose own MOV DRs then work); the handler skips it. */
+    dbg_init(&t, 0x80);
+    t.s.dr[7] = 0x2400;
+    emu_invalidate(&t.c);
+    assert_int_equal(emu_run(&t.c, 1000), EMU_STOP_HALT);
+    assert_int_equal(t.s.gpr[R_R8], 1);
+    assert_true(dbg_log(&t, 0, 0) & 0x2000);                 /* BD */
+    assert_int_equal(dbg_log(&t, 1, 0), CODE + 0x80);
+    assert_true(dbg_log(&t, 2, 0) & RF);                     /* a fault: RF = 1 */
+    assert_int_equal(dbg_log(&t, 3, 0), 0x400);              /* GD cleared */
+    assert_int_equal(t.s.rip, CODE + 0x84);
+    emu_tm_destroy(&t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -886,6 +1035,9 @@ int main(void)
         cmocka_unit_test(test_vm86_sensitive_instructions),
         cmocka_unit_test(test_call_gate_32bit),
         cmocka_unit_test(test_call_gate_64bit),
+        cmocka_unit_test(test_debug_instruction_breakpoint),
+        cmocka_unit_test(test_debug_data_breakpoints),
+        cmocka_unit_test(test_debug_general_detect),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
