@@ -414,6 +414,7 @@ void emu_update_mode(struct emu_cpu *c)
     if (s->rflags & X86_RFLAGS_VM)
         c->cpl = 3;
     c->mmu_idx = c->cpl == 3;
+    emu_ac_update(c);
 }
 
 void emu_sync_state(struct emu_cpu *c)
@@ -587,12 +588,13 @@ static int handle_exception(struct emu_cpu *c)
 {
     struct cpu_state *s = c->s;
     unsigned vec = c->exc_vector;
-    bool soft = c->exc_is_trap && vec != EXC_DB;
+    bool soft = c->exc_is_trap && (vec != EXC_DB || c->exc_soft_int1);
 
     if (c->delivering < 0 && !c->exc_is_trap)
         s->rip = c->insn_rip;
     c->break_block = false;
     c->dbg_pending = 0;  /* a faulting instruction reports no data breakpoint */
+    c->exc_soft_int1 = false;
     if (!c->deliver_exceptions) {
         c->delivering = -1;
         c->dbg_insn_bp = false;

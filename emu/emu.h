@@ -69,7 +69,8 @@ struct emu_lazy {
 #define EMU_TLB_INVALID 1ULL
 #define EMU_TLB_MMIO 2ULL      /* not RAM: dispatch through machine_mmio */
 #define EMU_TLB_NOTDIRTY 4ULL  /* write tag only: page holds decoded code */
-#define EMU_TLB_WATCH 8ULL     /* page holds an enabled data breakpoint (DR7) */
+#define EMU_TLB_WATCH 8ULL     /* accesses need checks on the slow path: a data
+                                  breakpoint (DR7) on the page, or #AC */
 
 struct emu_tlb_entry {
     uint64_t tag_read, tag_write, tag_code;
@@ -141,6 +142,12 @@ struct emu_cpu {
      * breakpoint (its pushed RFLAGS.RF stays clear). */
     uint8_t dbg_exec, dbg_data, dbg_io, dbg_pending;
     bool dbg_insn_bp;
+    /* Alignment checking is on (CR0.AM, RFLAGS.AC, CPL 3): user TLB
+     * entries send every access down the slow path, which checks. */
+    bool ac_check;
+    /* The software interrupt being raised is INT 1 (CD 01): unlike ICEBP
+     * and the #DB traps it is subject to the gate's DPL. */
+    bool exc_soft_int1;
 
     bool break_block;        /* leave the block after this instruction */
     uint8_t stop_req;        /* enum emu_stop an instruction asked for, +1 */

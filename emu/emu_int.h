@@ -330,6 +330,15 @@ bool emu_cache_page_has_code(struct emu_cache *cache, gpa_t gpa);
 void emu_tlb_reset(struct emu_cpu *c);
 /* Recompute mode/CPL after CS, CR0 or EFER changed. */
 void emu_update_mode(struct emu_cpu *c);
+/* CR0.AM, RFLAGS.AC or CPL changed: alignment checking on or off (seg.c). */
+void emu_ac_update(struct emu_cpu *c);
+/* A user data access of size bytes at la in the slow path: #AC(0) if
+ * alignment checking is on and la is not a multiple of size. */
+static inline void emu_ac_check(struct emu_cpu *c, uint64_t la, unsigned size)
+{
+    if (unlikely(c->ac_check) && c->mmu_idx == 1 && (la & (size - 1)))
+        emu_fault_err(c, EXC_AC, 0);
+}
 
 /* Port I/O through the machine (takes the machine lock). */
 uint64_t emu_pio_in(struct emu_cpu *c, uint16_t port, unsigned size);

@@ -114,6 +114,7 @@ EMU_HANDLER(exec_int)
 {
     if ((c->s->rflags & X86_RFLAGS_VM) && ((c->s->rflags >> 12) & 3) < 3)
         emu_fault_err(c, EXC_GP, 0);
+    c->exc_soft_int1 = (i->imm & 0xff) == EXC_DB;
     emu_raise_trap(c, (unsigned)i->imm & 0xff);
 }
 

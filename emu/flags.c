@@ -144,7 +144,11 @@ uint64_t emu_get_rflags(struct emu_cpu *c)
 
 void emu_set_rflags(struct emu_cpu *c, uint64_t v)
 {
+    uint64_t old = c->s->rflags;
+
     c->s->rflags = (v & ~EMU_CC_MASK & ~(1ULL << 3) & ~(1ULL << 5) & ~(1ULL << 15) &
                     0x3fffffULL) | X86_RFLAGS_FIXED;
     emu_cc_set_flags(c, v);
+    if (unlikely((old ^ c->s->rflags) & X86_RFLAGS_AC))
+        emu_ac_update(c);
 }

@@ -263,10 +263,14 @@ static struct emu_tlb_entry *mmu_fill(struct emu_cpu *c, uint64_t la, enum emu_a
     if (can_write && host &&
         (emu_cache_page_has_code(c->cache, w.gpa) || dirty_log_active(c->m)))
         e->tag_write |= EMU_TLB_NOTDIRTY;
-    if (unlikely(c->dbg_data)) {
+    if (unlikely(c->dbg_data | c->ac_check)) {
         /* Accesses to a page with a data breakpoint take the slow path,
-         * which reports hits (emu/debug.c). */
+         * which reports hits (emu/debug.c); with alignment checking on,
+         * all user accesses do (emu_ac_check). */
         unsigned wb = emu_debug_page_watch(c, page);
+
+        if (c->ac_check && user)
+            wb = EMU_DEBUG_WATCH_READ | EMU_DEBUG_WATCH_WRITE;
 
         if (wb & EMU_DEBUG_WATCH_READ)
             e->tag_read |= EMU_TLB_WATCH;
@@ -336,6 +340,8 @@ uint64_t emu_read_slow(struct emu_cpu *c, uint64_t la, unsigned size, enum emu_a
 
     if (c->mode != EMU_MODE_64)
         la = (uint32_t)la;
+    if (acc != ACC_EXEC)
+        emu_ac_check(c, la, size);
     if (emu_in_page(la, size)) {
         g = emu_translate(c, la, acc, &h);
         if (unlikely(c->dbg_data) && acc != ACC_EXEC)
@@ -368,6 +374,7 @@ void emu_write_slow(struct emu_cpu *c, uint64_t la, unsigned size, uint64_t v)
 
     if (c->mode != EMU_MODE_64)
         la = (uint32_t)la;
+    emu_ac_check(c, la, size);
     if (unlikely(c->dbg_data))
         emu_debug_data(c, la, size, true);  /* pending until the insn completes */
     if (emu_in_page(la, size)) {
@@ -417,6 +424,7 @@ void *emu_rmw_ptr_slow(struct emu_cpu *c, uint64_t la, unsigned size)
 
     if (c->mode != EMU_MODE_64)
         la = (uint32_t)la;
+    emu_ac_check(c, la, size);
     if (emu_in_page(la, size)) {
         emu_translate(c, la, ACC_WRITE, &h);
         if (unlikely(c->dbg_data))

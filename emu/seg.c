@@ -197,3 +197,18 @@ void emu_null_inaccessible_segs(struct emu_cpu *c)
         }
     }
 }
+
+/* Alignment checking (SDM vol. 3, 6.15 #AC): for CPL-3 data accesses when
+ * CR0.AM and RFLAGS.AC are both set.  Linux keeps AM set and AC clear in
+ * user mode, so this flips (and flushes the TLB) only when a program
+ * sets AC. */
+void emu_ac_update(struct emu_cpu *c)
+{
+    const struct cpu_state *s = c->s;
+    bool on = (s->cr0 & X86_CR0_AM) && (s->rflags & X86_RFLAGS_AC) && c->cpl == 3;
+
+    if (on != c->ac_check) {
+        c->ac_check = on;
+        emu_tlb_flush(c, false);
+    }
+}

@@ -1021,6 +1021,87 @@ static void test_debug_general_detect(void **state)
     emu_tm_destroy(&t);
 }
 
+/* --- alignment check -------------------------------------------------------------- */
+
+static void test_alignment_check(void **state)
+{
+    /* mov eax, [rsi+1]; pushfq; or dword [rsp], AC; popfq; mov eax, [rsi];
+     * mov al, [rsi+3]; mov eax, [rsi+1]; hlt */
+    static const uint8_t code[] = {
+        0x8b, 0x46, 0x01, 0x9c, 0x81, 0x0c, 0x24, 0x00, 0x00, 0x04, 0x00, 0x9d,
+        0x8b, 0x06, 0x8a, 0x46, 0x03, 0x8b, 0x46, 0x01, 0xf4,
+    };
+    static const uint8_t push_odd[] = { 0x50 };    /* push rax */
+    struct emu_tm t;
+
+    /* CPL 3 with CR0.AM: misaligned is fine until POPFQ sets AC; then
+     * aligned and byte accesses pass and the misaligned load is #AC(0),
+     * RIP at it, EAX unchanged. */
+    guest_init(&t, 3);
+    t.s.cr0 |= X86_CR0_AM;
+    t.s.gpr[R_ESI] = BUF;
+    memcpy(t.m.ram + BUF, "\x11\x22\x33\x44\x55", 5);
+    put(&t, CODE, code, sizeof(code));
+    emu_invalidate(&t.c);
+    assert_int_equal(emu_run(&t.c, 100), EMU_STOP_EXCEPTION);
+    assert_int_equal(t.c.exc_vector, EXC_AC);
+    assert_true(t.c.exc_has_error);
+    assert_int_equal(t.c.exc_error, 0);
+    assert_int_equal(t.s.rip, CODE + 0x11);
+    assert_int_equal(t.s.gpr[R_EAX] & 0xffffff00, 0x44332200);
+    /* A misaligned stack is checked too. */
+    put(&t, CODE + 0x100, push_odd, sizeof(push_odd));
+    t.s.rip = CODE + 0x100;
+    t.s.gpr[R_ESP] = STACK_TOP - 4;
+    assert_int_equal(emu_run(&t.c, 1), EMU_STOP_EXCEPTION);
+    assert_int_equal(t.c.exc_vector, EXC_AC);
+    assert_int_equal(t.s.gpr[R_ESP], STACK_TOP - 4);
+    /* Clearing CR0.AM turns it off. */
+    t.s.cr0 &= ~X86_CR0_AM;
+    emu_invalidate(&t.c);
+    assert_int_equal(emu_run(&t.c, 1), EMU_STOP_BUDGET);
+    emu_tm_destroy(&t);
+
+    /* CPL 0 never checks, AC or not. */
+    guest_init(&t, 0);
+    t.s.cr0 |= X86_CR0_AM;
+    t.s.gpr[R_ESI] = BUF;
+    put(&t, CODE, code, sizeof(code));
+    emu_invalidate(&t.c);
+    assert_int_equal(emu_run(&t.c, 100), EMU_STOP_HALT);
+    assert_true(t.s.rflags & X86_RFLAGS_AC);
+    emu_tm_destroy(&t);
+}
+
+/* INT 1 (CD 01) is a software interrupt, checked against the gate's DPL;
+ * ICEBP (F1) is not. */
+static void test_int1_is_software(void **state)
+{
+    static const uint8_t int1[] = { 0xcd, 0x01 };
+    static const uint8_t icebp[] = { 0xf1 };
+    struct emu_tm t;
+
+    guest_init(&t, 3);
+    t.c.deliver_exceptions = true;
+    set_gate(&t, EXC_DB, CODE + 0x1000);   /* DPL 0 */
+    set_gate(&t, EXC_GP, CODE + 0x2000);
+    tss_set32(&t, STACK_TOP, 0);   /* RSP0 = STACK_TOP (bytes 4-11) */
+    put(&t, CODE, int1, sizeof(int1));
+    assert_int_equal(emu_run(&t.c, 1), EMU_STOP_BUDGET);
+    assert_int_equal(t.s.rip, CODE + 0x2000);
+    assert_int_equal(*(uint64_t *)(t.m.ram + STACK_TOP - 48), 1 * 8 + 2);  /* IDT | vector */
+    emu_tm_destroy(&t);
+
+    guest_init(&t, 3);
+    t.c.deliver_exceptions = true;
+    set_gate(&t, EXC_DB, CODE + 0x1000);
+    tss_set32(&t, STACK_TOP, 0);   /* RSP0 = STACK_TOP (bytes 4-11) */
+    put(&t, CODE, icebp, sizeof(icebp));
+    assert_int_equal(emu_run(&t.c, 1), EMU_STOP_BUDGET);
+    assert_int_equal(t.s.rip, CODE + 0x1000);
+    emu_tm_destroy(&t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1038,6 +1119,8 @@ int main(void)
         cmocka_unit_test(test_debug_instruction_breakpoint),
         cmocka_unit_test(test_debug_data_breakpoints),
         cmocka_unit_test(test_debug_general_detect),
+        cmocka_unit_test(test_alignment_check),
+        cmocka_unit_test(test_int1_is_software),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
