@@ -312,8 +312,40 @@ static inline void exec_one(struct emu_cpu *c, const struct emu_insn *i)
     c->icount++;
 }
 
+/* c->dbg_step was set (TF, RF or an instruction breakpoint may be in
+ * force): decide whether the next block runs one instruction at a time,
+ * note TF for the trap after it (c->step_tf), and check the instruction's
+ * linear address against the breakpoints unless RF suppresses that for
+ * this one instruction (RF is consumed here).  Nothing in force: clear
+ * dbg_step, the fast path runs again. */
+static __attribute__((noinline)) bool debug_before(struct emu_cpu *c, uint64_t la)
+{
+    uint64_t fl = c->s->rflags;
+
+    c->step_tf = (fl & X86_RFLAGS_TF) != 0;
+    if (!(fl & (X86_RFLAGS_TF | X86_RFLAGS_RF)) && !c->dbg_exec) {
+        c->dbg_step = false;
+        return false;
+    }
+    if (fl & X86_RFLAGS_RF)
+        c->s->rflags &= ~X86_RFLAGS_RF;
+    else if (c->dbg_exec)
+        emu_debug_check_exec(c, la);
+    return true;
+}
+
+/* A data or I/O breakpoint hit ended the block after an instruction:
+ * give back the n instructions not run, then raise the #DB trap. */
+static __attribute__((noinline, noreturn)) void break_debug_trap(struct emu_cpu *c, unsigned n)
+{
+    c->budget += n;
+    c->icount -= n;
+    emu_debug_trap(c, c->step_tf);
+}
+
 /* Run n instructions of a block; returns how many were not run because
- * one set break_block.  Budget and icount are the caller's, per block: a
+ * one set break_block (a breakpoint hit that set it raises its #DB trap).
+ * Budget and icount are the caller's, per block: a
  * fault longjmps out with the rest of the block already counted, so a
  * slice may end up to a block early, never late.  The mode cannot change
  * inside a block (mode-changing instructions end theirs), so the RIP wrap
@@ -333,6 +365,8 @@ run_insns(struct emu_cpu *c, const struct emu_insn *i, unsigned n, bool wrap, ui
         i++;
         if (unlikely(c->break_block)) {
             c->break_block = false;
+            if (unlikely(c->dbg_pending))
+                break_debug_trap(c, n);
             break;
         }
     }
@@ -429,6 +463,7 @@ void emu_invalidate(struct emu_cpu *c)
     emu_update_mode(c);
     emu_tlb_flush(c, false);
     emu_debug_update(c);
+    c->dbg_step = true;  /* TF or RF may be set: debug_before decides */
 }
 
 int emu_cpu_init(struct emu_cpu *c, struct cpu_state *s, struct machine *m,
@@ -488,7 +523,7 @@ static void run_blocks(struct emu_cpu *c)
         uint8_t *host;
         gpa_t gpa;
         unsigned n, left;
-        bool tf, one;
+        bool one;
 
         if (unlikely(__atomic_load_n(&c->kick, __ATOMIC_ACQUIRE))) {
             c->kick = 0;
@@ -500,19 +535,8 @@ static void run_blocks(struct emu_cpu *c)
         if (c->irq_pending && (s->rflags & X86_RFLAGS_IF) && take_interrupt(c))
             prev = NULL;
         c->insn_rip = s->rip;
-        tf = (s->rflags & X86_RFLAGS_TF) != 0;
         la = emu_linear(c, S_CS, s->rip, 1, ACC_EXEC);
-        one = tf;
-        if (unlikely(c->dbg_exec || (s->rflags & X86_RFLAGS_RF))) {
-            /* Instruction breakpoints: one instruction per block, each
-             * checked first unless RF suppresses that (for this one
-             * instruction: RF is consumed here). */
-            one = true;
-            if (s->rflags & X86_RFLAGS_RF)
-                s->rflags &= ~X86_RFLAGS_RF;
-            else
-                emu_debug_check_exec(c, la);
-        }
+        one = unlikely(c->dbg_step) && debug_before(c, la);
         e = emu_tlb_entry(c, la);
         if (likely(e->tag_code == (la & ~0xfffULL))) {
             host = (uint8_t *)(uintptr_t)(la + e->addend);
@@ -547,8 +571,8 @@ static void run_blocks(struct emu_cpu *c)
             prev = NULL;
             fetch_slow(c, la, &insn);
             exec_one(c, &insn);
-            if (unlikely(tf || c->dbg_pending))
-                emu_debug_trap(c, tf);
+            if (unlikely(c->step_tf || c->dbg_pending))
+                emu_debug_trap(c, c->step_tf);
             continue;
         }
         n = b->n;
@@ -569,8 +593,8 @@ static void run_blocks(struct emu_cpu *c)
             left = run_insns(c, i, n, true, 0xffffULL);
         c->budget += left;
         c->icount -= left;
-        if (unlikely(tf || c->dbg_pending))
-            emu_debug_trap(c, tf);
+        if (unlikely(c->step_tf))
+            emu_debug_trap(c, true);
     }
 }
 
@@ -594,6 +618,7 @@ static int handle_exception(struct emu_cpu *c)
         s->rip = c->insn_rip;
     c->break_block = false;
     c->dbg_pending = 0;  /* a faulting instruction reports no data breakpoint */
+    c->step_tf = false;
     c->exc_soft_int1 = false;
     if (!c->deliver_exceptions) {
         c->delivering = -1;
@@ -602,8 +627,10 @@ static int handle_exception(struct emu_cpu *c)
     }
     /* Every fault but an instruction breakpoint pushes RF = 1, so that the
      * restarted instruction does not hit its breakpoint (SDM 17.3.1.1). */
-    if (!c->exc_is_trap && !c->dbg_insn_bp)
+    if (!c->exc_is_trap && !c->dbg_insn_bp) {
         s->rflags |= X86_RFLAGS_RF;
+        c->dbg_step = true;
+    }
     c->dbg_insn_bp = false;
     if (c->delivering >= 0) {
         unsigned prev = (unsigned)c->delivering;

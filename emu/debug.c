@@ -67,6 +67,8 @@ void emu_debug_update(struct emu_cpu *c)
     if (data || c->dbg_data)
         emu_tlb_flush(c, false);
     c->dbg_exec = exec;
+    if (exec)
+        c->dbg_step = true;
     c->dbg_data = data;
     c->dbg_io = io;
 }
@@ -134,5 +136,6 @@ void emu_debug_trap(struct emu_cpu *c, bool single_step)
 {
     c->s->dr[6] |= c->dbg_pending | (single_step ? DR6_BS : 0);
     c->dbg_pending = 0;
+    c->step_tf = false;
     emu_raise_trap(c, EXC_DB);  /* vector 1 from a trap: no DPL check */
 }

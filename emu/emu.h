@@ -142,6 +142,12 @@ struct emu_cpu {
      * breakpoint (its pushed RFLAGS.RF stays clear). */
     uint8_t dbg_exec, dbg_data, dbg_io, dbg_pending;
     bool dbg_insn_bp;
+    /* RFLAGS.TF or RF may be set or an instruction breakpoint is enabled:
+     * the run loop takes its one-instruction path, which clears this when
+     * none is (so it is set by every write that may set TF or RF:
+     * emu_set_rflags, emu_invalidate, faults); TF was set as the current
+     * one-instruction block began. */
+    bool dbg_step, step_tf;
     /* Alignment checking is on (CR0.AM, RFLAGS.AC, CPL 3): user TLB
      * entries send every access down the slow path, which checks. */
     bool ac_check;

@@ -151,4 +151,6 @@ void emu_set_rflags(struct emu_cpu *c, uint64_t v)
     emu_cc_set_flags(c, v);
     if (unlikely((old ^ c->s->rflags) & X86_RFLAGS_AC))
         emu_ac_update(c);
+    if (c->s->rflags & (X86_RFLAGS_TF | X86_RFLAGS_RF))
+        c->dbg_step = true;  /* single-step or RF: the run loop's slow path */
 }
