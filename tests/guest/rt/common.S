@@ -24,6 +24,9 @@ gdt:
     .quad 0x00affa000000ffff        /* 0x28 user 64-bit code, DPL 3 */
 tss_desc:
     .quad 0, 0                      /* 0x30 TSS, filled in by tss_load() */
+    .globl gdt_spare
+gdt_spare:
+    .quad 0, 0                      /* 0x40 free for a kernel's system descriptor */
 gdt_end:
     .align 8
 gdtr:
