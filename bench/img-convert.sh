@@ -1,7 +1,8 @@
 #!/bin/sh
 # vmon-img convert vs qemu-img convert on a 1 GiB image, qcow2->raw and
-# raw->qcow2: median of RUNS runs each, and the ratio vmon/qemu (lower is
-# better for vmon).  Usage: bench/img-convert.sh [VMON_IMG]  (RUNS=5, DIR=/tmp)
+# raw->qcow2: median of RUNS runs each, alternating between the two, and the
+# ratio vmon/qemu (lower is better for vmon).
+# Usage: bench/img-convert.sh [VMON_IMG]  (RUNS=5, DIR=/tmp)
 set -eu
 VMON_IMG=${1:-${VMON_IMG:-build/tools/vmon-img}}
 RUNS=${RUNS:-5}
@@ -22,21 +23,25 @@ qemu-img convert -f raw -O qcow2 "$src" "$DIR/src.qcow2"
 now() { date +%s.%N; }
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 
-time_runs() { # label command...
-    for _ in $(seq "$RUNS"); do
-        rm -f "$DIR/out"
-        sync
-        t0=$(now)
-        "$@" >/dev/null
-        t1=$(now)
-        echo "$t1 - $t0" | bc -l
-    done | median
+one_run() { # command...: seconds for one run, from a fresh output file
+    rm -f "$DIR/out"
+    sync
+    t0=$(now)
+    "$@" >/dev/null
+    t1=$(now)
+    echo "$t1 - $t0" | bc -l
 }
 
+# vmon and qemu runs alternate, so drifting machine load hits both alike.
 printf '%-14s %10s %10s %8s\n' "case" "vmon-img s" "qemu-img s" "ratio"
 for case in qcow2-to-raw raw-to-qcow2; do
     if [ $case = qcow2-to-raw ]; then in=$DIR/src.qcow2 f=qcow2 o=raw; else in=$src f=raw o=qcow2; fi
-    v=$(time_runs "$VMON_IMG" convert -f $f -O $o "$in" "$DIR/out")
-    q=$(time_runs qemu-img convert -f $f -O $o "$in" "$DIR/out")
+    : > "$DIR/v"; : > "$DIR/q"
+    for _ in $(seq "$RUNS"); do
+        one_run "$VMON_IMG" convert -f $f -O $o "$in" "$DIR/out" >> "$DIR/v"
+        one_run qemu-img convert -f $f -O $o "$in" "$DIR/out" >> "$DIR/q"
+    done
+    v=$(median < "$DIR/v")
+    q=$(median < "$DIR/q")
     printf '%-14s %10.3f %10.3f %8.2f\n' $case "$v" "$q" "$(echo "$v / $q" | bc -l)"
 done

@@ -1,6 +1,6 @@
 /* libFuzzer harness over the qcow2 image parser and mapping code.  The
  * input is the image file: open it read-only through the block layer, then
- * read, map and check it.  Every path must fail cleanly, never crash, and
+ * read, map and check it, and read the first internal snapshot's data.  Every path must fail cleanly, never crash, and
  * never allocate without bound (run with -rss_limit_mb).  check's findings
  * go to stderr; run.sh sends them to a log. */
 #include <stdint.h>
@@ -49,6 +49,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         off += m.len;
     }
     block_check(bs, 0, &res);
+    struct block_info info;
+
+    if (block_get_info(bs, &info) == 0 && info.nb_snapshots &&
+        block_snapshot_load(bs, info.snapshots[0].id, NULL) == 0) {
+        len = block_getlength(bs);
+        for (int i = 0; i < 4 && len; i++) {
+            uint64_t off = (len / 4) * (uint64_t)i;
+
+            block_pread(bs, off, buf, (size_t)MIN((uint64_t)sizeof(buf), len - off));
+        }
+    }
+    block_info_free(&info);
     block_close(bs);
     return 0;
 }
