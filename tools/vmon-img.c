@@ -4,7 +4,6 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <jansson.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -589,146 +588,10 @@ static void progress(bool on, uint64_t done, uint64_t total)
     fflush(stdout);
 }
 
-/* A chunk holds at least one output cluster (up to 2 MiB); smaller
- * chunks keep the ring in the CPU cache, which matters more than the
- * number of syscalls. */
-#define CONVERT_CHUNK_MAX (2 * MiB)
-#define CONVERT_CHUNK_MIN (256 * KiB)
-#define CONVERT_SLOTS 4
-
-/* convert overlaps reading and writing: a reader thread walks the source's
- * allocation map and reads data into a ring of chunk buffers while the main
- * thread checks for zeros, compresses and writes the previous chunks, in
- * order.  Holes travel through the ring too, for the progress meter. */
-struct convert_slot {
-    uint64_t off, len;
-    bool data;
-};
-
-struct convert_pipe {
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-    struct convert_slot slot[CONVERT_SLOTS];
-    uint64_t produced, consumed;
-    bool done;
-    int err;             /* reader's error, with the offset it struck at */
-    uint64_t err_off;
-    bool err_map;        /* the error came from the allocation map */
-    struct block_state *in;
-    uint64_t size, gran, chunk;
-};
+#define CONVERT_CHUNK (2 * MiB)
 
 /* Static so an error exit leaks nothing. */
-static uint8_t convert_buf[CONVERT_SLOTS][CONVERT_CHUNK_MAX];
-
-/* Wait for a free slot and describe it; pipe_publish hands it over. */
-static void pipe_put(struct convert_pipe *p, uint64_t off, uint64_t len, bool data,
-                     uint8_t **buf)
-{
-    pthread_mutex_lock(&p->lock);
-    while (p->produced - p->consumed == CONVERT_SLOTS)
-        pthread_cond_wait(&p->cond, &p->lock);
-    pthread_mutex_unlock(&p->lock);
-    *buf = convert_buf[p->produced % CONVERT_SLOTS];
-    p->slot[p->produced % CONVERT_SLOTS] = (struct convert_slot){ off, len, data };
-}
-
-static void pipe_publish(struct convert_pipe *p)
-{
-    pthread_mutex_lock(&p->lock);
-    p->produced++;
-    pthread_cond_broadcast(&p->cond);
-    pthread_mutex_unlock(&p->lock);
-}
-
-static void pipe_finish(struct convert_pipe *p, int err, uint64_t off, bool map)
-{
-    pthread_mutex_lock(&p->lock);
-    p->err = err;
-    p->err_off = off;
-    p->err_map = map;
-    p->done = true;
-    pthread_cond_broadcast(&p->cond);
-    pthread_mutex_unlock(&p->lock);
-}
-
-static void *convert_reader(void *arg)
-{
-    struct convert_pipe *p = arg;
-    uint64_t done = 0;
-    uint8_t *buf;
-    int r;
-
-    while (done < p->size) {
-        struct block_map m;
-
-        r = block_map(p->in, done, MIN(p->size - done, 64 * CONVERT_CHUNK_MAX), &m);
-        if (r < 0) {
-            pipe_finish(p, r, done, true);
-            return NULL;
-        }
-        if (!(m.flags & BLOCK_MAP_DATA)) {
-            /* the new image reads as zero already */
-            pipe_put(p, done, m.len, false, &buf);
-            pipe_publish(p);
-            done += m.len;
-            continue;
-        }
-        /* Granularity-aligned chunks, so zero detection and compression see
-         * whole clusters. */
-        for (uint64_t end = done + m.len; done < end;) {
-            uint64_t chunk_end = MIN(end, ALIGN_DOWN(done, p->gran) + p->chunk);
-
-            pipe_put(p, done, chunk_end - done, true, &buf);
-            r = block_pread(p->in, done, buf, (size_t)(chunk_end - done));
-            if (r < 0) {
-                pipe_finish(p, r, done, false);
-                return NULL;
-            }
-            pipe_publish(p);
-            done = chunk_end;
-        }
-    }
-    pipe_finish(p, 0, done, false);
-    return NULL;
-}
-
-/* Write one chunk: non-zero pieces are gathered into runs so each run is
- * one write (one allocation) in the output; with -c whole clusters are
- * stored compressed. */
-static void convert_write(struct block_state *out, const char *dst, uint64_t off,
-                          const uint8_t *buf, size_t len, uint64_t gran, bool compress)
-{
-    size_t run_start = 0, run_len = 0;
-    int r;
-
-    for (size_t o = 0; o <= len;) {
-        size_t piece = o < len ? (size_t)MIN((uint64_t)len - o, gran - ((off + o) % gran)) : 0;
-        bool data = o < len && !all_zero(buf + o, piece);
-
-        if (compress && data && piece == gran) {
-            r = block_pwrite_compressed(out, off + o, buf + o, piece);
-            if (r < 0)
-                die(dst, "error while writing at byte %" PRIu64 ": %s", off + o,
-                    out->errmsg[0] ? out->errmsg : strerror(-r));
-            data = false;
-        } else if (data) {
-            if (!run_len)
-                run_start = o;
-            run_len += piece;
-        }
-        if (!data && run_len) {
-            r = block_pwrite(out, off + run_start, buf + run_start, run_len);
-            if (r < 0)
-                die(dst, "error while writing at byte %" PRIu64 ": %s", off + run_start,
-                    out->errmsg[0] ? out->errmsg : strerror(-r));
-            run_len = 0;
-        }
-        if (o == len)
-            break;
-        o += piece;
-    }
-}
+static uint8_t convert_buf[CONVERT_CHUNK];
 
 /* convert -l: "snapshot.id=ID,snapshot.name=NAME" (either or both), or a
  * bare ID or name (ID first), as qemu-img takes it. */
@@ -767,6 +630,7 @@ static int cmd_convert(int argc, char **argv)
     bool compress = false, prog = false, quiet = false;
     struct block_state *in, *out;
     uint64_t size, gran, done = 0, last_pct = 0;
+    uint8_t *buf;
     int opt, r;
 
     /* qemu-img convert writes its output with cache=unsafe unless -t says
@@ -810,49 +674,71 @@ static int cmd_convert(int argc, char **argv)
     gran = out->drv->write_granularity ? out->drv->write_granularity(out) : 4096;
     if (compress)
         gran = out->drv->write_granularity(out);
+    buf = convert_buf;
     if (quiet)
         prog = false;
     progress(prog, 0, size);
-    {
-        struct convert_pipe p = { .in = in, .size = size, .gran = gran,
-                                  .chunk = MAX(gran, CONVERT_CHUNK_MIN) };
-        pthread_t reader;
+    while (done < size) {
+        struct block_map m;
+        uint64_t n;
 
-        pthread_mutex_init(&p.lock, NULL);
-        pthread_cond_init(&p.cond, NULL);
-        if (pthread_create(&reader, NULL, convert_reader, &p))
-            die(NULL, "cannot start the reader thread");
-        for (;;) {
-            struct convert_slot sl;
-            bool finished;
+        r = block_map(in, done, MIN(size - done, 64 * CONVERT_CHUNK), &m);
+        if (r < 0)
+            die(src, "error while reading block status: %s", strerror(-r));
+        n = m.len;
+        if (!(m.flags & BLOCK_MAP_DATA)) {
+            done += n; /* the new image reads as zero already */
+        } else {
+            /* Work in granularity-aligned pieces so zero detection and
+             * compression see whole clusters. */
+            uint64_t end = done + n;
 
-            pthread_mutex_lock(&p.lock);
-            while (p.consumed == p.produced && !p.done)
-                pthread_cond_wait(&p.cond, &p.lock);
-            finished = p.consumed == p.produced;
-            sl = p.slot[p.consumed % CONVERT_SLOTS];
-            pthread_mutex_unlock(&p.lock);
-            if (finished)
-                break;
-            if (sl.data)
-                convert_write(out, dst, sl.off, convert_buf[p.consumed % CONVERT_SLOTS],
-                              (size_t)sl.len, gran, compress);
-            pthread_mutex_lock(&p.lock);
-            p.consumed++;
-            pthread_cond_broadcast(&p.cond);
-            pthread_mutex_unlock(&p.lock);
-            done = sl.off + sl.len;
-            if (prog && done * 100 / size != last_pct) {
-                last_pct = done * 100 / size;
-                progress(prog, done, size);
+            while (done < end) {
+                uint64_t chunk_end = MIN(end, ALIGN_DOWN(done, gran) + CONVERT_CHUNK);
+                size_t len = (size_t)(chunk_end - done);
+
+                r = block_pread(in, done, buf, len);
+                if (r < 0)
+                    die(src, "error while reading at byte %" PRIu64 ": %s", done,
+                        in->errmsg[0] ? in->errmsg : strerror(-r));
+                /* Non-zero pieces are gathered into runs so each run is one
+                 * write (one allocation) in the output. */
+                size_t run_start = 0, run_len = 0;
+
+                for (size_t o = 0; o <= len;) {
+                    size_t piece = o < len ? (size_t)MIN((uint64_t)len - o,
+                                                         gran - ((done + o) % gran)) : 0;
+                    bool data = o < len && !all_zero(buf + o, piece);
+
+                    if (compress && data && piece == gran) {
+                        r = block_pwrite_compressed(out, done + o, buf + o, piece);
+                        if (r < 0)
+                            die(dst, "error while writing at byte %" PRIu64 ": %s", done + o,
+                                out->errmsg[0] ? out->errmsg : strerror(-r));
+                        data = false;
+                    } else if (data) {
+                        if (!run_len)
+                            run_start = o;
+                        run_len += piece;
+                    }
+                    if (!data && run_len) {
+                        r = block_pwrite(out, done + run_start, buf + run_start, run_len);
+                        if (r < 0)
+                            die(dst, "error while writing at byte %" PRIu64 ": %s",
+                                done + run_start, out->errmsg[0] ? out->errmsg : strerror(-r));
+                        run_len = 0;
+                    }
+                    if (o == len)
+                        break;
+                    o += piece;
+                }
+                done = chunk_end;
+                if (prog && done * 100 / size != last_pct) {
+                    last_pct = done * 100 / size;
+                    progress(prog, done, size);
+                }
             }
         }
-        pthread_join(reader, NULL);
-        if (p.err && p.err_map)
-            die(src, "error while reading block status: %s", strerror(-p.err));
-        if (p.err)
-            die(src, "error while reading at byte %" PRIu64 ": %s", p.err_off,
-                in->errmsg[0] ? in->errmsg : strerror(-p.err));
     }
     progress(prog, size, size);
     if (prog)
