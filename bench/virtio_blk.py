@@ -4,7 +4,9 @@ guest kit: vmon -accel emu vs qemu-system-x86_64 -accel tcg, same kernel,
 initrd, images and guest script, one boot each per run.
 
 Each VM gets two disks with the same content: vda a raw image, vdb a qcow2
-image (qemu-img convert of the raw one, so every cluster is allocated).
+image (qemu-img convert of the raw one, so every cluster is allocated),
+and two empty ones, vdc qcow2 and vdd a sparse raw file, that take one
+pass of N random 4 KiB writes at boot (every write allocates).
 In the guest, ITERS times for each disk:
   seq read   busybox dd if=/dev/vdX bs=1M iflag=direct   (MB/s)
   seq write  busybox dd of=/dev/vdX bs=1M oflag=direct conv=fsync (MB/s)
@@ -38,6 +40,10 @@ NET_MB = 16
 
 SCRIPT = r"""
 up() { cut -d' ' -f1 /proc/uptime; }
+for d in vdc vdd; do
+  set -- $(randio write /dev/$d %(ops)d 99)
+  echo "B $d allocwrite 0 $4"
+done
 i=0
 while [ $i -lt %(iters)d ]; do
   for d in vda vdb; do
@@ -63,6 +69,10 @@ METRICS = [("seqread", "seq read MB/s", DISK_MB), ("seqwrite", "seq write MB/s",
            ("randread", "4K rand read IOPS", RANDOM_OPS),
            ("randwrite", "4K rand write IOPS", RANDOM_OPS)]
 DISKS = [("vda", "raw"), ("vdb", "qcow2")]
+# Empty images, written once per boot: every random write allocates (a
+# qcow2 cluster with its refcount and L2 update, or a block of the sparse
+# raw file on the host file system).
+EMPTY_DISKS = [("vdc", "qcow2"), ("vdd", "raw")]
 
 
 def kit_has_randio():
@@ -109,9 +119,16 @@ def boot(which, tmp, initrd, images):
     threading.Thread(target=sink, args=(srv, got), daemon=True).start()
     port = srv.getsockname()[1]
     disks = []
-    for i, (_, fmt) in enumerate(DISKS):
-        fresh = os.path.join(tmp, f"{which}.{fmt}")
-        shutil.copyfile(images[fmt], fresh)
+    for i, (dev, fmt) in enumerate(DISKS + EMPTY_DISKS):
+        fresh = os.path.join(tmp, f"{which}.{dev}.{fmt}")
+        if i < len(DISKS):
+            shutil.copyfile(images[fmt], fresh)
+        elif fmt == "qcow2":
+            subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", fresh, f"{DISK_MB}M"],
+                           check=True)
+        else:
+            with open(fresh, "wb") as f:
+                f.truncate(DISK_MB << 20)
         disks += ["-drive", f"file={fresh},format={fmt},if=none,id=d{i},cache=writeback",
                   "-device", f"virtio-blk-pci,drive=d{i}"]
     common = ["-m", "256", "-nographic", "-no-reboot", "-kernel", os.path.join(KIT, "vmlinuz"),
@@ -176,11 +193,18 @@ def main():
         for test, label, work in METRICS:
             v, q = value("vmon", disk, test, work), value("qemu", disk, test, work)
             lines.append(f"| {fmt} | {label} | {v:.1f} | {q:.1f} | {ratio(v, q)} |")
+    for disk, fmt in EMPTY_DISKS:
+        v, q = (value(w, disk, "allocwrite", RANDOM_OPS) for w in ("vmon", "qemu"))
+        lines.append(f"| {fmt}, empty | 4K rand write IOPS, allocating | {v:.1f} | {q:.1f} | "
+                     f"{ratio(v, q)} |")
     lines += ["", "| metric | vmon qcow2/raw | qemu qcow2/raw |", "|---|---|---|"]
     for test, label, work in METRICS:
         cells = [ratio(value(w, "vdb", test, work), value(w, "vda", test, work))
                  for w in ("vmon", "qemu")]
         lines.append(f"| {label} | {cells[0]} | {cells[1]} |")
+    cells = [ratio(value(w, "vdc", "allocwrite", RANDOM_OPS), value(w, "vdd", "allocwrite", RANDOM_OPS))
+             for w in ("vmon", "qemu")]
+    lines.append(f"| 4K rand write IOPS, allocating | {cells[0]} | {cells[1]} |")
     vn = median([n for _, n in runs["vmon"]])
     qn = median([n for _, n in runs["qemu"]])
     lines += ["", f"net guest->host (16 MiB, -netdev user): vmon {vn:.1f} MB/s, "
