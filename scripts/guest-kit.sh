@@ -45,7 +45,9 @@ rm -rf kernel busybox root
 dpkg-deb -x "$(ls "${kpkg}"_*.deb | head -n 1)" kernel
 dpkg-deb -x "$(ls busybox-static_*.deb | head -n 1)" busybox
 
-cp kernel/boot/vmlinuz-* "$OUT/vmlinuz"
+# Both outputs are written under temporary names and renamed into place, so
+# a FORCE=1 rebuild of a kit other test runs use never shows them half a file.
+cp kernel/boot/vmlinuz-* "$OUT/vmlinuz.tmp"
 kver=$(ls kernel/lib/modules | head -n 1)
 moddir=kernel/lib/modules/$kver
 
@@ -111,6 +113,8 @@ poweroff -f
 INIT
 chmod +x root/init
 
-(cd root && find . | cpio -o -H newc --quiet) | gzip -9 > "$OUT/initrd.cpio.gz"
+(cd root && find . | cpio -o -H newc --quiet) | gzip -9 > "$OUT/initrd.cpio.gz.tmp"
+mv "$OUT/vmlinuz.tmp" "$OUT/vmlinuz"
+mv "$OUT/initrd.cpio.gz.tmp" "$OUT/initrd.cpio.gz"
 rm -rf kernel busybox root
 echo "guest-kit: $OUT/vmlinuz ($kpkg) and $OUT/initrd.cpio.gz ready"
