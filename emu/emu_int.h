@@ -141,6 +141,12 @@ __attribute__((noreturn)) static inline void emu_fault_err(struct emu_cpu *c, un
 /* Deliver an event through the IDT now (may raise a nested exception). */
 void emu_deliver_event(struct emu_cpu *c, unsigned vec, bool has_err, uint32_t err, bool soft,
                        bool ext);
+/* Hardware task switch to the 32-bit TSS sel (task.c); an exception's
+ * error code is pushed on the new task's stack. */
+enum emu_task_reason { TASK_JMP, TASK_CALL, TASK_INT, TASK_IRET };
+void emu_task_switch(struct emu_cpu *c, uint16_t sel, enum emu_task_reason why, bool has_err,
+                     uint32_t err);
+
 /* --- debug registers (debug.c) ---------------------------------------------- */
 
 #define EMU_DEBUG_WATCH_READ 1

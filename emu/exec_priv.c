@@ -744,9 +744,8 @@ static void far_via_gate(struct emu_cpu *c, uint16_t gsel, uint64_t g, bool call
 }
 
 /* Far JMP/CALL (direct or m16:xx) to sel:off: a code segment at the
- * current privilege, or a call gate.  Task gates and TSS selectors (a
- * hardware task switch) are not implemented: #GP(sel), as long mode
- * requires anyway. */
+ * current privilege, a call gate, or (outside long mode) a task gate or
+ * TSS: a hardware task switch (task.c). */
 static void far_transfer(struct emu_cpu *c, uint16_t sel, uint64_t off, unsigned size, bool call)
 {
     struct cpu_state *s = c->s;
@@ -781,9 +780,17 @@ static void far_transfer(struct emu_cpu *c, uint16_t sel, uint64_t off, unsigned
             far_via_gate(c, sel, d, call);
             return;
         }
-        if (type == 5 || type == 1 || type == 9)
-            LOG(LOG_UNIMP, "emu: far %s to a task gate/TSS (task switch) not implemented\n",
-                call ? "CALL" : "JMP");
+        /* A task gate or an available 32-bit TSS: a task switch (none
+         * in long mode). */
+        if ((type == 5 || type == 9) && !(s->efer & X86_EFER_LMA)) {
+            if (dpl < c->cpl || dpl < (sel & 3u))
+                emu_fault_err(c, EXC_GP, sel & ~3u);
+            if (!((d >> 47) & 1))
+                emu_fault_err(c, EXC_NP, sel & ~3u);
+            emu_task_switch(c, type == 5 ? (uint16_t)(d >> 16) : sel,
+                            call ? TASK_CALL : TASK_JMP, false, 0);
+            return;
+        }
         emu_fault_err(c, EXC_GP, sel & ~3u);
     }
     if (!((d >> 43) & 1))

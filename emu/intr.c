@@ -1,8 +1,8 @@
 /* Event delivery (exceptions, software and external interrupts) and IRET:
  * through the IVT in real mode, through the IDT in long mode and 32-bit
  * protected mode, including events that leave virtual-8086 mode and the
- * IRETs that enter it or run inside it.  Task gates are not implemented
- * (they raise #GP).  SDM vol. 3, chapters 6 and 20. */
+ * IRETs that enter it or run inside it.  Task gates and IRET with NT
+ * switch tasks (task.c).  SDM vol. 3, chapters 6, 7 and 20. */
 #include "emu/exec_ops.h"
 #include "emu/seg.h"
 
@@ -83,12 +83,20 @@ void emu_deliver_event(struct emu_cpu *c, unsigned vec, bool has_err, uint32_t e
         hi = emu_sys_read(c, la + 8, 8);
     type = (lo >> 40) & 15;
     dpl = (lo >> 45) & 3;
-    if (lm ? (type != 0xe && type != 0xf) : (type != 0xe && type != 0xf && type != 6 && type != 7))
+    if (lm ? (type != 0xe && type != 0xf)
+           : (type != 0xe && type != 0xf && type != 6 && type != 7 && type != 5))
         emu_fault_err(c, EXC_GP, idt_err);
     if (soft && dpl < c->cpl)
         emu_fault_err(c, EXC_GP, idt_err);
     if (!((lo >> 47) & 1))
         emu_fault_err(c, EXC_NP, idt_err);
+    if (type == 5) {   /* task gate: the handler is another task */
+        emu_task_switch(c, (uint16_t)(lo >> 16), TASK_INT, has_err, err);
+        if (vec == EXC_DB)
+            s->dr[7] &= ~DR7_GD;
+        c->dbg_pending = 0;
+        return;
+    }
     sel = (lo >> 16) & 0xffff;
     off = (lo & 0xffff) | ((lo >> 32) & 0xffff0000ULL);
     if (lm)
@@ -290,8 +298,12 @@ EMU_HANDLER(exec_iret)
         return;
     }
     if (s->rflags & X86_RFLAGS_NT) {
-        LOG(LOG_UNIMP, "emu: IRET to a task (NT) not implemented\n");
-        emu_fault_err(c, EXC_GP, 0);
+        /* Return to the task in the back link (none in long mode). */
+        if (s->efer & X86_EFER_LMA)
+            emu_fault_err(c, EXC_GP, 0);
+        emu_task_switch(c, (uint16_t)emu_tss_read(c, 0, 2, 0), TASK_IRET, false, 0);
+        s->events.nmi_masked = 0;
+        return;
     }
 #define POP(v) do { (v) = emu_read(c, S_SS, sp & m, size); sp = (sp & ~m) | ((sp + size) & m); } while (0)
     POP(rip);

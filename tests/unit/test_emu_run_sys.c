@@ -872,6 +872,93 @@ static void test_call_gate_64bit(void **state)
     emu_tm_destroy(&t);
 }
 
+/* --- hardware task switches ------------------------------------------------------ */
+
+static uint64_t tss_desc(uint64_t base, unsigned type)
+{
+    return 0x67 | ((base & 0xffffff) << 16) | ((uint64_t)type << 40) | (1ULL << 47) |
+           ((base >> 24) << 56);
+}
+
+static void test_task_switch_32bit(void **state)
+{
+    /* Task A (TSS 0x28): mov eax, 0x11; mov ebx, 0x22; call 0x30:0 (TSS B);
+     * int 0x30 (task gate to TSS B); jmp 0x28:0 (itself: busy).  Task B
+     * (+0x40): inc ecx; mov edx, eax; pushfd; pop esi; str edi; iretd (NT:
+     * back to A); jmp +0x40. */
+    static const uint8_t a[] = {
+        0xb8, 0x11, 0x00, 0x00, 0x00, 0xbb, 0x22, 0x00, 0x00, 0x00, 0x9a, 0x00,
+        0x00, 0x00, 0x00, 0x30, 0x00, 0xcd, 0x30, 0xea, 0x00, 0x00, 0x00, 0x00,
+        0x28, 0x00,
+    };
+    static const uint8_t b[] = { 0x41, 0x89, 0xc2, 0x9c, 0x5e, 0x0f, 0x00, 0xcf, 0xcf, 0xeb, 0xf5 };
+    const gpa_t tss_a = TSS, tss_b = TSS + 0x100;
+    struct emu_tm t;
+    uint64_t *gdt, *idt;
+    uint32_t *tb = NULL;
+
+    prot32_init(&t);
+    gdt = (uint64_t *)(t.m.ram + GDT);
+    gdt[5] = tss_desc(tss_a, 0xb);                 /* 0x28: A, busy (running) */
+    gdt[6] = tss_desc(tss_b, 0x9);                 /* 0x30: B, available */
+    t.s.gdt.limit = 0x37;
+    idt = (uint64_t *)(t.m.ram + IDT);
+    idt[0x30] = (0x30ULL << 16) | (5ULL << 40) | (1ULL << 47);   /* task gate */
+    t.s.idt.base = IDT;
+    t.s.idt.limit = 0x7ff;
+    memset(t.m.ram + tss_a, 0, 0x200);
+    tb = (uint32_t *)(t.m.ram + tss_b);
+    tb[0x20 / 4] = CODE + 0x40;                    /* EIP */
+    tb[0x24 / 4] = 0x2;                            /* EFLAGS */
+    tb[0x28 / 4] = 0xb0;                           /* EAX */
+    tb[0x38 / 4] = 0x7f000;                        /* ESP */
+    tb[0x48 / 4] = 0x10;                           /* ES */
+    tb[0x4c / 4] = 0x08;                           /* CS */
+    tb[0x50 / 4] = 0x10;                           /* SS */
+    tb[0x54 / 4] = 0x10;                           /* DS */
+    tb[0x58 / 4] = 0x10;
+    tb[0x5c / 4] = 0x10;
+    t.s.tr.selector = 0x28;
+    t.s.tr.base = tss_a;
+    t.s.tr.limit = 0x67;
+    t.s.tr.type = 0xb;
+    t.s.tr.present = 1;
+    put(&t, CODE, a, sizeof(a));
+    put(&t, CODE + 0x40, b, sizeof(b));
+    t.m.ram[CODE + 0x80] = 0xf4;                    /* #GP handler: hlt */
+    set_gate32(&t, EXC_GP, CODE + 0x80, 0);
+    t.c.deliver_exceptions = true;
+    emu_invalidate(&t.c);
+
+    /* CALL to B, B's IRET back; INT through the task gate to B, IRET back;
+     * the JMP to the running (busy) TSS is #GP(0x28) in A. */
+    assert_int_equal(emu_run(&t.c, 100), EMU_STOP_HALT);
+    assert_int_equal(ram32(&t, STACK_TOP - 16), 0x28);         /* error code */
+    assert_int_equal(ram32(&t, STACK_TOP - 12), CODE + 0x13);  /* at the JMP */
+    assert_int_equal(t.s.tr.selector, 0x28);
+    assert_int_equal(t.s.gpr[R_EAX], 0x11);         /* A's registers are back */
+    assert_int_equal(t.s.gpr[R_EBX], 0x22);
+    assert_int_equal(t.s.gpr[R_ESP], STACK_TOP - 16);
+    assert_false(t.s.rflags & X86_RFLAGS_NT);
+    assert_true(t.s.cr0 & X86_CR0_TS);
+    /* B's saved state: entered twice, NT was set inside, its TR was 0x30,
+     * it resumes after its IRET; its back link names A; it is available
+     * again and A is busy. */
+    assert_int_equal(tb[0x2c / 4], 2);                /* ECX */
+    assert_int_equal(tb[0x30 / 4], 0xb0);             /* EDX */
+    assert_true(tb[0x40 / 4] & X86_RFLAGS_NT);        /* ESI */
+    assert_int_equal(tb[0x44 / 4], 0x30);             /* EDI */
+    assert_int_equal(tb[0x20 / 4], CODE + 0x49);      /* EIP */
+    assert_false(tb[0x24 / 4] & X86_RFLAGS_NT);       /* EFLAGS saved by IRET */
+    assert_int_equal(tb[0] & 0xffff, 0x28);
+    assert_int_equal((gdt[6] >> 40) & 15, 0x9);
+    assert_int_equal((gdt[5] >> 40) & 15, 0xb);
+    /* A's TSS holds what A had at the INT: EIP after it. */
+    assert_int_equal(*(uint32_t *)(t.m.ram + tss_a + 0x20), CODE + 0x13);
+    assert_int_equal(*(uint32_t *)(t.m.ram + tss_a + 0x28), 0x11);
+    emu_tm_destroy(&t);
+}
+
 /* --- debug registers -------------------------------------------------------------- */
 
 #define DBG_LOG 0x300000ULL
@@ -1121,6 +1208,7 @@ int main(void)
         cmocka_unit_test(test_debug_general_detect),
         cmocka_unit_test(test_alignment_check),
         cmocka_unit_test(test_int1_is_software),
+        cmocka_unit_test(test_task_switch_32bit),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
