@@ -2,7 +2,8 @@
  * DPL 3) to a ring-0 routine, and the far RET back.  The routine records
  * what the transfer set up: CS, SS (the null selector with RPL 0), the
  * frame the CPU pushed on the TSS's RSP0 stack (RIP, CS, RSP, SS of the
- * caller) and whether RSP0 was used; ring 3 prints it after the return.
+ * caller) and whether RSP0 was used; after the far RET, ring 3 hands
+ * over to ring 0 with SYSCALL, which prints it.
  * The refusals (gate DPL < CPL, JMP to an inner level, 16-bit gates in
  * long mode, not present) are unit-tested (tests/unit/test_emu_run_sys.c). */
 #include "rt.h"
@@ -43,6 +44,21 @@ static void set_gate(unsigned dpl)
     gdt_spare[1] = a >> 32;
 }
 
+static uint64_t u_rsp, u_cs;
+
+/* Ring 3 is done (SYSCALL, as the other ring-3 kernels end): report from
+ * ring 0. */
+static void on_done(void)
+{
+    kprintf("in ring 0: CS %lx SS %lx, on the RSP0 stack: %s\n", g_cs, g_ss,
+            g_rsp == (uint64_t)boot_stack_top - 32 ? "yes" : "no");
+    kprintf("pushed: RIP %s, CS %lx, RSP %s, SS %lx\n",
+            g_frame[0] == (uint64_t)after_call ? "after the call" : "wrong", g_frame[1],
+            g_frame[2] == u_rsp ? "the caller's" : "wrong", g_frame[3]);
+    kprintf("back in ring 3: CS %lx\n", u_cs);
+    test_pass();
+}
+
 static void user(uint64_t arg)
 {
     struct { uint32_t off; uint16_t sel; } __attribute__((packed)) far = { 0, SEL_GATE };
@@ -55,18 +71,17 @@ static void user(uint64_t arg)
                      "after_call:\n"
                      "mov %%cs, %1\n"
                      : "=&r"(rsp), "=r"(cs) : "m"(far) : "rax", "memory");
-    kprintf("in ring 0: CS %lx SS %lx, on the RSP0 stack: %s\n", g_cs, g_ss,
-            g_rsp == (uint64_t)boot_stack_top - 32 ? "yes" : "no");
-    kprintf("pushed: RIP %s, CS %lx, RSP %s, SS %lx\n",
-            g_frame[0] == (uint64_t)after_call ? "after the call" : "wrong", g_frame[1],
-            g_frame[2] == rsp ? "the caller's" : "wrong", g_frame[3]);
-    kprintf("back in ring 3: CS %lx\n", cs);
-    test_pass();
+    u_rsp = rsp;
+    u_cs = cs;
+    __asm__ volatile("syscall" ::: "rcx", "r11", "memory");
+    for (;;)
+        ;
 }
 
 void test_main(void)
 {
     idt_init();
     set_gate(3);
+    syscall_init(on_done);
     enter_user(user, 0);
 }
