@@ -158,8 +158,11 @@ static void *single_thread(void *arg)
 {
     struct machine *m = arg;
 
-    for (int i = 0; i < m->nr_vcpus; i++)
+    for (int i = 0; i < m->nr_vcpus; i++) {
+        if (i)  /* vCPU 0's handle is pthread_create's */
+            m->vcpus[i]->thread = pthread_self();
         m->vcpus[i]->thread_id = gettid();
+    }
     while (!atomic_load(&m->shutdown_requested)) {
         bool all_halted = true;
 
@@ -199,14 +202,19 @@ int machine_start_vcpus(struct machine *m)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGUSR1, &sa, NULL);
 
+    /* One thread for all vCPUs (emu): thread_started is set before it runs,
+     * or a guest that ends (a debug-exit write kicks the started vCPUs)
+     * before this thread got to mark it is not kicked and runs on.  Its
+     * kick needs no thread handle; the thread stores its own. */
     if (m->accel->single_thread) {
         m->nr_vcpu_threads = 1;
-        ret = pthread_create(&m->vcpus[0]->thread, NULL, single_thread, m);
-        if (ret)
-            return -ret;
-        for (int i = 0; i < m->nr_vcpus; i++) {
-            m->vcpus[i]->thread = m->vcpus[0]->thread;
+        for (int i = 0; i < m->nr_vcpus; i++)
             m->vcpus[i]->thread_started = true;
+        ret = pthread_create(&m->vcpus[0]->thread, NULL, single_thread, m);
+        if (ret) {
+            for (int i = 0; i < m->nr_vcpus; i++)
+                m->vcpus[i]->thread_started = false;
+            return -ret;
         }
         return 0;
     }
