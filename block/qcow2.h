@@ -108,6 +108,7 @@ struct qcow2_cache_entry {
 
 struct qcow2_cache {
     struct qcow2_cache_entry *e;
+    uint8_t *slab; /* the entries' clusters, one page-aligned block */
     int n;
     uint64_t tick;
     bool is_l2;
