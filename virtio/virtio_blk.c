@@ -422,7 +422,9 @@ static int open_drive(struct machine *m, struct virtio_blk *b, const char *id,
         }
         if (keyval_check_unused(&kv) < 0)
             goto out;
-        b->bs = block_open(file, fmt, ro ? 0 : BLOCK_O_RDWR, mode, err, sizeof(err));
+        /* No format=: probe, and say so the way QEMU does when it guessed raw. */
+        b->bs = block_open(file, fmt, (ro ? 0 : BLOCK_O_RDWR) | (fmt ? 0 : BLOCK_O_PROBE_WARN),
+                           mode, err, sizeof(err));
         if (!b->bs) {
             error_report("%s: %s: %s", dctx, file, err);
             ret = -EIO;

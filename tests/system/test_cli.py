@@ -114,6 +114,25 @@ def test_serial_file(accel, kernels, tmp_path):
     assert serial_text(log.read_text()) == k.expected()
 
 
+@pytest.mark.parametrize("fmt", ["probe-raw", "raw", "probe-qcow2"])
+def test_drive_format_probe_warning(kernels, tmp_path, fmt):
+    """A -drive without format= probes, and when probing guesses raw prints
+    QEMU's three-line warning (block 0 writes get restricted); an explicit
+    format= or a probed qcow2 image is silent."""
+    if fmt == "probe-qcow2":
+        img = tmp_path / "d.qcow2"
+        subprocess.run([os.environ["VMON_IMG"], "create", "-q", "-f", "qcow2", str(img), "1M"],
+                       check=True)
+    else:
+        img = tmp_path / "d.raw"
+        img.write_bytes(bytes(1 << 20))
+    drive = f"file={img}" + (",format=raw" if fmt == "raw" else "")
+    status, out, err = run_vmon(guest_args(kernels["hello"], "emu", ["-drive", drive]))
+    assert status == 1, f"stderr: {err}"
+    warned = f"WARNING: Image format was not specified for '{img}' and probing guessed raw." in err
+    assert warned == (fmt == "probe-raw"), err
+
+
 def test_serial_none(accel, kernels):
     k = kernels["hello"]
     status, out, err = run_vmon(guest_args(k, accel, ["-serial", "none"]))
