@@ -19,7 +19,12 @@ scripts/guest-kit.sh.  Then once: guest->host TCP through -netdev user
 copies of the images.  Results are medians over ITERS x RUNS; the table
 gives vmon, QEMU and vmon/QEMU, plus qcow2/raw for each VMM.
 
-Usage: bench/virtio_blk.py [-n RUNS] [--iters N] [--append]
+vmon boots once per -drive aio= backend given with --aio (default
+io_uring,threads: the io_uring backend and the worker-thread pool it
+replaced for raw images; qcow2 uses the pool under both), so the table also
+gives io_uring/threads.  QEMU keeps its default (aio=threads).
+
+Usage: bench/virtio_blk.py [-n RUNS] [--iters N] [--aio LIST] [--append]
 Environment: VMON, QEMU, GUEST_KIT (vmlinuz + initrd.cpio.gz with /bin/randio)."""
 import argparse
 import os
@@ -110,7 +115,7 @@ def sink(srv, got):
     c.close()
 
 
-def boot(which, tmp, initrd, images):
+def boot(which, tmp, initrd, images, aio=None):
     """One VM; returns {(disk, test): [seconds per iteration]} and net MB/s."""
     srv = socket.socket()
     srv.bind(("127.0.0.1", 0))
@@ -129,7 +134,8 @@ def boot(which, tmp, initrd, images):
         else:
             with open(fresh, "wb") as f:
                 f.truncate(DISK_MB << 20)
-        disks += ["-drive", f"file={fresh},format={fmt},if=none,id=d{i},cache=writeback",
+        aio_opt = f",aio={aio}" if aio else ""
+        disks += ["-drive", f"file={fresh},format={fmt},if=none,id=d{i},cache=writeback{aio_opt}",
                   "-device", f"virtio-blk-pci,drive=d{i}"]
     common = ["-m", "256", "-nographic", "-no-reboot", "-kernel", os.path.join(KIT, "vmlinuz"),
               "-initrd", initrd, "-append",
@@ -162,11 +168,16 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("-n", type=int, default=1, help="boots per VMM")
     ap.add_argument("--iters", type=int, default=3, help="repetitions inside each boot")
+    ap.add_argument("--aio", default="io_uring,threads",
+                    help="vmon -drive aio= backends, comma-separated (first one is compared "
+                         "with QEMU)")
     ap.add_argument("--append", action="store_true", help="add the table to docs/benchmarks.md")
     args = ap.parse_args()
     if not kit_has_randio():
         raise SystemExit(f"bench: {KIT}/initrd.cpio.gz has no /bin/randio; rebuild the kit: "
                          f"FORCE=1 scripts/guest-kit.sh {KIT}")
+    aios = args.aio.split(",")
+    variants = [f"vmon {a}" for a in aios] + ["qemu"]
     load0 = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         images = {"raw": os.path.join(tmp, "disk.raw"), "qcow2": os.path.join(tmp, "disk.qcow2")}
@@ -175,40 +186,50 @@ def main():
         subprocess.run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", images["raw"],
                         images["qcow2"]], check=True)
         initrd = make_initrd(tmp, args.iters)
-        runs = {"vmon": [], "qemu": []}
+        runs = {v: [] for v in variants}
         for _ in range(args.n):
-            for which in ("vmon", "qemu"):   # alternate, so load drifts hit both
-                runs[which].append(boot(which, tmp, initrd, images))
+            for v, aio in zip(variants, aios + [None]):   # alternate, so load drifts hit all
+                runs[v].append(boot("qemu" if v == "qemu" else "vmon", tmp, initrd, images,
+                                    aio))
     load1 = os.getloadavg()
 
     def value(which, disk, test, work):
         secs = [s for res, _ in runs[which] for s in res[(disk, test)]]
         return work / median(secs)
 
+    main_v = variants[0]
+    head = " | ".join(variants)
+    extra = [f"{main_v}/vmon {a}" for a in aios[1:]] + [f"{main_v}/qemu"]
     lines = [f"### virtio in the guest kit: vmon -accel emu vs QEMU -accel tcg "
              f"({machine_line()}, load average {load0[0]:.1f} -> {load1[0]:.1f}, "
              f"{args.n} boot(s) x {args.iters} iterations, medians)",
-             "", "| disk | metric | vmon | qemu | vmon/qemu |", "|---|---|---|---|---|"]
+             "", f"| disk | metric | {head} | {' | '.join(extra)} |",
+             "|---|---|" + "---|" * (len(variants) + len(extra))]
+
+    def row(disk, test, work):
+        vals = [value(v, disk, test, work) for v in variants]
+        cells = [f"{x:.1f}" for x in vals]
+        cells += [ratio(vals[0], vals[i]) for i in range(1, len(vals))]
+        return " | ".join(cells)
+
     for disk, fmt in DISKS:
         for test, label, work in METRICS:
-            v, q = value("vmon", disk, test, work), value("qemu", disk, test, work)
-            lines.append(f"| {fmt} | {label} | {v:.1f} | {q:.1f} | {ratio(v, q)} |")
+            lines.append(f"| {fmt} | {label} | {row(disk, test, work)} |")
     for disk, fmt in EMPTY_DISKS:
-        v, q = (value(w, disk, "allocwrite", RANDOM_OPS) for w in ("vmon", "qemu"))
-        lines.append(f"| {fmt}, empty | 4K rand write IOPS, allocating | {v:.1f} | {q:.1f} | "
-                     f"{ratio(v, q)} |")
-    lines += ["", "| metric | vmon qcow2/raw | qemu qcow2/raw |", "|---|---|---|"]
+        lines.append(f"| {fmt}, empty | 4K rand write IOPS, allocating | "
+                     f"{row(disk, 'allocwrite', RANDOM_OPS)} |")
+    lines += ["", f"| metric | {' | '.join(v + ' qcow2/raw' for v in variants)} |",
+              "|---|" + "---|" * len(variants)]
     for test, label, work in METRICS:
         cells = [ratio(value(w, "vdb", test, work), value(w, "vda", test, work))
-                 for w in ("vmon", "qemu")]
-        lines.append(f"| {label} | {cells[0]} | {cells[1]} |")
-    cells = [ratio(value(w, "vdc", "allocwrite", RANDOM_OPS), value(w, "vdd", "allocwrite", RANDOM_OPS))
-             for w in ("vmon", "qemu")]
-    lines.append(f"| 4K rand write IOPS, allocating | {cells[0]} | {cells[1]} |")
-    vn = median([n for _, n in runs["vmon"]])
-    qn = median([n for _, n in runs["qemu"]])
-    lines += ["", f"net guest->host (16 MiB, -netdev user): vmon {vn:.1f} MB/s, "
-              f"qemu {qn:.1f} MB/s, vmon/qemu {ratio(vn, qn)}"]
+                 for w in variants]
+        lines.append(f"| {label} | {' | '.join(cells)} |")
+    cells = [ratio(value(w, "vdc", "allocwrite", RANDOM_OPS),
+                   value(w, "vdd", "allocwrite", RANDOM_OPS)) for w in variants]
+    lines.append(f"| 4K rand write IOPS, allocating | {' | '.join(cells)} |")
+    nets = {v: median([n for _, n in runs[v]]) for v in variants}
+    lines += ["", "net guest->host (16 MiB, -netdev user): " +
+              ", ".join(f"{v} {n:.1f} MB/s" for v, n in nets.items())]
     text = "\n".join(lines) + "\n"
     print(text)
     if args.append:

@@ -2,6 +2,8 @@
  *
  * Protocol, all under the machine lock on the main loop:
  *  1. park every vCPU (machine_pause_vcpus): v->state is authoritative;
+ *     then drain the virtio-blk requests in flight, so none completes (and
+ *     interrupts) while the old accelerator is taken down;
  *  2. end the vCPU threads (the threading models differ);
  *  3. take the interrupt controllers' state out of the old accelerator as
  *     KVM's pure-data structs (the conversions in hw/kvm_irqchip_state.h
@@ -24,6 +26,7 @@
 #include "migration/migration.h"
 #include "util/log.h"
 #include "util/main_loop.h"
+#include "virtio/virtio_blk.h"
 
 struct irq_carrier {
     struct kvm_irqchip chips[3];
@@ -126,6 +129,7 @@ int accel_switch(struct machine *m, const struct accel_ops *to)
     machine_pause_vcpus(m);
     if (atomic_load(&m->shutdown_requested))
         return -ESHUTDOWN;
+    virtio_blk_drain_all();
     t_pause = clock_ns();
     machine_end_vcpu_threads(m);
     t_join = clock_ns();

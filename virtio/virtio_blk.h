@@ -16,4 +16,9 @@ struct virtio_blk_info {
 int virtio_blk_foreach(void (*fn)(void *opaque, const struct virtio_blk_info *info),
                        void *opaque);
 
+/* Wait until every drive's in-flight requests have completed into the used
+ * ring (and the guest was interrupted).  Main loop, machine lock held;
+ * vCPUs paused, so no new requests arrive.  For accelerator switching. */
+void virtio_blk_drain_all(void);
+
 #endif

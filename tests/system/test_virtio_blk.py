@@ -3,7 +3,9 @@ emu, in one boot: the guest's own virtio_pci/virtio_blk/virtio-rng drivers
 bind; /dev/vda has the image's size and the host's pattern reads back with
 the same sha256; the serial (GET_ID) arrives; a guest write persists in the
 image after power-off; a readonly=on drive refuses writes; /dev/hwrng yields
-bytes.  The checks run from /tests/blk.sh, appended to the kit's initrd as a
+bytes.  Runs once per -drive aio= backend (io_uring, threads); the
+blk_aio_io trace shows which backend moved the pattern disk's reads and
+writes.  The checks run from /tests/blk.sh, appended to the kit's initrd as a
 second cpio archive and started by the kit's vmon.test= hook.
 
 Environment: VMON, GUEST_KIT (default build/guest: vmlinuz, initrd.cpio.gz,
@@ -71,21 +73,36 @@ def kit():
     return KIT
 
 
-def test_virtio_blk_and_rng(tmp_path, kit):
+def aio_backends(trace_path):
+    """{(backend, op)} of the blk_aio_io trace lines."""
+    seen = set()
+    with open(trace_path) as f:
+        for line in f:
+            if " blk_aio_io " not in line:
+                continue
+            kv = dict(w.split("=", 1) for w in line.split() if "=" in w)
+            seen.add((kv["backend"], kv["op"]))
+    return seen
+
+
+@pytest.mark.parametrize("aio", ["io_uring", "threads"])
+def test_virtio_blk_and_rng(tmp_path, kit, aio):
     pattern = bytes((i * 7 + (i >> 12)) & 0xff for i in range(DISK_SIZE))
     disk = tmp_path / "disk.img"
     disk.write_bytes(pattern)
     ro = tmp_path / "ro.img"
     ro.write_bytes(b"\x5a" * (1024 * 1024))
     initrd = make_initrd(tmp_path, "blk", GUEST_SCRIPT)
+    trace = tmp_path / "trace.log"
     status, out, err = run_vmon(
         ["-accel", "emu", "-m", "256", "-nographic", "-no-reboot",
          "-kernel", os.path.join(kit, "vmlinuz"), "-initrd", initrd,
          "-append", "console=ttyS0 quiet vmon.test=blk",
-         "-drive", f"file={disk},format=raw,if=none,id=d0,cache=writeback",
+         "-drive", f"file={disk},format=raw,if=none,id=d0,cache=writeback,aio={aio}",
          "-device", "virtio-blk-pci,drive=d0,serial=VMON-SERIAL-1",
          "-drive", f"file={ro},format=raw,readonly=on",
-         "-device", "virtio-rng-pci"], timeout=900)
+         "-device", "virtio-rng-pci",
+         "-trace", f"enable=blk_aio_io,file={trace}"], timeout=900)
     assert "T-END" in out, f"guest did not finish: status {status}\n{out[-3000:]}\n{err}"
     r = results(out)
     print(serial_text(out)[-2000:])
@@ -106,3 +123,13 @@ def test_virtio_blk_and_rng(tmp_path, kit):
     assert data[WRITE_OFFSET + 512:] == pattern[WRITE_OFFSET + 512:]
     assert ro.read_bytes() == b"\x5a" * (1024 * 1024)
     assert status == 0, err
+    # Both drives are raw: the pattern disk uses the backend asked for;
+    # the read-only one (no aio=, so the default io_uring) only reads.
+    seen = aio_backends(trace)
+    for op in ("read", "write", "flush"):
+        assert (aio, op) in seen, seen
+    assert ("io_uring", "read") in seen, seen
+    if aio == "io_uring":
+        assert not any(b == "threads" for b, _ in seen), seen
+    else:
+        assert ("io_uring", "write") not in seen and ("io_uring", "flush") not in seen, seen
