@@ -197,6 +197,7 @@ static struct emu_block *cache_build(struct emu_cpu *c, gpa_t gpa, const uint8_t
     int64_t k = cache_page_index(cache, gpa);
     struct emu_block *b;
     unsigned off = 0;
+    bool end;
 
     c->stats.blocks_translated++;
 
@@ -218,7 +219,9 @@ static struct emu_block *cache_build(struct emu_cpu *c, gpa_t gpa, const uint8_t
             break;  /* the instruction continues on the next page */
         b->n++;
         off += len;
-        if (insn_ends_block(i))
+        end = insn_ends_block(i);
+        emu_specialize(i, c->mode);
+        if (end)
             break;
     }
     if (b->n == 0)

@@ -75,6 +75,11 @@ void emu_exec_gp_len(struct emu_cpu *c, const struct emu_insn *i);
  * more bytes are needed.  Undecodable instructions get fn = emu_exec_ud
  * (or emu_exec_gp_len for length > 15) and a best-effort length. */
 int emu_decode(struct emu_insn *i, const uint8_t *p, unsigned avail, enum emu_mode mode);
+/* Replace the generic handler of a decoded instruction by one specialised
+ * for its operation, operand size and register/memory form, where there
+ * is one (exec_fast.c).  Block building only: a specialised handler is
+ * not one of those insn_ends_block() recognises. */
+void emu_specialize(struct emu_insn *i, enum emu_mode mode);
 
 /* --- registers --------------------------------------------------------- */
 

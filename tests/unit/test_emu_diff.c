@@ -5,7 +5,10 @@
  * executes the instruction, stores them back) and under emu (the same bytes
  * at the same virtual address in a small long-mode guest whose page tables
  * map the same data addresses).  Registers, flags, RIP, memory and raised
- * exceptions must agree.  Set EMU_DIFF_SEED to replay a run; a failure
+ * exceptions must agree.  The flag consumers (Jcc, SETcc, CMOVcc) also run
+ * as pairs behind a random flag-setting register instruction, so that they
+ * read the lazy flags that instruction left (one block under emu), not
+ * only materialised RFLAGS.  Set EMU_DIFF_SEED to replay a run; a failure
  * prints the seed, the instruction bytes and the inputs. */
 #include <setjmp.h>
 #include <signal.h>
@@ -65,6 +68,7 @@ enum {
     T_MEMSRC_BUF = 1 << 19,
     T_P66 = 1 << 20,    /* mandatory 66 prefix (SSE) */
     T_ALIGN = 1 << 21,  /* memory operand 16-byte aligned most of the time */
+    T_PAIR = 1 << 22,   /* preceded by a random flag-setting instruction */
 };
 #define T_SSE (T_NO16 | T_ALIGN)
 
@@ -178,6 +182,15 @@ static const struct tmpl tmpls[] = {
     { "cmovcc", 0, 1, 0x40, -1, T_OPREG, 0, 0 },
     { "setcc", 0, 1, 0x90, -1, T_BYTE | T_OPREG, 0, 0 },
     { "jcc rel8", 0, 0, 0x70, -1, T_OPREG | T_BRANCH | T_NOMODRM, 1, 0 },
+    /* The producer's AF is vendor specific for shifts; AF is compared by
+     * the single-instruction forms above and no condition reads it.  No
+     * 66 prefix on the branch (AMD truncates the target to 16 bits). */
+    { "flags+jcc rel8", 0, 0, 0x70, -1, T_OPREG | T_BRANCH | T_NOMODRM | T_PAIR | T_NO16, 1,
+      X86_RFLAGS_AF },
+    { "flags+jcc rel32", 0, 1, 0x80, -1, T_OPREG | T_BRANCH | T_NOMODRM | T_PAIR | T_NO16, 4,
+      X86_RFLAGS_AF },
+    { "flags+setcc", 0, 1, 0x90, -1, T_BYTE | T_OPREG | T_PAIR, 0, X86_RFLAGS_AF },
+    { "flags+cmovcc", 0, 1, 0x40, -1, T_OPREG | T_PAIR, 0, X86_RFLAGS_AF },
     { "jcc rel32", 0, 1, 0x80, -1, T_OPREG | T_BRANCH | T_NOMODRM, 4, 0 },
     { "jmp rel8", 0, 0, 0xeb, -1, T_BRANCH | T_NOMODRM, 1, 0 },
     { "jmp rel32", 0, 0, 0xe9, -1, T_BRANCH | T_NOMODRM, 4, 0 },
@@ -493,7 +506,8 @@ static int teardown(void **state)
 }
 
 /* Run the case under emu; returns the exception vector + 1, or 0. */
-static int emu_case(const uint8_t *insn, unsigned len, const uint8_t *mem_in, struct regs *out)
+static int emu_case(const uint8_t *insn, unsigned len, unsigned ninsns, const uint8_t *mem_in,
+                    struct regs *out)
 {
     struct cpu_state *s = &tm.s;
     enum emu_stop st;
@@ -507,7 +521,7 @@ static int emu_case(const uint8_t *insn, unsigned len, const uint8_t *mem_in, st
     s->rip = TEST_VA;
     s->rflags = (n_in.rflags & (F_CMP)) | X86_RFLAGS_FIXED | X86_RFLAGS_IF;
     emu_invalidate(&tm.c);
-    st = emu_step(&tm.c);
+    st = emu_run(&tm.c, ninsns);
     emu_sync_state(&tm.c);
     memcpy(out->gpr, s->gpr, sizeof(s->gpr));
     memcpy(out->xmm, s->fpu.xmm, sizeof(out->xmm));
@@ -549,6 +563,48 @@ static uint32_t implicit_regs(const struct tmpl *t)
     return m;
 }
 
+/* A flag-setting register instruction for a T_PAIR case, at b; returns
+ * its length.  CMP and TEST take any two registers; the others write RSP,
+ * which no pair consumer uses (no stack, never a memory base or index).
+ * Only instructions whose Jcc-visible flags (CF PF ZF SF OF) are defined
+ * on every vendor: ALU ops, TEST, INC/DEC, NEG, shifts by 1. */
+static unsigned gen_flag_producer(uint8_t *b)
+{
+    static const uint8_t shift_digit[3] = { 4, 5, 7 };
+    unsigned n = 0, kind = (unsigned)rnd_below(6), sizei = (unsigned)rnd_below(4);
+    unsigned src = (unsigned)rnd_below(16), dst = kind < 2 ? (unsigned)rnd_below(16) : R_ESP;
+    unsigned digit = 0;
+    uint8_t op, rex = 0x40;  /* byte forms always with REX: SPL, not AH */
+
+    n_in.gpr[R_ESP] = rnd_value();
+    if (rnd_below(4) == 0)
+        n_in.gpr[src] = n_in.gpr[dst];  /* equal operands: ZF, BE, LE */
+    switch (kind) {
+    case 0: op = 0x38; break;                                          /* cmp */
+    case 1: op = 0x84; break;                                          /* test */
+    case 2: op = (uint8_t)(rnd_below(8) << 3); break;                  /* add..cmp */
+    case 3: op = 0xfe; digit = (unsigned)rnd_below(2); break;          /* inc/dec */
+    case 4: op = 0xf6; digit = 3; break;                               /* neg */
+    default: op = 0xd0; digit = shift_digit[rnd_below(3)]; break;      /* shl/shr/sar 1 */
+    }
+    if (sizei)
+        op |= 1;
+    if (sizei == 1)
+        b[n++] = 0x66;
+    if (sizei == 3)
+        rex |= 8;
+    if (kind >= 3)
+        src = digit;
+    else if (src >= 8)
+        rex |= 4;
+    if (dst >= 8)
+        rex |= 1;
+    b[n++] = rex;
+    b[n++] = op;
+    b[n++] = (uint8_t)(0xc0 | ((src & 7) << 3) | (dst & 7));
+    return n;
+}
+
 static void gen_case(const struct tmpl *t, struct gen *g, uint8_t *mem)
 {
     uint8_t *b = g->b;
@@ -577,6 +633,8 @@ static void gen_case(const struct tmpl *t, struct gen *g, uint8_t *mem)
         memcpy(n_in.xmm[r], v, 16);
     }
     g->mem_reg = -1;
+    if (t->fl & T_PAIR)
+        n = gen_flag_producer(b);
 
     if (!(t->fl & T_BYTE)) {
         choice = (unsigned)rnd_below(3);
@@ -845,7 +903,7 @@ static bool run_one(const struct tmpl *t, uint8_t *mem_in)
     gen_case(t, &g, mem_in);
     memcpy(data, mem_in, DATA_SIZE);
     sig = native_run(g.b, g.len);
-    evec = emu_case(g.b, g.len, mem_in, &e_out);
+    evec = emu_case(g.b, g.len, t->fl & T_PAIR ? 2 : 1, mem_in, &e_out);
 
     if (sig) {
         n_faults++;

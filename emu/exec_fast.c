@@ -1,0 +1,496 @@
+/* Decode-time specialisation of the hottest instructions.
+ *
+ * The generic handlers (exec_alu.c, exec_move.c, exec_ctl.c) re-dispatch
+ * on the operation, the operand size and the register/memory form every
+ * time they run.  When a block is built, emu_specialize() replaces the
+ * handler of the common forms by one compiled for exactly that
+ * (operation, size, form), so the size masks, the ModRM.mod test and the
+ * operation switch are constant-folded away.  Each specialised handler
+ * must behave exactly like the generic one it replaces (same faults in
+ * the same order, same lazy-flag record); test_emu_diff drives every
+ * instruction through the block builder, so it compares these against
+ * the host CPU.  Forms not listed here (LOCK, 16-bit addressing is fine,
+ * CL counts, ...) keep the generic handler. */
+#include "emu/exec_ops.h"
+
+/* --- helpers ------------------------------------------------------------------- */
+
+#define FAST(name) static void name(struct emu_cpu *c, const struct emu_insn *i)
+
+/* Read-modify-write of the memory operand: translated for writing first. */
+#define RMW_BEGIN(S)                                                           \
+    uint64_t la_ = emu_linear(c, i->seg, emu_ea(c, i), S, ACC_WRITE);          \
+    uint8_t *p_ = emu_rmw_ptr(c, la_, S);                                      \
+    uint64_t a = p_ ? emu_load_host(p_, S) : emu_read_la(c, la_, S)
+#define RMW_END(S, v)                                                          \
+    do {                                                                       \
+        if (p_)                                                                \
+            emu_store_host(p_, S, v);                                          \
+        else                                                                   \
+            emu_write_la(c, la_, S, v);                                        \
+    } while (0)
+
+#define MEM_READ(S) emu_read(c, i->seg, emu_ea(c, i), S)
+#define MEM_WRITE(S, v) emu_write(c, i->seg, emu_ea(c, i), S, v)
+
+/* op: 0 add, 1 or, 2 adc, 3 sbb, 4 and, 5 sub, 6 xor, 7 cmp (as exec_alu.c). */
+static inline __attribute__((always_inline)) uint64_t fast_alu(struct emu_cpu *c, unsigned op,
+                                                               unsigned size, uint64_t a,
+                                                               uint64_t b)
+{
+    uint64_t r, cin;
+
+    b &= emu_mask(size);
+    switch (op) {
+    case 0: r = a + b; emu_cc_set(c, CC_ADD, size, a, b, r); break;
+    case 1: r = a | b; emu_cc_set(c, CC_LOGIC, size, 0, 0, r); break;
+    case 2:
+        cin = emu_cc_cf(&c->cc);
+        r = a + b + cin;
+        emu_cc_set(c, CC_ADC, size, a, b, r);
+        break;
+    case 3:
+        cin = emu_cc_cf(&c->cc);
+        r = a - b - cin;
+        emu_cc_set(c, CC_SBB, size, a, b, r);
+        break;
+    case 4: r = a & b; emu_cc_set(c, CC_LOGIC, size, 0, 0, r); break;
+    case 6: r = a ^ b; emu_cc_set(c, CC_LOGIC, size, 0, 0, r); break;
+    default: r = a - b; emu_cc_set(c, CC_SUB, size, a, b, r); break;
+    }
+    return r & emu_mask(size);
+}
+
+/* --- ALU: ADD OR ADC SBB AND SUB XOR CMP ----------------------------------------- */
+
+/* Forms: EG (r/m op= reg), GE (reg op= r/m), EI (r/m op= imm; also AI with
+ * rm = rAX), each with r/m a register (r) or memory (m). */
+#define ALU_FORMS(OP, S)                                                       \
+    FAST(alu_EGr_##OP##_##S)                                                   \
+    {                                                                          \
+        uint64_t r = fast_alu(c, OP, S, emu_reg(c, i->rm, S), emu_reg(c, i->reg, S)); \
+        if (OP != 7)                                                           \
+            emu_set_reg(c, i->rm, S, r);                                       \
+    }                                                                          \
+    FAST(alu_EGm_##OP##_##S)                                                   \
+    {                                                                          \
+        uint64_t b = emu_reg(c, i->reg, S);                                    \
+        if (OP == 7) {                                                         \
+            fast_alu(c, OP, S, MEM_READ(S), b);                                \
+        } else {                                                               \
+            RMW_BEGIN(S);                                                      \
+            RMW_END(S, fast_alu(c, OP, S, a, b));                              \
+        }                                                                      \
+    }                                                                          \
+    FAST(alu_GEr_##OP##_##S)                                                   \
+    {                                                                          \
+        uint64_t r = fast_alu(c, OP, S, emu_reg(c, i->reg, S), emu_reg(c, i->rm, S)); \
+        if (OP != 7)                                                           \
+            emu_set_reg(c, i->reg, S, r);                                      \
+    }                                                                          \
+    FAST(alu_GEm_##OP##_##S)                                                   \
+    {                                                                          \
+        uint64_t b = MEM_READ(S);                                              \
+        uint64_t r = fast_alu(c, OP, S, emu_reg(c, i->reg, S), b);             \
+        if (OP != 7)                                                           \
+            emu_set_reg(c, i->reg, S, r);                                      \
+    }                                                                          \
+    FAST(alu_EIr_##OP##_##S)                                                   \
+    {                                                                          \
+        uint64_t r = fast_alu(c, OP, S, emu_reg(c, i->rm, S), i->imm);         \
+        if (OP != 7)                                                           \
+            emu_set_reg(c, i->rm, S, r);                                       \
+    }                                                                          \
+    FAST(alu_EIm_##OP##_##S)                                                   \
+    {                                                                          \
+        if (OP == 7) {                                                         \
+            fast_alu(c, OP, S, MEM_READ(S), i->imm);                           \
+        } else {                                                               \
+            RMW_BEGIN(S);                                                      \
+            RMW_END(S, fast_alu(c, OP, S, a, i->imm));                         \
+        }                                                                      \
+    }
+
+#define ALU_SIZES(OP) ALU_FORMS(OP, 1) ALU_FORMS(OP, 2) ALU_FORMS(OP, 4) ALU_FORMS(OP, 8)
+ALU_SIZES(0) ALU_SIZES(1) ALU_SIZES(2) ALU_SIZES(3)
+ALU_SIZES(4) ALU_SIZES(5) ALU_SIZES(6) ALU_SIZES(7)
+
+enum { F_EGr, F_EGm, F_GEr, F_GEm, F_EIr, F_EIm, F_NFORMS };
+
+#define ALU_ROW(OP, S) { alu_EGr_##OP##_##S, alu_EGm_##OP##_##S, alu_GEr_##OP##_##S, \
+                         alu_GEm_##OP##_##S, alu_EIr_##OP##_##S, alu_EIm_##OP##_##S }
+#define ALU_OPROW(OP) { ALU_ROW(OP, 1), ALU_ROW(OP, 2), ALU_ROW(OP, 4), ALU_ROW(OP, 8) }
+static const emu_exec_fn alu_fast[8][4][F_NFORMS] = {
+    ALU_OPROW(0), ALU_OPROW(1), ALU_OPROW(2), ALU_OPROW(3),
+    ALU_OPROW(4), ALU_OPROW(5), ALU_OPROW(6), ALU_OPROW(7),
+};
+
+/* --- TEST ------------------------------------------------------------------------- */
+
+#define TEST_FORMS(S)                                                          \
+    FAST(test_EGr_##S)                                                         \
+    {                                                                          \
+        emu_cc_set(c, CC_LOGIC, S, 0, 0, emu_reg(c, i->rm, S) & emu_reg(c, i->reg, S)); \
+    }                                                                          \
+    FAST(test_EGm_##S)                                                         \
+    {                                                                          \
+        emu_cc_set(c, CC_LOGIC, S, 0, 0, MEM_READ(S) & emu_reg(c, i->reg, S)); \
+    }                                                                          \
+    FAST(test_EIr_##S)                                                         \
+    {                                                                          \
+        emu_cc_set(c, CC_LOGIC, S, 0, 0, emu_reg(c, i->rm, S) & i->imm);       \
+    }                                                                          \
+    FAST(test_EIm_##S)                                                         \
+    {                                                                          \
+        emu_cc_set(c, CC_LOGIC, S, 0, 0, MEM_READ(S) & i->imm);                \
+    }
+TEST_FORMS(1) TEST_FORMS(2) TEST_FORMS(4) TEST_FORMS(8)
+
+#define TEST_ROW(S) { test_EGr_##S, test_EGm_##S, test_EIr_##S, test_EIm_##S }
+static const emu_exec_fn test_fast[4][4] = { TEST_ROW(1), TEST_ROW(2), TEST_ROW(4), TEST_ROW(8) };
+
+/* --- INC, DEC (FE/FF /0 /1) ---------------------------------------------------------- */
+
+#define INCDEC_FORMS(NAME, CCOP, DELTA, S)                                     \
+    FAST(NAME##_r_##S)                                                         \
+    {                                                                          \
+        uint64_t cf = emu_cc_cf(&c->cc), a = emu_reg(c, i->rm, S);             \
+        uint64_t v = (a + (DELTA)) & emu_mask(S);                              \
+        emu_cc_set(c, CCOP, S, a, cf, v);                                      \
+        emu_set_reg(c, i->rm, S, v);                                           \
+    }                                                                          \
+    FAST(NAME##_m_##S)                                                         \
+    {                                                                          \
+        uint64_t cf = emu_cc_cf(&c->cc);                                       \
+        RMW_BEGIN(S);                                                          \
+        uint64_t v = (a + (DELTA)) & emu_mask(S);                              \
+        emu_cc_set(c, CCOP, S, a, cf, v);                                      \
+        RMW_END(S, v);                                                         \
+    }
+#define INCDEC_SIZES(S) INCDEC_FORMS(inc, CC_INC, 1, S) INCDEC_FORMS(dec, CC_DEC, ~0ULL, S)
+INCDEC_SIZES(1) INCDEC_SIZES(2) INCDEC_SIZES(4) INCDEC_SIZES(8)
+
+#define INCDEC_ROW(S) { { inc_r_##S, inc_m_##S }, { dec_r_##S, dec_m_##S } }
+static const emu_exec_fn incdec_fast[4][2][2] = {
+    INCDEC_ROW(1), INCDEC_ROW(2), INCDEC_ROW(4), INCDEC_ROW(8),
+};
+
+/* --- shifts by an immediate (or 1): SHL/SAL, SHR, SAR ----------------------------- */
+
+/* SF, ZF, PF of a result. */
+static inline uint64_t fast_szp(uint64_t r, unsigned size)
+{
+    r &= emu_mask(size);
+    return (r == 0 ? X86_RFLAGS_ZF : 0) |
+           (((r >> (size * 8 - 1)) & 1) ? X86_RFLAGS_SF : 0) |
+           (__builtin_parityll(r & 0xff) ? 0 : X86_RFLAGS_PF);
+}
+
+/* kind 0 SHL, 1 SHR, 2 SAR; cnt = i->imm, already masked and nonzero.
+ * The flags are fully defined by the operand (AF clear, OF from the first
+ * single-bit step, as exec_shift models the host), so nothing of the old
+ * flags is evaluated. */
+static inline __attribute__((always_inline)) uint64_t fast_shift(struct emu_cpu *c,
+                                                                 unsigned kind, unsigned size,
+                                                                 uint64_t a, unsigned cnt)
+{
+    unsigned bits = size * 8;
+    uint64_t m = emu_mask(size), r, cf, of;
+
+    switch (kind) {
+    case 0:
+        r = cnt < 64 ? (a << cnt) & m : 0;
+        cf = cnt <= bits ? (a >> (bits - cnt)) & 1 : 0;
+        of = ((a >> (bits - 1)) ^ (a >> (bits - 2))) & 1;
+        break;
+    case 1:
+        r = cnt < 64 ? a >> cnt : 0;
+        cf = (a >> (cnt - 1)) & 1;
+        of = (a >> (bits - 1)) & 1;
+        break;
+    default: {
+        int64_t sa = (int64_t)emu_sext(a, size);
+
+        r = (uint64_t)(sa >> (cnt < 64 ? cnt : 63)) & m;
+        cf = (uint64_t)(sa >> (cnt - 1)) & 1;
+        of = 0;
+        break;
+    }
+    }
+    emu_cc_set_flags(c, fast_szp(r, size) | (cf ? X86_RFLAGS_CF : 0) |
+                        (of ? X86_RFLAGS_OF : 0));
+    return r;
+}
+
+#define SHIFT_FORMS(NAME, KIND, S)                                             \
+    FAST(NAME##_r_##S)                                                         \
+    {                                                                          \
+        emu_set_reg(c, i->rm, S,                                               \
+                    fast_shift(c, KIND, S, emu_reg(c, i->rm, S), (unsigned)i->imm)); \
+    }                                                                          \
+    FAST(NAME##_m_##S)                                                         \
+    {                                                                          \
+        RMW_BEGIN(S);                                                          \
+        uint64_t r = fast_shift(c, KIND, S, a, (unsigned)i->imm);              \
+        RMW_END(S, r);                                                         \
+    }
+#define SHIFT_SIZES(S) SHIFT_FORMS(shl, 0, S) SHIFT_FORMS(shr, 1, S) SHIFT_FORMS(sar, 2, S)
+SHIFT_SIZES(1) SHIFT_SIZES(2) SHIFT_SIZES(4) SHIFT_SIZES(8)
+
+#define SHIFT_ROW(S) { { shl_r_##S, shl_m_##S }, { shr_r_##S, shr_m_##S }, { sar_r_##S, sar_m_##S } }
+static const emu_exec_fn shift_fast[4][3][2] = {
+    SHIFT_ROW(1), SHIFT_ROW(2), SHIFT_ROW(4), SHIFT_ROW(8),
+};
+
+/* --- MOV, MOVZX, MOVSX, MOVSXD, LEA ---------------------------------------------- */
+
+#define MOV_FORMS(S)                                                           \
+    FAST(mov_EGr_##S) { emu_set_reg(c, i->rm, S, emu_reg(c, i->reg, S)); }     \
+    FAST(mov_EGm_##S) { MEM_WRITE(S, emu_reg(c, i->reg, S)); }                 \
+    FAST(mov_GEr_##S) { emu_set_reg(c, i->reg, S, emu_reg(c, i->rm, S)); }     \
+    FAST(mov_GEm_##S) { emu_set_reg(c, i->reg, S, MEM_READ(S)); }              \
+    FAST(mov_EIr_##S) { emu_set_reg(c, i->rm, S, i->imm); }                    \
+    FAST(mov_EIm_##S) { MEM_WRITE(S, i->imm); }
+MOV_FORMS(1) MOV_FORMS(2) MOV_FORMS(4) MOV_FORMS(8)
+
+#define MOV_ROW(S) { mov_EGr_##S, mov_EGm_##S, mov_GEr_##S, mov_GEm_##S, mov_EIr_##S, mov_EIm_##S }
+static const emu_exec_fn mov_fast[4][F_NFORMS] = { MOV_ROW(1), MOV_ROW(2), MOV_ROW(4), MOV_ROW(8) };
+
+/* Destination size D from a source of size SS, zero- or sign-extended. */
+#define MOVX_FORMS(D, SS)                                                      \
+    FAST(movzx_r_##D##_##SS) { emu_set_reg(c, i->reg, D, emu_reg(c, i->rm, SS)); } \
+    FAST(movzx_m_##D##_##SS) { emu_set_reg(c, i->reg, D, MEM_READ(SS)); }      \
+    FAST(movsx_r_##D##_##SS)                                                   \
+    {                                                                          \
+        emu_set_reg(c, i->reg, D, emu_sext(emu_reg(c, i->rm, SS), SS));        \
+    }                                                                          \
+    FAST(movsx_m_##D##_##SS) { emu_set_reg(c, i->reg, D, emu_sext(MEM_READ(SS), SS)); }
+MOVX_FORMS(2, 1) MOVX_FORMS(4, 1) MOVX_FORMS(8, 1)
+MOVX_FORMS(2, 2) MOVX_FORMS(4, 2) MOVX_FORMS(8, 2)
+
+/* MOVSXD Gq, Ed (64-bit mode). */
+FAST(movsxd_r) { c->s->gpr[i->reg] = emu_sext(emu_reg(c, i->rm, 4), 4); }
+FAST(movsxd_m) { c->s->gpr[i->reg] = emu_sext(MEM_READ(4), 4); }
+
+/* [sign][source size 1/2][destination size 2/4/8][reg/mem] */
+#define MOVX_ROW(K, SS) { { K##_r_2_##SS, K##_m_2_##SS }, { K##_r_4_##SS, K##_m_4_##SS }, \
+                          { K##_r_8_##SS, K##_m_8_##SS } }
+static const emu_exec_fn movx_fast[2][2][3][2] = {
+    { MOVX_ROW(movzx, 1), MOVX_ROW(movzx, 2) },
+    { MOVX_ROW(movsx, 1), MOVX_ROW(movsx, 2) },
+};
+
+FAST(lea_4) { c->s->gpr[i->reg] = (uint32_t)emu_ea(c, i); }
+FAST(lea_8) { c->s->gpr[i->reg] = emu_ea(c, i); }
+
+/* --- PUSH, POP of a register in 64-bit mode ------------------------------------- */
+
+FAST(push64_r)
+{
+    uint64_t v = c->s->gpr[i->rm], nsp = c->s->gpr[R_ESP] - 8;
+
+    emu_write(c, S_SS, nsp, 8, v);
+    c->s->gpr[R_ESP] = nsp;
+}
+
+FAST(pop64_r)
+{
+    uint64_t v = emu_read(c, S_SS, c->s->gpr[R_ESP], 8);
+
+    c->s->gpr[R_ESP] += 8;
+    c->s->gpr[i->rm] = v;
+}
+
+/* --- conditions: Jcc, SETcc, CMOVcc ---------------------------------------------- */
+
+/* emu_cc_test for a constant condition: the tests that the last
+ * flag-setting operation answers from its operands without building
+ * RFLAGS are inlined; everything else goes to emu_cc_test. */
+static inline __attribute__((always_inline)) bool fast_cond(struct emu_cpu *c, unsigned cond)
+{
+    const struct emu_lazy *cc = &c->cc;
+    unsigned op = cc->op, sz = cc->size;
+    uint64_t m = emu_mask(sz);
+    bool r;
+
+    switch (cond >> 1) {
+    case 1: /* B */
+        if (op == CC_SUB)
+            r = (cc->src1 & m) < (cc->src2 & m);
+        else if (op == CC_LOGIC)
+            r = false;
+        else
+            return emu_cc_test(c, cond);
+        break;
+    case 2: /* Z: every lazy operation but MUL defines ZF from the result */
+        if (op != CC_EFLAGS && op != CC_MUL)
+            r = (cc->res & m) == 0;
+        else
+            return emu_cc_test(c, cond);
+        break;
+    case 3: /* BE */
+        if (op == CC_SUB)
+            r = (cc->src1 & m) <= (cc->src2 & m);
+        else if (op == CC_LOGIC)
+            r = (cc->res & m) == 0;
+        else
+            return emu_cc_test(c, cond);
+        break;
+    case 4: /* S */
+        if (op != CC_EFLAGS)
+            r = (cc->res >> (sz * 8 - 1)) & 1;
+        else
+            return emu_cc_test(c, cond);
+        break;
+    case 6: /* L */
+        if (op == CC_SUB)
+            r = (int64_t)emu_sext(cc->src1, sz) < (int64_t)emu_sext(cc->src2, sz);
+        else if (op == CC_LOGIC)
+            r = (cc->res >> (sz * 8 - 1)) & 1;
+        else
+            return emu_cc_test(c, cond);
+        break;
+    case 7: /* LE */
+        if (op == CC_SUB)
+            r = (int64_t)emu_sext(cc->src1, sz) <= (int64_t)emu_sext(cc->src2, sz);
+        else if (op == CC_LOGIC)
+            r = (int64_t)emu_sext(cc->res, sz) <= 0;
+        else
+            return emu_cc_test(c, cond);
+        break;
+    default:
+        return emu_cc_test(c, cond);
+    }
+    return r ^ (cond & 1);
+}
+
+/* 64-bit mode, operand size 64: the target must be canonical. */
+static inline void fast_branch64(struct emu_cpu *c, uint64_t target)
+{
+    if (unlikely((uint64_t)(((int64_t)target << 16) >> 16) != target))
+        emu_fault_err(c, EXC_GP, 0);
+    c->s->rip = target;
+}
+
+#define COND_FORMS(CC)                                                         \
+    FAST(jcc64_##CC)                                                           \
+    {                                                                          \
+        if (fast_cond(c, CC))                                                  \
+            fast_branch64(c, c->s->rip + i->imm);                              \
+    }                                                                          \
+    FAST(setcc_r_##CC) { emu_set_reg(c, i->rm, 1, fast_cond(c, CC)); }        \
+    FAST(cmov_r_##CC)                                                          \
+    {                                                                          \
+        unsigned size = i->opsize;                                             \
+        uint64_t v = emu_reg(c, i->rm, size);                                  \
+        if (fast_cond(c, CC))                                                  \
+            emu_set_reg(c, i->reg, size, v);                                   \
+        else if (size == 4)                                                    \
+            emu_set_reg(c, i->reg, 4, emu_reg(c, i->reg, 4));                  \
+    }                                                                          \
+    FAST(cmov_m_##CC)                                                          \
+    {                                                                          \
+        unsigned size = i->opsize;                                             \
+        uint64_t v = MEM_READ(size);                                           \
+        if (fast_cond(c, CC))                                                  \
+            emu_set_reg(c, i->reg, size, v);                                   \
+        else if (size == 4)                                                    \
+            emu_set_reg(c, i->reg, 4, emu_reg(c, i->reg, 4));                  \
+    }
+COND_FORMS(0) COND_FORMS(1) COND_FORMS(2) COND_FORMS(3)
+COND_FORMS(4) COND_FORMS(5) COND_FORMS(6) COND_FORMS(7)
+COND_FORMS(8) COND_FORMS(9) COND_FORMS(10) COND_FORMS(11)
+COND_FORMS(12) COND_FORMS(13) COND_FORMS(14) COND_FORMS(15)
+
+#define COND_TAB(K) { K##_0, K##_1, K##_2, K##_3, K##_4, K##_5, K##_6, K##_7, \
+                      K##_8, K##_9, K##_10, K##_11, K##_12, K##_13, K##_14, K##_15 }
+static const emu_exec_fn jcc64_fast[16] = COND_TAB(jcc64);
+static const emu_exec_fn setcc_fast[16] = COND_TAB(setcc_r);
+static const emu_exec_fn cmov_fast[2][16] = { COND_TAB(cmov_r), COND_TAB(cmov_m) };
+
+FAST(jmp64_rel)
+{
+    fast_branch64(c, c->s->rip + i->imm);
+}
+
+/* --- selection ---------------------------------------------------------------------- */
+
+static int size_index(unsigned size)
+{
+    switch (size) {
+    case 1: return 0;
+    case 2: return 1;
+    case 4: return 2;
+    case 8: return 3;
+    default: return -1;
+    }
+}
+
+void emu_specialize(struct emu_insn *i, enum emu_mode mode)
+{
+    emu_exec_fn fn = i->fn;
+    int sz = size_index(i->opsize);
+    bool m = i->mem;
+
+    if (sz < 0)
+        return;
+    /* LOCK'd read-modify-writes keep the generic compare-and-swap path. */
+    if (i->lock)
+        return;
+    if (fn == exec_alu_EG) {
+        i->fn = alu_fast[(i->op >> 3) & 7][sz][m ? F_EGm : F_EGr];
+    } else if (fn == exec_alu_GE) {
+        i->fn = alu_fast[(i->op >> 3) & 7][sz][m ? F_GEm : F_GEr];
+    } else if (fn == exec_alu_EI) {
+        i->fn = alu_fast[i->sub & 7][sz][m ? F_EIm : F_EIr];
+    } else if (fn == exec_alu_AI) {
+        i->rm = R_EAX;
+        i->fn = alu_fast[(i->op >> 3) & 7][sz][F_EIr];
+    } else if (fn == exec_test_EG) {
+        i->fn = test_fast[sz][m ? 1 : 0];
+    } else if (fn == exec_test_EI) {
+        i->fn = test_fast[sz][m ? 3 : 2];
+    } else if (fn == exec_test_AI) {
+        i->rm = R_EAX;
+        i->fn = test_fast[sz][2];
+    } else if (fn == exec_inc_E || fn == exec_dec_E) {
+        i->fn = incdec_fast[sz][fn == exec_dec_E][m];
+    } else if (fn == exec_shift && (i->op == 0xc0 || i->op == 0xc1 || i->op == 0xd0 ||
+                                    i->op == 0xd1) && i->sub >= 4) {
+        unsigned cnt = (i->op >= 0xd0 ? 1 : (unsigned)i->imm) & (i->opsize == 8 ? 0x3f : 0x1f);
+        unsigned kind = i->sub == 5 ? 1 : i->sub == 7 ? 2 : 0;
+
+        if (cnt) {  /* a zero count leaves the flags: the generic path */
+            i->imm = cnt;
+            i->fn = shift_fast[sz][kind][m];
+        }
+    } else if (fn == exec_mov_EG) {
+        i->fn = mov_fast[sz][m ? F_EGm : F_EGr];
+    } else if (fn == exec_mov_GE) {
+        i->fn = mov_fast[sz][m ? F_GEm : F_GEr];
+    } else if (fn == exec_mov_EI) {
+        i->fn = mov_fast[sz][m ? F_EIm : F_EIr];
+    } else if (fn == exec_mov_rI) {
+        i->fn = mov_fast[sz][F_EIr];
+    } else if ((fn == exec_movzx || fn == exec_movsx) && sz >= 1) {
+        unsigned ssize = (i->op & 1) ? 1 : 0;  /* B6/BE byte, B7/BF word */
+
+        i->fn = movx_fast[fn == exec_movsx][ssize][sz - 1][m];
+    } else if (fn == exec_movsxd && mode == EMU_MODE_64 && i->opsize == 8) {
+        i->fn = m ? movsxd_m : movsxd_r;
+    } else if (fn == exec_lea && m && (i->opsize == 4 || i->opsize == 8)) {
+        i->fn = i->opsize == 8 ? lea_8 : lea_4;
+    } else if (fn == exec_push_r && mode == EMU_MODE_64 && i->opsize == 8) {
+        i->fn = push64_r;
+    } else if (fn == exec_pop_r && mode == EMU_MODE_64 && i->opsize == 8) {
+        i->fn = pop64_r;
+    } else if (fn == exec_jcc && mode == EMU_MODE_64 && i->opsize == 8) {
+        i->fn = jcc64_fast[i->op & 15];
+    } else if (fn == exec_jmp_rel && mode == EMU_MODE_64 && i->opsize == 8) {
+        i->fn = jmp64_rel;
+    } else if (fn == exec_setcc && !m) {
+        i->fn = setcc_fast[i->op & 15];
+    } else if (fn == exec_cmov) {
+        i->fn = cmov_fast[m][i->op & 15];
+    }
+}
