@@ -56,6 +56,17 @@ struct accel_ops {
     /* Interrupt lines and MSIs (route to in-kernel or vmon's own models). */
     void (*set_irq)(struct machine *m, unsigned gsi, int level);
     void (*send_msi)(struct machine *m, uint64_t addr, uint32_t data);
+
+    /* Eventfd shortcuts (machine/eventfd_io.h); optional, NULL where the
+     * guest's accesses and the device's messages take the normal path.
+     * ioeventfd: a guest write of any width to MMIO address addr signals
+     * fd without an exit (assign false: stop).  Before the accelerator is
+     * initialised, init picks the machine's registry up instead.
+     * msi_route: writing fd delivers the MSI addr/data; called again with
+     * the same route and other values to reprogram it, fd -1 to drop it.
+     * 0 or -errno (the caller then uses send_msi). */
+    int (*ioeventfd)(struct machine *m, uint64_t addr, int fd, bool assign);
+    int (*msi_route)(struct machine *m, unsigned route, uint64_t addr, uint32_t data, int fd);
 };
 
 extern const struct accel_ops accel_kvm_ops;

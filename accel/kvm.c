@@ -233,42 +233,6 @@ static void drop_software_kvm_features(struct cpuid_model *model)
     }
 }
 
-/* GSI routing as on a PC chipset (and as QEMU sets it up): ISA IRQs 0-15 go
- * to the PICs and to the same I/O APIC pins, except IRQ0 (the PIT), which is
- * wired to pin 2 (the MADT's interrupt source override); GSI 2, the PIC
- * cascade, goes nowhere.  GSIs 16-23 are the PCI pins. */
-#define KVM_IOAPIC_PINS 24
-
-static int kvm_setup_irq_routing(struct kvm_vm *vm)
-{
-    struct kvm_irq_routing *r;
-    int ret;
-
-    r = calloc(1, sizeof(*r) + 48 * sizeof(r->entries[0]));
-    if (!r)
-        return -ENOMEM;
-    for (uint32_t i = 0; i < 16; i++) {
-        if (i == 2)
-            continue;
-        r->entries[r->nr++] = (struct kvm_irq_routing_entry){
-            .gsi = i, .type = KVM_IRQ_ROUTING_IRQCHIP,
-            .u.irqchip = { .irqchip = i < 8 ? KVM_IRQCHIP_PIC_MASTER : KVM_IRQCHIP_PIC_SLAVE,
-                           .pin = i & 7 },
-        };
-    }
-    for (uint32_t i = 0; i < KVM_IOAPIC_PINS; i++) {
-        if (i == 2)
-            continue;
-        r->entries[r->nr++] = (struct kvm_irq_routing_entry){
-            .gsi = i, .type = KVM_IRQ_ROUTING_IRQCHIP,
-            .u.irqchip = { .irqchip = KVM_IRQCHIP_IOAPIC, .pin = i == 0 ? 2 : i },
-        };
-    }
-    ret = kvm_ioctl(vm->vm_fd, KVM_SET_GSI_ROUTING, r);
-    free(r);
-    return ret < 0 ? ret : 0;
-}
-
 static int kvm_init(struct machine *m)
 {
     struct kvm_vm *vm;
@@ -332,7 +296,7 @@ static int kvm_init(struct machine *m)
         error_report("-accel kvm: KVM_CREATE_IRQCHIP: %s", strerror(-ret));
         goto err_close;
     }
-    ret = kvm_setup_irq_routing(vm);
+    ret = kvm_irq_routing_commit(vm);
     if (ret < 0) {
         error_report("-accel kvm: KVM_SET_GSI_ROUTING: %s", strerror(-ret));
         goto err_close;
@@ -396,6 +360,11 @@ static int kvm_init(struct machine *m)
     }
 
     m->accel_priv = vm;
+    ret = kvm_eventfd_init(m, vm);
+    if (ret < 0) {
+        m->accel_priv = NULL;
+        goto err_close;
+    }
     LOG(LOG_ACCEL,
         "kvm: VM created: %d RAM slot(s), in-kernel irqchip and PIT, %u vCPU(s), "
         "exception payload %s, xcrs %s\n",
@@ -420,6 +389,7 @@ static void kvm_destroy(struct machine *m)
         return;
     close(vm->vm_fd);
     close(vm->dev_fd);
+    kvm_eventfd_destroy(vm);
     free(vm);
     m->accel_priv = NULL;
 }
@@ -524,4 +494,6 @@ const struct accel_ops accel_kvm_ops = {
     .dirty_log_sync = kvm_dirty_log_sync,
     .set_irq = kvm_set_irq,
     .send_msi = kvm_send_msi,
+    .ioeventfd = kvm_ioeventfd,
+    .msi_route = kvm_msi_route,
 };

@@ -24,6 +24,11 @@ struct kvm_vm {
      * vCPU, since KVM_GET_MSR_INDEX_LIST omits some it handles (MTRRs). */
     bool msrs_probed;
     bool msr_ok[KVM_STATE_MAX_MSRS];
+    /* MSI routes (GSIs from KVM_IOAPIC_PINS up) with their irqfds, and
+     * whether ioeventfds match writes of any width. */
+    struct kvm_msi_route *msi_routes;
+    unsigned nr_msi_routes;
+    bool ioeventfd_any_length;
     /* The in-kernel devices as created, restored on machine reset. */
     struct kvm_irqchip chip_reset[3]; /* PIC master, PIC slave, I/O APIC */
     struct kvm_pit_state2 pit_reset;
@@ -39,6 +44,17 @@ struct kvm_vcpu_priv {
      * pause/resume) leaves the running TSC alone. */
     bool tsc_valid;
     uint64_t tsc;
+};
+
+/* GSIs 0-23 are the PIC/IOAPIC pins; MSI routes come after them. */
+#define KVM_IOAPIC_PINS 24
+#define KVM_MAX_MSI_ROUTES 1000
+
+struct kvm_msi_route {
+    bool used;
+    uint64_t addr;
+    uint32_t data;
+    int irqfd;               /* eventfd bound to the route's GSI, or -1 */
 };
 
 static inline struct kvm_vm *kvm_vm_of(struct machine *m)
@@ -61,6 +77,13 @@ void kvm_vcpu_kick(struct vcpu *v);
 int kvm_dirty_log_start(struct machine *m);
 void kvm_dirty_log_stop(struct machine *m);
 int kvm_dirty_log_sync(struct machine *m);
+
+/* kvm_eventfd.c */
+int kvm_irq_routing_commit(struct kvm_vm *vm);
+int kvm_eventfd_init(struct machine *m, struct kvm_vm *vm);
+void kvm_eventfd_destroy(struct kvm_vm *vm);
+int kvm_ioeventfd(struct machine *m, uint64_t addr, int fd, bool assign);
+int kvm_msi_route(struct machine *m, unsigned route, uint64_t addr, uint32_t data, int fd);
 
 /* ioctl, retried on EINTR; returns the result or -errno. */
 int kvm_ioctl(int fd, unsigned long req, void *arg);

@@ -1,14 +1,20 @@
 /* MSI-X for devices on the vmon PCI bus: capability, vector table and
- * pending-bit array in a dedicated memory BAR, delivery through
- * machine_send_msi().  The guest can write anything into the table; a
+ * pending-bit array in a dedicated memory BAR, delivery through one MSI
+ * route per vector (machine/eventfd_io.h: an irqfd under kvm, else
+ * machine_send_msi()).  The guest can write anything into the table; a
  * message goes out only with MSI-X enabled and neither the function nor
- * the vector masked, as the spec says. */
+ * the vector masked, as the spec says.  Masking stays here: a masked
+ * vector sets its pending bit and never writes the route's eventfd, so the
+ * accelerator's route need not follow the mask; it follows the message,
+ * updated when the guest rewrites an unmasked entry or unmasks one (and
+ * checked again at every send). */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "hw/pci.h"
 #include "hw/pci_internal.h"
+#include "machine/eventfd_io.h"
 #include "util/log.h"
 
 #define PCI_CAP_ID_MSIX 0x11
@@ -26,6 +32,7 @@ struct pci_msix {
     uint32_t pba_offset;
     uint8_t *table;
     uint64_t *pba;
+    struct msi_route *routes;   /* one per vector */
 };
 
 static uint16_t msix_ctrl(const struct pci_msix *x)
@@ -44,18 +51,38 @@ static bool vector_masked(const struct pci_msix *x, unsigned v)
     return x->table[v * MSIX_ENTRY_SIZE + MSIX_ENTRY_CTRL] & 1;
 }
 
-static void msix_send(struct pci_msix *x, unsigned v)
+static void msix_message(const struct pci_msix *x, unsigned v, uint64_t *addr, uint32_t *data)
 {
     const uint8_t *e = x->table + v * MSIX_ENTRY_SIZE;
-    uint64_t addr = 0;
-    uint32_t data = 0;
 
+    *addr = 0;
+    *data = 0;
     for (int i = 0; i < 8; i++)
-        addr |= (uint64_t)e[i] << (8 * i);
+        *addr |= (uint64_t)e[i] << (8 * i);
     for (int i = 0; i < 4; i++)
-        data |= (uint32_t)e[8 + i] << (8 * i);
+        *data |= (uint32_t)e[8 + i] << (8 * i);
+}
+
+static void msix_send(struct pci_msix *x, unsigned v)
+{
+    uint64_t addr;
+    uint32_t data;
+
+    msix_message(x, v, &addr, &data);
     if (x->d->bus)
-        machine_send_msi(x->d->bus->m, addr, data);
+        msi_route_send(x->d->bus->m, &x->routes[v], addr, data);
+}
+
+/* The guest rewrote entry v or unmasked it: keep its route current. */
+static void msix_route_sync(struct pci_msix *x, unsigned v)
+{
+    uint64_t addr;
+    uint32_t data;
+
+    if (!x->d->bus || vector_masked(x, v))
+        return;
+    msix_message(x, v, &addr, &data);
+    msi_route_update(x->d->bus->m, &x->routes[v], addr, data);
 }
 
 /* Deliver whatever became deliverable (after an unmask or enable). */
@@ -125,6 +152,14 @@ static void msix_bar_write(void *opaque, uint64_t offset, uint64_t value, unsign
         }
         x->table[o] = (uint8_t)(value >> (8 * i));
     }
+    /* An access touches at most two entries (8 bytes at most). */
+    if (offset < (uint64_t)x->nr * MSIX_ENTRY_SIZE) {
+        unsigned first = (unsigned)(offset / MSIX_ENTRY_SIZE);
+        unsigned last = (unsigned)MIN((offset + size - 1) / MSIX_ENTRY_SIZE, x->nr - 1);
+
+        for (unsigned v = first; v <= last; v++)
+            msix_route_sync(x, v);
+    }
     if (ctrl_written)
         msix_flush_pending(x);
 }
@@ -159,10 +194,13 @@ int pci_msix_init(struct pci_device *d, unsigned nr_vectors, int bar)
     x->pba_offset = ALIGN_UP(nr_vectors * MSIX_ENTRY_SIZE, 8u);
     x->table = malloc((size_t)nr_vectors * MSIX_ENTRY_SIZE);
     x->pba = malloc(8 * ((nr_vectors + 63) / 64));
-    if (!x->table || !x->pba) {
+    x->routes = malloc(nr_vectors * sizeof(*x->routes));
+    if (!x->table || !x->pba || !x->routes) {
         ret = -ENOMEM;
         goto err;
     }
+    for (unsigned v = 0; v < nr_vectors; v++)
+        msi_route_init(&x->routes[v]);
     while (bar_size < x->pba_offset + 8 * ((nr_vectors + 63) / 64))
         bar_size *= 2;
     ret = pci_device_set_bar(d, bar, PCI_BAR_MEM32, bar_size, false, &msix_bar_ops, x);
@@ -188,6 +226,7 @@ int pci_msix_init(struct pci_device *d, unsigned nr_vectors, int bar)
 err:
     free(x->table);
     free(x->pba);
+    free(x->routes);
     free(x);
     return ret;
 }
@@ -196,6 +235,10 @@ void pci_msix_free(struct pci_device *d)
 {
     if (!d->msix)
         return;
+    for (unsigned v = 0; v < d->msix->nr; v++)
+        if (d->bus)
+            msi_route_release(d->bus->m, &d->msix->routes[v]);
+    free(d->msix->routes);
     free(d->msix->table);
     free(d->msix->pba);
     free(d->msix);

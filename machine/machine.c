@@ -143,6 +143,9 @@ void machine_destroy(struct machine *m)
     if (m->accel && m->accel->destroy)
         m->accel->destroy(m);
     m->accel = NULL;
+    free(m->ioeventfds);
+    m->ioeventfds = NULL;
+    m->nr_ioeventfds = 0;
     dirty_log_free(m);
     if (m->ram)
         munmap(m->ram, m->ram_size);

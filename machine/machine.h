@@ -110,6 +110,11 @@ struct machine {
      * NULL until the first migration. */
     struct dirty_bitmap *dirty;
 
+    /* Doorbells and MSI routes on eventfds (machine/eventfd_io.h). */
+    struct machine_ioeventfd *ioeventfds;
+    int nr_ioeventfds;
+    unsigned nr_msi_routes;
+
     int nr_vcpus;
     struct vcpu *vcpus[MACHINE_MAX_VCPUS];
 

@@ -4,9 +4,14 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
+#include "machine/eventfd_io.h"
 #include "util/keyval.h"
 #include "util/log.h"
+#include "util/main_loop.h"
 #include "virtio/virtio_pci.h"
 
 #define VIRTIO_BAR 4
@@ -272,6 +277,89 @@ static uint64_t bar_read(void *opaque, uint64_t offset, unsigned size)
     return 0;
 }
 
+static void queue_kicked(struct virtio_dev *v, unsigned q)
+{
+    if (v->vq[q].enabled && virtio_driver_ok(v) && v->ops->queue_notify)
+        v->ops->queue_notify(v, q);
+}
+
+/* Main loop, machine lock held: the accelerator saw the doorbell write. */
+static void notifier_ready(void *opaque, uint32_t events)
+{
+    struct virtio_notifier *n = opaque;
+    uint64_t cnt;
+
+    /* EAGAIN: an earlier wake-up already took the count. */
+    if (read(n->fd, &cnt, sizeof(cnt)) == sizeof(cnt))
+        queue_kicked(n->v, n->q);
+}
+
+/* BAR 4 moved, appeared or went away: the doorbells follow it. */
+static void doorbells_unregister(struct virtio_dev *v)
+{
+    if (!v->notify_registered)
+        return;
+    for (unsigned q = 0; q < v->nr_queues; q++)
+        machine_ioeventfd_del(v->m, v->notify_gpa + NOTIFY_MULT * q, v->notifiers[q].fd);
+    v->notify_registered = false;
+}
+
+static void virtio_bar_map(struct pci_device *d, int bar, uint64_t addr, bool mapped)
+{
+    struct virtio_dev *v = (struct virtio_dev *)d;
+
+    if (bar != VIRTIO_BAR || !v->ioeventfd)
+        return;
+    doorbells_unregister(v);
+    if (!mapped)
+        return;
+    v->notify_gpa = addr + NOTIFY_OFF;
+    for (unsigned q = 0; q < v->nr_queues; q++) {
+        if (machine_ioeventfd_add(v->m, v->notify_gpa + NOTIFY_MULT * q,
+                                  v->notifiers[q].fd) < 0) {
+            /* Out of memory: the MMIO handler still takes the kicks. */
+            for (unsigned i = 0; i < q; i++)
+                machine_ioeventfd_del(v->m, v->notify_gpa + NOTIFY_MULT * i,
+                                      v->notifiers[i].fd);
+            return;
+        }
+    }
+    v->notify_registered = true;
+}
+
+static void notifiers_free(struct virtio_dev *v)
+{
+    doorbells_unregister(v);
+    for (unsigned q = 0; q < v->nr_queues; q++) {
+        if (v->notifiers[q].fd < 0)
+            continue;
+        main_loop_del_fd(v->notifiers[q].fd);
+        close(v->notifiers[q].fd);
+        v->notifiers[q].fd = -1;
+    }
+}
+
+/* One eventfd per queue, watched by the main loop.  False (and none) when
+ * that cannot be had: the device then takes every kick as an MMIO write. */
+static bool notifiers_create(struct virtio_dev *v)
+{
+    for (unsigned q = 0; q < v->nr_queues; q++)
+        v->notifiers[q] = (struct virtio_notifier){ .v = v, .q = q, .fd = -1 };
+    for (unsigned q = 0; q < v->nr_queues; q++) {
+        struct virtio_notifier *n = &v->notifiers[q];
+
+        n->fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        if (n->fd < 0 || main_loop_add_fd(n->fd, EPOLLIN, notifier_ready, n) < 0) {
+            if (n->fd >= 0)
+                close(n->fd);
+            n->fd = -1;
+            notifiers_free(v);
+            return false;
+        }
+    }
+    return true;
+}
+
 static void bar_write(void *opaque, uint64_t offset, uint64_t value, unsigned size)
 {
     struct virtio_dev *v = opaque;
@@ -282,10 +370,9 @@ static void bar_write(void *opaque, uint64_t offset, uint64_t value, unsigned si
         if (v->ops->config_write)
             v->ops->config_write(v, (unsigned)(offset - DEVICE_OFF), value, size);
     } else if (offset >= NOTIFY_OFF && offset < NOTIFY_OFF + NOTIFY_MULT * v->nr_queues) {
-        unsigned q = (unsigned)(offset - NOTIFY_OFF) / NOTIFY_MULT;
-
-        if (v->vq[q].enabled && virtio_driver_ok(v) && v->ops->queue_notify)
-            v->ops->queue_notify(v, q);
+        /* Without ioeventfd (emu, ioeventfd=off, a write width the
+         * accelerator did not match). */
+        queue_kicked(v, (unsigned)(offset - NOTIFY_OFF) / NOTIFY_MULT);
     }
 }
 
@@ -324,6 +411,8 @@ static void virtio_pci_destroy(void *opaque)
 
     if (v->ops->destroy)
         v->ops->destroy(v);
+    if (v->ioeventfd)
+        notifiers_free(v);
     pci_msix_free(&v->pci);
     free(v);
 }
@@ -364,6 +453,14 @@ int virtio_pci_create(struct machine *m, struct virtio_dev *v,
     }
     if (opts && pci_keyval_addr(opts, &v->pci) < 0)
         return -EINVAL;
+    v->ioeventfd = true;
+    if (opts && keyval_get_bool(opts, "ioeventfd", true, &v->ioeventfd) < 0)
+        return -EINVAL;
+    if (v->ioeventfd && !notifiers_create(v)) {
+        LOG(LOG_ACCEL, "%s: no doorbell eventfds; kicks stay MMIO writes\n", ops->name);
+        v->ioeventfd = false;
+    }
+    v->pci.bar_map = virtio_bar_map;
     ret = pci_device_set_bar(&v->pci, VIRTIO_BAR, PCI_BAR_MEM32, VIRTIO_BAR_SIZE, false,
                              &virtio_bar_ops, v);
     if (ret == 0)

@@ -58,6 +58,15 @@ struct virtio_device_ops {
     void (*destroy)(struct virtio_dev *v);
 };
 
+/* A queue's doorbell as an eventfd (ioeventfd=on): the accelerator
+ * signals it instead of exiting on the notify write (machine/eventfd_io.h),
+ * the main loop calls queue_notify. */
+struct virtio_notifier {
+    struct virtio_dev *v;
+    unsigned q;
+    int fd;
+};
+
 struct virtio_dev {
     struct pci_device pci;         /* first: pci_device_init zeroes it */
     struct machine *m;
@@ -77,11 +86,15 @@ struct virtio_dev {
     uint8_t config[VIRTIO_CONFIG_MAX];
     unsigned config_len;
     uint64_t generation;           /* bumped at every reset */
+    bool ioeventfd;                /* -device ...,ioeventfd=on (default) */
+    bool notify_registered;        /* doorbells in the machine's registry */
+    uint64_t notify_gpa;           /* where they are */
+    struct virtio_notifier notifiers[VIRTIO_MAX_QUEUES];
 };
 
 /* Create and register the PCI function.  host_features are the device's
  * own bits; the transport adds VERSION_1, INDIRECT_DESC and EVENT_IDX.
- * opts supplies addr= (may be NULL).  On success the machine owns v: it is
+ * opts supplies addr= and ioeventfd=on|off (may be NULL).  On success the machine owns v: it is
  * freed at machine teardown after ops->destroy. */
 int virtio_pci_create(struct machine *m, struct virtio_dev *v,
                       const struct virtio_device_ops *ops, void *opaque,
