@@ -1,9 +1,13 @@
 /* Live accelerator switching (kvm <-> emu).
  *
  * Protocol, all under the machine lock on the main loop:
+ *  0. drain the virtio-blk requests in flight while the vCPUs still run:
+ *     their interrupts must reach interrupt state the vCPUs still own
+ *     (once parked, v->state holds the LAPIC as it was, and an interrupt
+ *     injected into the old VM after that would be lost with it).
+ *     Requests the guest starts after the drain complete on the main loop
+ *     once the switch is over, through the new accelerator;
  *  1. park every vCPU (machine_pause_vcpus): v->state is authoritative;
- *     then drain the virtio-blk requests in flight, so none completes (and
- *     interrupts) while the old accelerator is taken down;
  *  2. end the vCPU threads (the threading models differ);
  *  3. take the interrupt controllers' state out of the old accelerator as
  *     KVM's pure-data structs (the conversions in hw/kvm_irqchip_state.h
@@ -126,10 +130,10 @@ int accel_switch(struct machine *m, const struct accel_ops *to)
         error_report("x-accel-switch: %s is not usable here: %s", to->name, why);
         return -ENODEV;
     }
+    virtio_blk_drain_all();
     machine_pause_vcpus(m);
     if (atomic_load(&m->shutdown_requested))
         return -ESHUTDOWN;
-    virtio_blk_drain_all();
     t_pause = clock_ns();
     machine_end_vcpu_threads(m);
     t_join = clock_ns();

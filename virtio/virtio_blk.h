@@ -17,8 +17,9 @@ int virtio_blk_foreach(void (*fn)(void *opaque, const struct virtio_blk_info *in
                        void *opaque);
 
 /* Wait until every drive's in-flight requests have completed into the used
- * ring (and the guest was interrupted).  Main loop, machine lock held;
- * vCPUs paused, so no new requests arrive.  For accelerator switching. */
+ * ring (and the guest was interrupted).  Main loop, machine lock held (so
+ * no vCPU starts a new request meanwhile).  For accelerator switching,
+ * before the vCPUs are parked. */
 void virtio_blk_drain_all(void);
 
 #endif
