@@ -156,6 +156,12 @@ void emu_cache_invalidate_range(struct emu_cache *cache, gpa_t gpa, uint64_t len
     }
 }
 
+static void tlb_mark_notdirty(struct emu_tlb_entry *e, gpa_t page)
+{
+    if (e->gpa == page && !(e->tag_write & EMU_TLB_INVALID))
+        e->tag_write |= EMU_TLB_NOTDIRTY;
+}
+
 /* A page now holds code: writable TLB entries of every vCPU must take the
  * slow path on their next write. */
 static void cache_mark_code_page(struct emu_cache *cache, gpa_t page)
@@ -163,14 +169,13 @@ static void cache_mark_code_page(struct emu_cache *cache, gpa_t page)
     for (int n = 0; n < cache->ncpus; n++) {
         struct emu_cpu *c = cache->cpus[n];
 
-        for (int k = 0; k < 2; k++) {
-            for (unsigned j = 0; j < EMU_TLB_SIZE; j++) {
-                struct emu_tlb_entry *e = &c->tlb[k][j];
+        struct emu_tlb_entry *base = &c->tlb[0][0];
 
-                if (e->gpa == page && !(e->tag_write & EMU_TLB_INVALID))
-                    e->tag_write |= EMU_TLB_NOTDIRTY;
-            }
-        }
+        /* Every valid entry is on one of the fill lists. */
+        for (unsigned j = 0; j < c->tlb_nlocal; j++)
+            tlb_mark_notdirty(&base[c->tlb_local[j]], page);
+        for (unsigned j = 0; j < c->tlb_nglobal; j++)
+            tlb_mark_notdirty(&base[c->tlb_global[j]], page);
     }
 }
 

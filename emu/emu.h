@@ -64,7 +64,7 @@ struct emu_lazy {
  * (index 0 supervisor, 1 user).  A tag is the page-aligned linear address
  * that may be accessed that way; low bits set make it miss the fast path
  * (invalid, MMIO, or a write to a page holding decoded code). */
-#define EMU_TLB_BITS 8
+#define EMU_TLB_BITS 12
 #define EMU_TLB_SIZE (1u << EMU_TLB_BITS)
 #define EMU_TLB_INVALID 1ULL
 #define EMU_TLB_MMIO 2ULL      /* not RAM: dispatch through machine_mmio */
@@ -72,12 +72,15 @@ struct emu_lazy {
 #define EMU_TLB_WATCH 8ULL     /* accesses need checks on the slow path: a data
                                   breakpoint (DR7) on the page, or #AC */
 
+#define EMU_TLB_LISTED_LOCAL 1   /* on tlb_local */
+#define EMU_TLB_LISTED_GLOBAL 2  /* on tlb_global */
+
 struct emu_tlb_entry {
     uint64_t tag_read, tag_write, tag_code;
     uintptr_t addend;  /* host = linear + addend (RAM pages) */
     gpa_t gpa;         /* physical page */
     uint8_t global;
-    uint8_t used;      /* listed in emu_cpu.tlb_used */
+    uint8_t used;      /* EMU_TLB_LISTED_*: on emu_cpu's fill lists */
 };
 
 enum emu_mode {
@@ -102,10 +105,13 @@ struct emu_cpu {
     uint8_t phys_bits;   /* MAXPHYADDR for reserved-bit checks */
 
     struct emu_tlb_entry tlb[2][EMU_TLB_SIZE];
-    /* Entries filled since the last full flush, so a flush (every CR3 write
-     * under PTI) touches only those. */
-    uint16_t tlb_used[2 * EMU_TLB_SIZE];
-    unsigned tlb_nused;
+    /* Entries filled since the flush that drops them, as non-global and
+     * global translations, so a flush touches only those: a CR3 write
+     * (every kernel entry and exit under PTI) walks only tlb_local.  Every
+     * valid entry is on at least one list. */
+    uint16_t tlb_local[2 * EMU_TLB_SIZE];
+    uint16_t tlb_global[2 * EMU_TLB_SIZE];
+    unsigned tlb_nlocal, tlb_nglobal;
 
     /* Options. */
     bool deliver_exceptions; /* through the IDT; false: stop with EMU_STOP_EXCEPTION */

@@ -22,40 +22,49 @@
 
 #define TAG_FLAGS (EMU_TLB_MMIO | EMU_TLB_NOTDIRTY | EMU_TLB_WATCH)
 
+static void tlb_invalidate(struct emu_tlb_entry *e)
+{
+    e->tag_read = e->tag_write = e->tag_code = EMU_TLB_INVALID;
+    e->global = 0;
+}
+
 void emu_tlb_flush(struct emu_cpu *c, bool keep_global)
 {
     struct emu_tlb_entry *base = &c->tlb[0][0];
-    unsigned kept = 0;
 
-    for (unsigned n = 0; n < c->tlb_nused; n++) {
-        unsigned idx = c->tlb_used[n];
-        struct emu_tlb_entry *e = &base[idx];
+    for (unsigned n = 0; n < c->tlb_nlocal; n++) {
+        struct emu_tlb_entry *e = &base[c->tlb_local[n]];
 
-        if (keep_global && e->global) {
-            c->tlb_used[kept++] = (uint16_t)idx;
-            continue;
-        }
-        e->tag_read = e->tag_write = e->tag_code = EMU_TLB_INVALID;
-        e->global = 0;
-        e->used = 0;
+        /* Refilled as global since it was listed: tlb_global has it. */
+        if (!(keep_global && e->global))
+            tlb_invalidate(e);
+        e->used &= (uint8_t)~EMU_TLB_LISTED_LOCAL;
     }
-    c->tlb_nused = kept;
+    c->tlb_nlocal = 0;
+    if (!keep_global) {
+        for (unsigned n = 0; n < c->tlb_nglobal; n++) {
+            struct emu_tlb_entry *e = &base[c->tlb_global[n]];
+
+            tlb_invalidate(e);
+            e->used = 0;
+        }
+        c->tlb_nglobal = 0;
+    }
     LOG(LOG_MMU, "emu: TLB flush%s\n", keep_global ? " (non-global)" : "");
 }
 
-/* Start with every entry invalid and the used list empty. */
+/* Start with every entry invalid and the fill lists empty. */
 void emu_tlb_reset(struct emu_cpu *c)
 {
     for (int k = 0; k < 2; k++) {
         for (unsigned j = 0; j < EMU_TLB_SIZE; j++) {
             struct emu_tlb_entry *e = &c->tlb[k][j];
 
-            e->tag_read = e->tag_write = e->tag_code = EMU_TLB_INVALID;
-            e->global = 0;
+            tlb_invalidate(e);
             e->used = 0;
         }
     }
-    c->tlb_nused = 0;
+    c->tlb_nlocal = c->tlb_nglobal = 0;
 }
 
 void emu_tlb_flush_page(struct emu_cpu *c, gva_t la)
@@ -281,9 +290,12 @@ static struct emu_tlb_entry *mmu_fill(struct emu_cpu *c, uint64_t la, enum emu_a
     e->addend = host ? (uintptr_t)host - (uintptr_t)page : 0;
     e->gpa = w.gpa;
     e->global = w.g;
-    if (!e->used) {
-        e->used = 1;
-        c->tlb_used[c->tlb_nused++] = (uint16_t)(e - &c->tlb[0][0]);
+    if (w.g && !(e->used & EMU_TLB_LISTED_GLOBAL)) {
+        e->used |= EMU_TLB_LISTED_GLOBAL;
+        c->tlb_global[c->tlb_nglobal++] = (uint16_t)(e - &c->tlb[0][0]);
+    } else if (!w.g && !(e->used & EMU_TLB_LISTED_LOCAL)) {
+        e->used |= EMU_TLB_LISTED_LOCAL;
+        c->tlb_local[c->tlb_nlocal++] = (uint16_t)(e - &c->tlb[0][0]);
     }
     LOG(LOG_MMU, "emu: TLB fill la=%#llx -> gpa=%#llx%s%s%s\n", (unsigned long long)page,
         (unsigned long long)w.gpa, can_write ? " w" : "", w.nx ? " nx" : "",

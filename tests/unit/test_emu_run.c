@@ -150,13 +150,87 @@ static void test_page_faults(void **state)
 }
 
 /* Find the leaf PTE of va in the test machine's tables. */
-static uint64_t leaf_pte(struct emu_tm *t, uint64_t va)
+static uint64_t *leaf_pte_ptr(struct emu_tm *t, uint64_t va)
 {
     gpa_t table = t->s.cr3 & ~0xfffULL;
 
     for (int level = 4; level > 1; level--)
         table = *emu_tm_pte(t, table, (va >> (12 + 9 * (level - 1))) & 511) & 0x000ffffffffff000ULL;
-    return *emu_tm_pte(t, table, (va >> 12) & 511);
+    return emu_tm_pte(t, table, (va >> 12) & 511);
+}
+
+static uint64_t leaf_pte(struct emu_tm *t, uint64_t va)
+{
+    return *leaf_pte_ptr(t, va);
+}
+
+/* Run code at CODE to its HLT. */
+static void run_to_hlt(struct emu_tm *t, const void *code, size_t len)
+{
+    put(t, CODE, code, len);
+    t->s.rip = CODE;
+    t->s.mp_state = MP_RUNNABLE;
+    assert_int_equal(emu_run(&t->c, 100), EMU_STOP_HALT);
+}
+
+/* The soft-TLB keeps fill lists of non-global and global entries, so that
+ * a flush touches only what was filled.  LOCAL (0x400000) and GLOB
+ * (0x1400000, PTE.G) share a TLB slot, so one entry is listed as both.
+ * The guest edits its page tables behind the TLB's back, as Linux does
+ * before a CR3 write: MOV CR3 must drop the non-global translation even
+ * in a slot once filled as global, and clearing CR4.PGE must drop global
+ * ones. */
+static void test_tlb_flushes(void **state)
+{
+#define LOCAL 0x400000ULL
+#define GLOB 0x1400000ULL
+#define LD(reg, va) 0x8b, (uint8_t)(0x04 | ((reg) << 3)), 0x25, (uint8_t)(va), \
+                    (uint8_t)((va) >> 8), (uint8_t)((va) >> 16), (uint8_t)((va) >> 24)
+    static const uint8_t fill[] = { LD(3, LOCAL), LD(0, GLOB), LD(3, LOCAL), 0xf4 };
+    static const uint8_t reload_cr3[] = {
+        0x0f, 0x20, 0xd9, 0x0f, 0x22, 0xd9,         /* mov rcx, cr3; mov cr3, rcx */
+        LD(3, LOCAL), 0xf4,
+    };
+    static const uint8_t fill_global[] = {
+        0x0f, 0x20, 0xd9, 0x0f, 0x22, 0xd9,         /* mov rcx, cr3; mov cr3, rcx */
+        LD(0, GLOB), 0xf4,
+    };
+    static const uint8_t toggle_pge[] = {
+        0x0f, 0x20, 0xe2,                           /* mov rdx, cr4 */
+        0x81, 0xe2, 0x7f, 0xff, 0xff, 0xff,         /* and edx, ~PGE */
+        0x0f, 0x22, 0xe2,                           /* mov cr4, rdx */
+        0x81, 0xca, 0x80, 0x00, 0x00, 0x00,         /* or edx, PGE */
+        0x0f, 0x22, 0xe2,                           /* mov cr4, rdx */
+        LD(0, GLOB), 0xf4,
+    };
+    struct emu_tm t;
+
+    guest_init(&t);
+    for (unsigned k = 1; k <= 5; k++)
+        t.m.ram[0x300000 + k * 0x10000] = (uint8_t)k;
+    emu_tm_map(&t, LOCAL, 0x310000, 0x1000, EMU_TM_W);
+    emu_tm_map(&t, GLOB, 0x320000, 0x1000, EMU_TM_W | 0x100);
+
+    /* LOCAL, then GLOB (global), then LOCAL again in the same slot. */
+    run_to_hlt(&t, fill, sizeof(fill));
+    assert_int_equal(t.s.gpr[R_EBX] & 0xff, 1);
+    assert_int_equal(t.s.gpr[R_EAX] & 0xff, 2);
+    *leaf_pte_ptr(&t, LOCAL) = 0x330000 | EMU_TM_W | EMU_TM_P;
+    run_to_hlt(&t, reload_cr3, sizeof(reload_cr3));
+    assert_int_equal(t.s.gpr[R_EBX] & 0xff, 3);
+
+    /* After a CR3 write (the slot's LOCAL dropped) GLOB is filled again,
+     * so only the global list has it; remapped, then a full flush through
+     * CR4.PGE. */
+    run_to_hlt(&t, fill_global, sizeof(fill_global));
+    assert_int_equal(t.s.gpr[R_EAX] & 0xff, 2);
+    *leaf_pte_ptr(&t, GLOB) = 0x340000 | EMU_TM_W | EMU_TM_P | 0x100;
+    run_to_hlt(&t, toggle_pge, sizeof(toggle_pge));
+    assert_int_equal(t.s.gpr[R_EAX] & 0xff, 4);
+    emu_tm_destroy(&t);
+#undef LD
+#undef GLOB
+#undef LOCAL
 }
 
 static void test_accessed_dirty(void **state)
@@ -261,6 +335,7 @@ int main(void)
         cmocka_unit_test(test_double_and_triple_fault),
         cmocka_unit_test(test_page_faults),
         cmocka_unit_test(test_accessed_dirty),
+        cmocka_unit_test(test_tlb_flushes),
         cmocka_unit_test(test_self_modifying_code),
         cmocka_unit_test(test_budget_is_exact),
         cmocka_unit_test(test_loop_mips),
