@@ -44,6 +44,11 @@ struct kvm_vcpu_priv {
      * pause/resume) leaves the running TSC alone. */
     bool tsc_valid;
     uint64_t tsc;
+    /* The LAPIC as last read by get_state, for the same reason: a
+     * set_state with it leaves the live LAPIC (and interrupts injected
+     * since) alone. */
+    bool lapic_valid;
+    uint8_t lapic[X86_LAPIC_REGS_SIZE];
 };
 
 /* GSIs 0-23 are the PIC/IOAPIC pins; MSI routes come after them. */

@@ -360,6 +360,8 @@ int kvm_get_state(struct vcpu *v, struct cpu_state *s)
         return fail(v, "KVM_GET_LAPIC", r);
     _Static_assert(sizeof(lapic.regs) == X86_LAPIC_REGS_SIZE, "LAPIC page size");
     memcpy(s->lapic, lapic.regs, sizeof(s->lapic));
+    memcpy(p->lapic, lapic.regs, sizeof(p->lapic));
+    p->lapic_valid = true;
     return 0;
 }
 
@@ -469,10 +471,17 @@ int kvm_set_state(struct vcpu *v, const struct cpu_state *s)
     if (r < 0)
         return fail(v, "KVM_SET_MP_STATE", r);
 
-    memcpy(lapic.regs, s->lapic, sizeof(lapic.regs));
-    r = kvm_ioctl(p->fd, KVM_SET_LAPIC, &lapic);
-    if (r < 0)
-        return fail(v, "KVM_SET_LAPIC", r);
+    /* The LAPIC get_state read, unchanged (a plain pause and resume): keep
+     * the live one, which may hold interrupts that arrived meanwhile (an
+     * irqfd completion while the vCPU was parked), rather than roll it
+     * back and lose them. */
+    if (!p->lapic_valid || memcmp(p->lapic, s->lapic, sizeof(p->lapic))) {
+        memcpy(lapic.regs, s->lapic, sizeof(lapic.regs));
+        r = kvm_ioctl(p->fd, KVM_SET_LAPIC, &lapic);
+        if (r < 0)
+            return fail(v, "KVM_SET_LAPIC", r);
+    }
+    p->lapic_valid = false;
 
     ev.exception.injected = s->events.exception_injected;
     ev.exception.nr = s->events.exception_vector;

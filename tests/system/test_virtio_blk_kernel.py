@@ -139,3 +139,33 @@ def test_accel_switch_keeps_doorbells_and_routes(vmon, tmp_path):
     for k in range(WRITE_COUNT):
         s = WRITE_SECTOR + k
         assert data[s * 512:(s + 1) * 512] == guest_pattern(s)
+
+
+def test_stop_cont_loses_no_interrupt(vmon, tmp_path):
+    """QMP stop/cont over and over while the kernel streams requests under
+    kvm: an irqfd interrupt that lands while the vCPU is parked must still
+    be there when it runs again (set_state after a plain pause keeps the
+    live LAPIC); the kernel fails a request whose interrupt never comes."""
+    from conftest import accel_unavailable
+    reason = accel_unavailable("kvm")
+    if reason:
+        pytest.skip(f"accel kvm: {reason}")
+    img = tmp_path / "disk.img"
+    img.write_bytes(host_pattern())
+    n = 3000
+    v = VM(vmon, tmp_path, "kvm", kernel="virtio_blk.elf", append=f"count={n}",
+           extra=disk_args(img), base=BASE)
+    cycles = 0
+    try:
+        v.wait_serial("MSI-X vector 1", timeout=60)
+        q = v.client()
+        while b"reads:" not in v.out and b"FAIL" not in v.out and cycles < 300:
+            assert "return" in q.cmd("stop")
+            assert "return" in q.cmd("cont")
+            cycles += 1
+        v.wait_serial("PASS", timeout=240)
+        assert v.wait(timeout=60) == 1
+    finally:
+        v.kill()
+    assert cycles >= 20, f"only {cycles} stop/cont cycles before the reads ended: raise n"
+    assert f"interrupts: {n + 4} for {n + 4} requests" in serial_text(v.out.decode())
