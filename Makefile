@@ -8,7 +8,7 @@ CFLAGS_BASE := -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter \
 	-Wshadow -Wstrict-prototypes -Wmissing-prototypes -fno-strict-aliasing \
 	-D_GNU_SOURCE -I.
 OPT ?= -O2 -g
-PKGS := capstone zlib libzstd jansson slirp liburing
+PKGS := capstone zlib libzstd jansson slirp liburing libisal
 ifneq ($(filter-out deps clean demo,$(MAKECMDGOALS))$(if $(MAKECMDGOALS),,all),)
 ifneq ($(shell pkg-config --exists $(PKGS) && echo ok),ok)
 $(error missing libraries ($(PKGS)): run scripts/install-deps.sh)

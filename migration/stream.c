@@ -5,7 +5,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
-#include <zlib.h>
+#include <isa-l/crc.h>
 
 #include "migration/stream.h"
 #include "util/log.h"
@@ -48,19 +48,12 @@ int mig_read_all(struct mig_channel *ch, void *p, size_t n)
     return 0;
 }
 
+/* The gzip/zlib CRC-32 (what the format specifies), from ISA-L: its
+ * carry-less-multiply folding runs at ~24 GB/s where zlib's table code does
+ * ~2.4 GB/s, and the CRC was a fifth of a live migration's CPU time. */
 static uint32_t crc_of(uint32_t crc, const void *p, size_t n)
 {
-    const uint8_t *b = p;
-
-    /* zlib takes uInt lengths. */
-    while (n) {
-        uInt chunk = n > (1u << 30) ? (1u << 30) : (uInt)n;
-
-        crc = (uint32_t)crc32(crc, b, chunk);
-        b += chunk;
-        n -= chunk;
-    }
-    return crc;
+    return crc32_gzip_refl(crc, p, n);
 }
 
 static void put32(uint8_t *p, uint32_t v)

@@ -3,7 +3,7 @@
 # Idempotent: installs only the packages that are missing and says which.
 set -eu
 
-PACKAGES="build-essential pkg-config libcmocka-dev python3-pytest libcapstone-dev libjansson-dev zlib1g-dev libzstd-dev qemu-system-x86 qemu-utils cpio dpkg-dev clang libslirp-dev libglib2.0-dev dmidecode liburing-dev"
+PACKAGES="build-essential pkg-config libcmocka-dev python3-pytest libcapstone-dev libjansson-dev zlib1g-dev libzstd-dev qemu-system-x86 qemu-utils cpio dpkg-dev clang libslirp-dev libglib2.0-dev dmidecode liburing-dev libisal-dev"
 
 missing=""
 for p in $PACKAGES; do
