@@ -31,6 +31,7 @@ static struct {
     atomic_int fd;            /* the accepted connection */
     atomic_bool stopping;
     atomic_bool pending;      /* listening or loading */
+    bool stream_paused;       /* the loaded stream's run state */
     pthread_t thread;
     bool joinable;
 } in = { .listen_fd = -1, .stop_fd = -1, .fd = -1 };
@@ -50,10 +51,7 @@ static void incoming_done(void *opaque)
 
     atomic_store(&in.pending, false);
     incoming_event("completed");
-    m->paused = false;
-    qmp_run_state = QMP_RUN_RUNNING;
-    machine_resume_vcpus(m);
-    qmp_event_send("RESUME", NULL);
+    migration_incoming_resume(m, in.stream_paused);
 }
 
 static int accept_one(void)
@@ -109,6 +107,7 @@ static void *incoming_thread(void *arg)
         return NULL;
     if (ret < 0)
         goto fail;
+    in.stream_paused = ch.vm_paused;
     LOG(LOG_ACCEL, "incoming: %s: %llu bytes loaded in %llu ms\n", in.uri,
         (unsigned long long)ch.bytes, (unsigned long long)((clock_ns() - t0) / 1000000));
     main_loop_call(incoming_done, m);

@@ -226,11 +226,22 @@ static void *live_thread(void *arg)
         goto cancelled;
     L.ch = (struct mig_channel){ .fd = fd, .what = L.uri, .version = MIG_FORMAT_VERSION_LIVE,
                                  .sock = true };
-    machine_lock();
-    machine_pause_vcpus(m);
-    ret = dirty_log_start(m);
-    machine_resume_vcpus(m);
-    machine_unlock();
+    {
+        uint64_t t_conn = clock_ns(), t_lock, t_paused, t_log;
+
+        machine_lock();
+        t_lock = clock_ns();
+        machine_pause_vcpus(m);
+        t_paused = clock_ns();
+        ret = dirty_log_start(m);
+        t_log = clock_ns();
+        machine_resume_vcpus(m);
+        machine_unlock();
+        LOG(LOG_ACCEL, "migration: setup: connect %.1f ms, lock %.1f ms, pause %.1f ms, "
+            "dirty log start %.1f ms\n", (double)(t_conn - L.t0) / 1e6,
+            (double)(t_lock - t_conn) / 1e6, (double)(t_paused - t_lock) / 1e6,
+            (double)(t_log - t_paused) / 1e6);
+    }
     if (ret < 0) {
         snprintf(err, sizeof(err), "cannot track dirty pages: %s", strerror(-ret));
         goto failed;
@@ -300,6 +311,7 @@ static void *live_thread(void *arg)
         if (was_running)
             post_event("STOP", NULL);
         qmp_run_state = QMP_RUN_FINISH_MIGRATE;
+        L.ch.vm_paused = !was_running;
         ret = final_stage(m, dirty, err, sizeof(err));
         dirty_log_stop(m);
         logging = false;

@@ -50,6 +50,9 @@ struct mig_channel {
     bool sock;              /* a socket: writes never raise SIGPIPE */
     bool lock_commit;       /* loading off the main loop: take the machine
                              * lock to commit the state */
+    bool vm_paused;         /* save: the VM was paused when the migration
+                             * began; load: the stream says so (QEMU's global
+                             * run state: the destination stays paused) */
 };
 
 /* Write the whole machine state.  Every vCPU must be parked (or not yet
@@ -62,8 +65,11 @@ int migration_load(struct machine *m, struct mig_channel *ch);
 
 /* URIs: "file:PATH" (tcp: URIs go through migration_live_start and
  * migration_incoming_start).  Same contract as above. */
-int migration_save_uri(struct machine *m, const char *uri);
-int migration_load_uri(struct machine *m, const char *uri);
+int migration_save_uri(struct machine *m, const char *uri, bool vm_paused);
+/* The incoming state is in (main loop): resume, or stay paused when the
+ * stream came from a paused VM or vmon was started with -S. */
+void migration_incoming_resume(struct machine *m, bool stream_paused);
+int migration_load_uri(struct machine *m, const char *uri, bool *vm_paused);
 
 /* Live accelerator switch: pause, move vCPU and irqchip state to `to`,
  * resume unless the VM was paused.  Machine lock held (main loop).  0 or

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "accel/accel.h"
+#include "config/config.h"
 #include "machine/machine.h"
 #include "migration/migration.h"
 #include "monitor/qmp.h"
@@ -71,7 +72,7 @@ static json_t *cmd_migrate(struct machine *m, json_t *args, struct qmp_error *er
     machine_pause_vcpus(m);
     last.status = "active";
     migration_event("active");
-    ret = migration_save_uri(m, uri);
+    ret = migration_save_uri(m, uri, !was_running);
     if (was_running)
         machine_resume_vcpus(m);
     last.total_ms = (clock_ns() - t0) / 1000000;
@@ -114,9 +115,25 @@ static json_t *cmd_query_migrate(struct machine *m, json_t *args, struct qmp_err
     return r;
 }
 
+/* Main loop, the state loaded: run, unless the source was paused (the
+ * stream's run state) or -S asked to wait for cont -- QEMU's autostart. */
+void migration_incoming_resume(struct machine *m, bool stream_paused)
+{
+    if (stream_paused || m->cfg->start_paused) {
+        m->paused = true;
+        qmp_run_state = QMP_RUN_PAUSED;
+        return;
+    }
+    m->paused = false;
+    qmp_run_state = QMP_RUN_RUNNING;
+    machine_resume_vcpus(m);
+    qmp_event_send("RESUME", NULL);
+}
+
 static json_t *cmd_migrate_incoming(struct machine *m, json_t *args, struct qmp_error *err)
 {
     const char *uri = json_string_value(json_object_get(args, "uri"));
+    bool paused;
     int ret;
 
     if (!incoming_deferred) {
@@ -139,7 +156,7 @@ static json_t *cmd_migrate_incoming(struct machine *m, json_t *args, struct qmp_
     migration_event("setup");
     migration_event("active");
     machine_pause_vcpus(m);
-    ret = migration_load_uri(m, uri);
+    ret = migration_load_uri(m, uri, &paused);
     if (ret < 0) {
         migration_event("failed");
         qmp_error_set(err, QMP_ERR_GENERIC, "incoming migration from %s failed: %s", uri,
@@ -150,10 +167,7 @@ static json_t *cmd_migrate_incoming(struct machine *m, json_t *args, struct qmp_
     }
     incoming_deferred = false;
     migration_event("completed");
-    m->paused = false;
-    qmp_run_state = QMP_RUN_RUNNING;
-    machine_resume_vcpus(m);
-    qmp_event_send("RESUME", NULL);
+    migration_incoming_resume(m, paused);
     return json_object();
 }
 
@@ -272,6 +286,7 @@ void migration_qmp_register(void)
 int migration_incoming_startup(struct machine *m, const char *uri)
 {
     uint64_t t0 = clock_ns();
+    bool paused;
 
     if (!strcmp(uri, "defer")) {
         /* The vCPU threads park before their first instruction. */
@@ -292,9 +307,15 @@ int migration_incoming_startup(struct machine *m, const char *uri)
         qmp_run_state = QMP_RUN_INMIGRATE;
         return 0;
     }
-    if (migration_load_uri(m, uri) < 0) {
+    if (migration_load_uri(m, uri, &paused) < 0) {
         error_report("-incoming %s: the VM was not started", uri);
         return -1;
+    }
+    if (paused) {
+        /* A snapshot of a paused VM: the vCPU threads park at once. */
+        m->paused = true;
+        atomic_store(&m->vcpus_should_stop, 1);
+        qmp_run_state = QMP_RUN_PAUSED;
     }
     LOG(LOG_ACCEL, "incoming: %s loaded in %llu ms\n", uri,
         (unsigned long long)((clock_ns() - t0) / 1000000));

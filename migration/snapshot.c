@@ -282,6 +282,22 @@ int mig_save_header(struct machine *m, struct mig_channel *ch)
     return ret;
 }
 
+/* Whether the VM ran when the migration began, as QEMU's "globalstate"
+ * section carries it: a snapshot of a paused VM resumes paused.  Streams
+ * without the section come from a running VM. */
+struct mig_runstate {
+    bool running;
+};
+
+static const struct vmstate_field runstate_fields[] = {
+    VMS_BOOL_FIELD(struct mig_runstate, running),
+    VMS_END,
+};
+
+static const struct vmstate_desc runstate_vmstate = {
+    .name = "runstate", .version = 1, .fields = runstate_fields,
+};
+
 int mig_save_state(struct machine *m, struct mig_channel *ch)
 {
     struct irqchip *c;
@@ -289,6 +305,11 @@ int mig_save_state(struct machine *m, struct mig_channel *ch)
     uint64_t now = clock_ns();
     int ret = 0;
 
+    struct mig_runstate rs = { .running = !ch->vm_paused };
+
+    ret = put_desc(ch, "runstate", 0, &runstate_vmstate, &rs, now);
+    if (ret < 0)
+        return ret;
     c = irqchip_for_save(m, &temp);
     if (!c) {
         error_report("%s: cannot read the interrupt controllers' state", ch->what);
@@ -346,6 +367,8 @@ struct load_state {
     uint8_t *chunk_seen;    /* one byte per RAM chunk */
     uint32_t version;       /* of the stream */
     struct hole_cursor hc;
+    struct mig_runstate runstate;
+    bool runstate_seen;
 };
 
 static int load_ram(struct load_state *ls, const struct mig_section *s)
@@ -448,6 +471,14 @@ static int stage(struct load_state *ls, struct mig_section *s)
         return load_ram(ls, s);
     if (!strcmp(s->name, "ram-dirty"))
         return load_ram_dirty(ls, s);
+    if (!strcmp(s->name, "runstate")) {
+        if (s->instance != 0 || ls->runstate_seen)
+            goto unexpected;
+        ret = vmstate_load(s->payload, s->len, s->version, &runstate_vmstate, &ls->runstate,
+                           ls->now, true, what);
+        ls->runstate_seen = ret == 0;
+        return ret;
+    }
     if (!strcmp(s->name, "cpu")) {
         snprintf(what, sizeof(what), "%s: vCPU %u", ls->what, s->instance);
         if (s->instance >= (uint32_t)m->nr_vcpus || ls->cpu_seen[s->instance]) {
@@ -618,7 +649,7 @@ static int commit(struct load_state *ls)
 int migration_load(struct machine *m, struct mig_channel *ch)
 {
     struct load_state ls = { .m = m, .what = ch->what, .now = clock_ns(),
-                             .hc = HOLE_CURSOR(m->ram_fd) };
+                             .hc = HOLE_CURSOR(m->ram_fd), .runstate.running = true };
     struct vmbuf digest;
     struct mig_section s;
     int ret;
@@ -667,6 +698,8 @@ int migration_load(struct machine *m, struct mig_channel *ch)
     ret = check_complete(&ls);
     if (ret == 0)
         ret = commit(&ls);
+    if (ret == 0)
+        ch->vm_paused = !ls.runstate.running;
     if (ch->lock_commit)
         machine_unlock();
 out:
@@ -691,10 +724,10 @@ static int parse_file_uri(const char *uri, const char **path)
     return 0;
 }
 
-int migration_save_uri(struct machine *m, const char *uri)
+int migration_save_uri(struct machine *m, const char *uri, bool vm_paused)
 {
     const char *path;
-    struct mig_channel ch = { .what = uri };
+    struct mig_channel ch = { .what = uri, .vm_paused = vm_paused };
     int ret = parse_file_uri(uri, &path);
 
     if (ret < 0)
@@ -715,7 +748,7 @@ int migration_save_uri(struct machine *m, const char *uri)
     return ret;
 }
 
-int migration_load_uri(struct machine *m, const char *uri)
+int migration_load_uri(struct machine *m, const char *uri, bool *vm_paused)
 {
     const char *path;
     struct mig_channel ch = { .what = uri };
@@ -731,5 +764,6 @@ int migration_load_uri(struct machine *m, const char *uri)
     }
     ret = migration_load(m, &ch);
     close(ch.fd);
+    *vm_paused = ch.vm_paused;
     return ret;
 }

@@ -210,11 +210,14 @@ def test_snapshot_restore(tmp_path, guests, src, dst):
 
 
 def test_snapshot_of_stopped_vm_stays_stopped(tmp_path, guests):
-    a = Guest(tmp_path, "emu")
+    """The source stays paused after the snapshot, and so does the restored
+    VM (the stream carries the run state, as QEMU's does) until cont."""
+    snap = tmp_path / "s"
+    a = Guest(tmp_path, "emu", name="src")
     guests.append(a)
     a.wait_rounds(1)
     a.q.ret("stop")
-    take_snapshot(a, tmp_path / "s")
+    take_snapshot(a, snap)
     assert a.q.ret("query-status")["status"] == "paused"
     n = len(a.rounds())
     time.sleep(0.5)
@@ -223,6 +226,42 @@ def test_snapshot_of_stopped_vm_stays_stopped(tmp_path, guests):
     a.wait_rounds(1)
     a.check_consistent()
     assert a.quit() == 0
+
+    for i, how in enumerate((["-incoming", f"file:{snap}"], ["-incoming", "defer"])):
+        b = Guest(tmp_path, "emu", name=f"dst{i}", extra=how)
+        guests.append(b)
+        if how[1] == "defer":
+            assert b.q.ret("migrate-incoming", {"uri": f"file:{snap}"}) == {}
+        assert b.q.ret("query-status")["status"] == "paused"
+        time.sleep(0.5)
+        assert b.rounds() == []
+        b.q.events.clear()
+        b.q.ret("cont")
+        b.wait_rounds(1)
+        b.check_consistent()
+        assert b.rounds()[0] >= n
+        assert b.quit() == 0
+
+
+def test_incoming_with_S_waits_for_cont(tmp_path, guests):
+    """-S with -incoming: the state loads, the VM waits for cont (QEMU's
+    autostart off)."""
+    snap = tmp_path / "s"
+    a = Guest(tmp_path, "emu", name="src")
+    guests.append(a)
+    a.wait_rounds(1)
+    take_snapshot(a, snap)
+    a.quit()
+    b = Guest(tmp_path, "emu", name="dst", extra=["-S", "-incoming", "defer"])
+    guests.append(b)
+    assert b.q.ret("migrate-incoming", {"uri": f"file:{snap}"}) == {}
+    assert b.q.ret("query-status")["status"] == "paused"
+    time.sleep(0.5)
+    assert b.rounds() == []
+    b.q.ret("cont")
+    b.wait_rounds(1)
+    b.check_consistent()
+    assert b.quit() == 0
 
 
 def test_incoming_defer(tmp_path, guests):
