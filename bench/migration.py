@@ -2,16 +2,18 @@
 """Issue 7 benchmarks: live accelerator switch latency (kvm->emu, emu->kvm),
 snapshot save/restore time and live migration over loopback TCP, vmon (emu)
 vs QEMU (tcg), on the same 256 MiB guest running
-tests/guest/kernels/switch.c (which rewrites a 64 KiB table all the time).
+tests/guest/kernels/switch.c (which rewrites a 64 KiB table all the time),
+once with its RAM otherwise idle and once with a 128 MiB working set
+(switch.c's ws=) filled with non-zero data and kept dirty.
 
-Live migration: both with their defaults (downtime-limit 300 ms,
-max-bandwidth 128 MiB/s), destination started with -incoming tcp:; total
+Live migration: both at max-bandwidth 1 GiB/s with the default
+downtime-limit (300 ms), cancelled if not converged in 60 s; destination started with -incoming tcp:; total
 time is from the migrate command to the source's status completed, and
 total-time and downtime are what each source's query-migrate reports.
 
 QEMU 7.2 has no `file:` migration URI (it arrived in 8.2): its snapshot is
 `migrate exec:cat>PATH` and `-incoming exec:cat PATH`, which is what 7.2
-users do.  Save: from the migrate command to status completed.  Restore:
+users do.  Save: from the migrate command of a stopped VM to status completed.  Restore:
 from process start to query-status "running" with the state loaded.
 Usage: bench/migration.py [RUNS]   (env VMON, QEMU, GUEST_TESTS)"""
 import json
@@ -27,6 +29,13 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import DEBUG_EXIT, GUEST_TESTS, QEMU, VMON, ensure_built  # noqa: E402
 
 MEM = "256"
+# MiB the guest keeps dirty in the second set of runs (switch.c's ws=).
+WORKING_SET = 128
+# Live migration: both VMMs at 1 GiB/s (the 128 MiB/s default is slower than
+# the working set is rewritten), the default 300 ms downtime limit, and a
+# run that has not converged after this many seconds is cancelled.
+MAX_BANDWIDTH = 1 << 30
+CONVERGE_TIMEOUT = 60
 
 
 def reap(p):
@@ -75,10 +84,10 @@ class QMP:
                 return msg["return"]
 
 
-def start(which, accel, sock, extra=()):
+def start(which, accel, sock, extra=(), ws=0):
     kernel = os.path.join(GUEST_TESTS, "switch.elf")
     args = ["-accel", accel, "-m", MEM, "-nographic", "-no-reboot", *DEBUG_EXIT,
-            "-kernel", kernel, "-append", "rounds=0", "-qmp",
+            "-kernel", kernel, "-append", f"rounds=0 ws={ws}", "-qmp",
             f"unix:{sock},server=on,wait=off", *extra]
     cmd = [VMON, *args] if which == "vmon" else [QEMU, "-M", "pc", "-net", "none", *args]
     return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -86,23 +95,34 @@ def start(which, accel, sock, extra=()):
 
 
 def wait_running(q, timeout=60):
+    """Until the guest runs.  A VM restored from a snapshot of a stopped VM
+    comes up paused in QEMU (its runstate travels in the stream): cont."""
     deadline = time.time() + timeout
-    while q.cmd("query-status")["status"] != "running":
+    while True:
+        st = q.cmd("query-status")["status"]
+        if st == "running":
+            return
+        if st == "paused":
+            q.cmd("cont")
         if time.time() > deadline:
-            raise RuntimeError("never running")
+            raise RuntimeError(f"never running (status {st})")
         time.sleep(0.002)
 
 
-def snapshot_once(which, accel, tmp):
+def snapshot_once(which, accel, tmp, ws):
     sock, sock2 = os.path.join(tmp, "a.qmp"), os.path.join(tmp, "b.qmp")
     path = os.path.join(tmp, "snap")
     for p in (sock, sock2, path):
         if os.path.exists(p):
             os.unlink(p)
-    p = start(which, accel, sock)
+    p = start(which, accel, sock, ws=ws)
     try:
         q = QMP(sock)
         time.sleep(1.0)   # let the guest dirty its table
+        # A snapshot of a stopped VM: QEMU's migrate of a running one is a
+        # live migration into the file, which never converges while the
+        # working set is rewritten faster than it is copied.
+        q.cmd("stop")
         t0 = time.perf_counter()
         if which == "vmon":
             q.cmd("migrate", {"uri": f"file:{path}"})
@@ -117,7 +137,7 @@ def snapshot_once(which, accel, tmp):
     size = os.path.getsize(path)
     t0 = time.perf_counter()
     inc = f"file:{path}" if which == "vmon" else f"exec:cat {path}"
-    p = start(which, accel, sock2, ["-incoming", inc])
+    p = start(which, accel, sock2, ["-incoming", inc], ws=ws)
     try:
         q = QMP(sock2)
         wait_running(q)
@@ -136,24 +156,29 @@ def free_port():
     return port
 
 
-def live_once(which, accel, tmp):
+def live_once(which, accel, tmp, ws):
     sock, sock2 = os.path.join(tmp, "src.qmp"), os.path.join(tmp, "dst.qmp")
     for p in (sock, sock2):
         if os.path.exists(p):
             os.unlink(p)
     port = free_port()
-    dst = start(which, accel, sock2, ["-incoming", f"tcp:127.0.0.1:{port}"])
-    src = start(which, accel, sock)
+    dst = start(which, accel, sock2, ["-incoming", f"tcp:127.0.0.1:{port}"], ws=ws)
+    src = start(which, accel, sock, ws=ws)
     try:
         qd = QMP(sock2)
         q = QMP(sock)
         time.sleep(1.0)   # let the guest dirty its table
+        q.cmd("migrate-set-parameters", {"max-bandwidth": MAX_BANDWIDTH})
         t0 = time.perf_counter()
         q.cmd("migrate", {"uri": f"tcp:127.0.0.1:{port}"})
         while True:
             st = q.cmd("query-migrate")
             if st.get("status") in ("completed", "failed", "cancelled"):
                 break
+            if time.perf_counter() - t0 > CONVERGE_TIMEOUT:
+                q.cmd("migrate_cancel")
+                raise RuntimeError(f"no convergence in {CONVERGE_TIMEOUT} s "
+                                   f"(dirty rate {st.get('ram', {}).get('dirty-pages-rate')} pages/s)")
             time.sleep(0.001)
         wall = time.perf_counter() - t0
         if st["status"] != "completed":
@@ -201,36 +226,38 @@ def main():
         for to, name in (("emu", "kvm -> emu"), ("kvm", "emu -> kvm")):
             v = sw[to]
             print(f"| {name} | {statistics.median(v):.1f} | {min(v):.1f} | {max(v):.1f} |")
-    rows = {}
+    for ws in (0, WORKING_SET):
+        snapshot_and_live(runs, ws)
+
+
+def median_rows(runs, once, ws, ncols):
+    """Medians of each column of runs of once(which, accel, tmp, ws), per VMM."""
+    out = {}
     with tempfile.TemporaryDirectory() as tmp:
         for which, accel in (("vmon", "emu"), ("qemu", "tcg")):
             res = []
             for _ in range(runs):
                 try:
-                    res.append(snapshot_once(which, accel, tmp))
+                    res.append(once(which, accel, tmp, ws))
                 except (OSError, RuntimeError, ValueError) as e:
-                    print(f"# {which}: run failed: {e!r}")
-            rows[which] = (statistics.median(r[0] for r in res),
-                           statistics.median(r[1] for r in res), res[-1][2])
-    print("| snapshot | vmon (emu) | QEMU (tcg) | ratio |")
+                    print(f"# {which}: {once.__name__} failed: {e!r}")
+            # No successful run: the row says "-" rather than a number.
+            out[which] = ([statistics.median(r[k] for r in res) for k in range(ncols)]
+                          if res else [float("nan")] * ncols)
+    return out["vmon"], out["qemu"]
+
+
+def snapshot_and_live(runs, ws):
+    what = f"working set {ws} MiB" if ws else "idle RAM"
+    v, qm = median_rows(runs, snapshot_once, ws, 3)
+    print(f"| snapshot, {what} | vmon (emu) | QEMU (tcg) | ratio |")
     print("|---|---|---|---|")
-    v, qm = rows["vmon"], rows["qemu"]
     print(f"| save s | {v[0]:.3f} | {qm[0]:.3f} | {v[0] / qm[0]:.2f} |")
     print(f"| restore to running s | {v[1]:.3f} | {qm[1]:.3f} | {v[1] / qm[1]:.2f} |")
     print(f"| file MiB | {v[2] / 2**20:.1f} | {qm[2] / 2**20:.1f} | {v[2] / qm[2]:.2f} |")
-    live = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for which, accel in (("vmon", "emu"), ("qemu", "tcg")):
-            res = []
-            for _ in range(runs):
-                try:
-                    res.append(live_once(which, accel, tmp))
-                except (OSError, RuntimeError, ValueError) as e:
-                    print(f"# {which}: live run failed: {e!r}")
-            live[which] = [statistics.median(r[k] for r in res) for k in range(5)]
-    print("| live migration (loopback) | vmon (emu) | QEMU (tcg) | ratio |")
+    v, qm = median_rows(runs, live_once, ws, 5)
+    print(f"| live migration (loopback), {what} | vmon (emu) | QEMU (tcg) | ratio |")
     print("|---|---|---|---|")
-    v, qm = live["vmon"], live["qemu"]
     print(f"| migrate to completed s | {v[0]:.3f} | {qm[0]:.3f} | {v[0] / qm[0]:.2f} |")
     print(f"| total-time s (reported) | {v[1]:.3f} | {qm[1]:.3f} | {v[1] / qm[1]:.2f} |")
     print(f"| downtime ms (reported) | {v[2] * 1000:.0f} | {qm[2] * 1000:.0f} | "

@@ -14,7 +14,13 @@
  * Prints "switch: round N ok" (N counts the lines) when every=CYCLES of TSC
  * time (default 1e8) have passed since the last line, at the end of a
  * round of iters=N (default 65536) steps.  rounds=N (default 4) lines end
- * with PASS; rounds=0 runs until the host stops it. */
+ * with PASS; rounds=0 runs until the host stops it.
+ *
+ * ws=MIB (default 0) adds a working set of that many MiB at 64 MiB
+ * physical, filled with non-zero words at start and then kept dirty: each
+ * step also adds its value to the first word of a pseudo-random page of it,
+ * and a round checks those words' sum.  It gives live migration something
+ * to copy and a steady dirty rate (bench/migration.py). */
 #include "rt.h"
 
 #define VEC_TIMER 0x40
@@ -29,6 +35,10 @@ static uint64_t rounds = 4, iters = 1u << 16;
 static uint64_t every = 100000000;
 static volatile uint64_t ticks;
 static uint64_t table[TABLE_WORDS];
+
+#define WS_BASE (64ull << 20)
+#define PAGE_WORDS 512
+static uint64_t ws_mib, ws_pages;
 
 static void on_timer(void)
 {
@@ -138,7 +148,14 @@ static NORETURN void fail(uint64_t round, const char *what, uint64_t a, uint64_t
 
 static NORETURN void workload(uint64_t seed)
 {
-    uint64_t x = seed, sum = 0, round = 0, line = 0, last = rdtsc64();
+    uint64_t x = seed, sum = 0, ws_sum = 0, round = 0, line = 0, last = rdtsc64();
+    uint64_t *ws = (uint64_t *)WS_BASE;
+
+    /* Every word non-zero, so no page of the working set is skipped as a
+     * zero page; the first word of each page starts at 1 and is summed. */
+    for (uint64_t i = 0; i < ws_pages * PAGE_WORDS; i++)
+        ws[i] = i % PAGE_WORDS ? ~i : 1;
+    ws_sum = ws_pages;
 
     __asm__ volatile("movq %0, %%xmm8" :: "r"(x));
     for (;;) {
@@ -150,6 +167,10 @@ static NORETURN void workload(uint64_t seed)
             __asm__ volatile(XMM_STEP ::: "memory");
             table[x % TABLE_WORDS] += x;
             sum += x;
+            if (ws_pages) {
+                ws[(x >> 20) % ws_pages * PAGE_WORDS] += x;
+                ws_sum += x;
+            }
         }
         __asm__ volatile("movq %%xmm8, %0" : "=r"(v));
         if (v != x)
@@ -158,6 +179,11 @@ static NORETURN void workload(uint64_t seed)
             check += table[i];
         if (check != sum)
             fail(round, "memory", check, sum);
+        check = 0;
+        for (uint64_t p = 0; p < ws_pages; p++)
+            check += ws[p * PAGE_WORDS];
+        if (check != ws_sum)
+            fail(round, "working set", check, ws_sum);
         if (lapic_read(LAPIC_LVT_TIMER) != (VEC_TIMER | LVT_PERIODIC))
             fail(round, "lapic lvt timer", lapic_read(LAPIC_LVT_TIMER), VEC_TIMER | LVT_PERIODIC);
         if (lapic_read(LAPIC_TIMER_INIT) != TIMER_10MS)
@@ -194,10 +220,17 @@ void test_main(void)
     cmdline_get_u64("rounds", &rounds);
     cmdline_get_u64("iters", &iters);
     cmdline_get_u64("every", &every);
+    cmdline_get_u64("ws", &ws_mib);
+    /* The identity map covers 4 GiB; the working set must also be RAM. */
+    if (ws_mib && (ws_mib > 4000 || WS_BASE + (ws_mib << 20) > boot_info.usable_bytes + (1u << 20)))
+        test_fail("switch: ws=%lu MiB does not fit above 64 MiB in RAM", ws_mib);
+    ws_pages = ws_mib << 8;
     /* SSE in ring 3: CR4.OSFXSR and OSXMMEXCPT. */
     __asm__ volatile("mov %%cr4, %0" : "=r"(cr4));
     __asm__ volatile("mov %0, %%cr4" :: "r"(cr4 | 0x600));
     kprintf("switch: %lu rounds of %lu\n", rounds, iters);
+    if (ws_mib)
+        kprintf("switch: working set %lu MiB\n", ws_mib);
     idt_set_handler(VEC_TIMER, on_timer);
     lapic_enable();
     lapic_write(LAPIC_TIMER_DIV, LAPIC_DIV_16);
