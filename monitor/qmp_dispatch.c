@@ -137,10 +137,31 @@ bool qmp_check_args(const struct qmp_arg *decl, json_t *args, struct qmp_error *
     return true;
 }
 
+/* A description quoting the client's bytes (jansson's parse errors do) may
+ * not be UTF-8, which a JSON string must be: such bytes become '?'. */
+static json_t *error_desc(const char *desc)
+{
+    json_t *d = json_string(desc);
+    char *ascii;
+
+    if (d)
+        return d;
+    ascii = strdup(desc);
+    if (!ascii)
+        return NULL;
+    for (char *p = ascii; *p; p++)
+        if ((unsigned char)*p >= 0x80)
+            *p = '?';
+    d = json_string(ascii);
+    free(ascii);
+    return d;
+}
+
 static json_t *error_reply(const struct qmp_error *err, json_t *id)
 {
-    json_t *reply = json_pack("{s:{s:s,s:s}}", "error",
-                              "class", qmp_error_class_name(err->cls), "desc", err->desc);
+    json_t *reply = json_pack("{s:{s:s,s:o*}}", "error",
+                              "class", qmp_error_class_name(err->cls), "desc",
+                              error_desc(err->desc));
 
     if (reply && id)
         json_object_set(reply, "id", id);

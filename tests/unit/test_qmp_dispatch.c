@@ -132,6 +132,12 @@ static void malformed_envelopes(void **state)
                  "GenericError", "QMP input member 'arguments' must be an object");
     assert_error(request("{\"execute\": \"query-status\", \"execute\": \"x\"}", &neg),
                  "GenericError", "JSON parse error, duplicate object key near '\"execute\"'");
+    /* The parse error quotes bytes that are not UTF-8: still a reply (the
+     * fuzzer found NULL here), with those bytes as '?'. */
+    r = request("{\"execute\": \"x\xda\xd0\x9a\"", &neg);
+    assert_non_null(strstr(json_string_value(json_object_get(json_object_get(r, "error"), "desc")),
+                           "JSON parse error, "));
+    json_decref(r);
 }
 
 static void arguments_are_checked(void **state)
