@@ -11,7 +11,7 @@ kernels=$3
 time=${FUZZ_TIME:-20}
 cd "$(dirname "$0")/../.."
 san="-fsanitize=address,undefined -fno-sanitize-recover=all"
-pkgs="capstone zlib libzstd jansson slirp libisal"
+pkgs="capstone zlib libzstd jansson slirp liburing libisal"
 echo "fuzz: building libvmon with clang's fuzzer instrumentation"
 # gcc's -Werror is the project's warning gate; clang's different set of
 # warnings is not an error in this build (-w keeps the log readable).
