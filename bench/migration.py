@@ -23,6 +23,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -90,8 +91,26 @@ def start(which, accel, sock, extra=(), ws=0):
             "-kernel", kernel, "-append", f"rounds=0 ws={ws}", "-qmp",
             f"unix:{sock},server=on,wait=off", *extra]
     cmd = [VMON, *args] if which == "vmon" else [QEMU, "-M", "pc", "-net", "none", *args]
-    return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL)
+    p.serial = b""
+
+    def pump():
+        for chunk in iter(lambda: p.stdout.read1(65536), b""):
+            p.serial += chunk
+    threading.Thread(target=pump, daemon=True).start()
+    return p
+
+
+def settle(p, ws, timeout=120):
+    """Let the guest dirty its table for a second, after it has filled its
+    working set (emu and tcg fill it at different speeds)."""
+    deadline = time.time() + timeout
+    while ws and b"working set ready" not in p.serial:
+        if time.time() > deadline or p.poll() is not None:
+            raise RuntimeError("the guest never filled its working set")
+        time.sleep(0.01)
+    time.sleep(1.0)
 
 
 def wait_running(q, timeout=60):
@@ -118,7 +137,7 @@ def snapshot_once(which, accel, tmp, ws):
     p = start(which, accel, sock, ws=ws)
     try:
         q = QMP(sock)
-        time.sleep(1.0)   # let the guest dirty its table
+        settle(p, ws)
         # A snapshot of a stopped VM: QEMU's migrate of a running one is a
         # live migration into the file, which never converges while the
         # working set is rewritten faster than it is copied.
@@ -167,7 +186,7 @@ def live_once(which, accel, tmp, ws):
     try:
         qd = QMP(sock2)
         q = QMP(sock)
-        time.sleep(1.0)   # let the guest dirty its table
+        settle(src, ws)
         q.cmd("migrate-set-parameters", {"max-bandwidth": MAX_BANDWIDTH})
         t0 = time.perf_counter()
         q.cmd("migrate", {"uri": f"tcp:127.0.0.1:{port}"})

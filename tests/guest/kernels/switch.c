@@ -50,7 +50,7 @@ static void on_timer(void)
  * emu does not consult the TSS I/O bitmap, so a guest that relies on either
  * would not survive kvm -> emu.  Output goes through SYSCALL instead: rax
  * selects the service, rdi/rsi/rdx/r10 are its arguments. */
-enum { SYS_ROUND = 1, SYS_TIMER_OK, SYS_FAIL, SYS_DONE };
+enum { SYS_ROUND = 1, SYS_TIMER_OK, SYS_FAIL, SYS_DONE, SYS_WS_READY };
 
 uint64_t switch_syscall(uint64_t nr, uint64_t a, uint64_t b, uint64_t c, uint64_t d);
 uint64_t switch_syscall(uint64_t nr, uint64_t a, uint64_t b, uint64_t c, uint64_t d)
@@ -67,6 +67,9 @@ uint64_t switch_syscall(uint64_t nr, uint64_t a, uint64_t b, uint64_t c, uint64_
         debug_exit(1);
     case SYS_DONE:
         test_pass();
+    case SYS_WS_READY:
+        kprintf("switch: working set ready\n");
+        return 0;
     }
     return (uint64_t)-1;
 }
@@ -156,6 +159,8 @@ static NORETURN void workload(uint64_t seed)
     for (uint64_t i = 0; i < ws_pages * PAGE_WORDS; i++)
         ws[i] = i % PAGE_WORDS ? ~i : 1;
     ws_sum = ws_pages;
+    if (ws_pages)
+        sys(SYS_WS_READY, 0, 0, 0, 0);
 
     __asm__ volatile("movq %0, %%xmm8" :: "r"(x));
     for (;;) {
