@@ -8,8 +8,8 @@
  * on the main loop, under the machine lock, from the backend's eventfd:
  * the status byte is written, the used ring updated and the guest
  * interrupted once per batch.  So neither a vCPU nor the main loop waits
- * for the disk.  A reset bumps the transport's generation; completions of
- * an older generation are dropped. */
+ * for the disk, except at a device reset, which drains the requests in
+ * flight (their completions, of an older generation, are dropped). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -110,7 +110,7 @@ static void req_done(void *opaque, int ret)
         r->result = BLK_S_IOERR;
         r->written = 1;
     }
-    /* Otherwise the device was reset meanwhile: the buffers are not ours. */
+    /* After a reset (an older generation) the ring is not ours to touch. */
     if (r->generation == v->generation && v->vq[0].enabled) {
         *r->status = r->result;
         vq_push(&v->vq[0], r->e.head, r->written);
@@ -261,8 +261,14 @@ static void blk_queue_notify(struct virtio_dev *v, unsigned q)
 
 static void blk_reset(struct virtio_dev *v)
 {
-    /* In-flight requests finish in the backend and are dropped by
-     * generation when they complete. */
+    struct virtio_blk *b = v->opaque;
+
+    /* After a reset the device must not touch the driver's memory, and an
+     * in-flight read would still land in it: wait for them (as QEMU does).
+     * The generation is already new, so their completions are dropped. */
+    if (b->aio)
+        blk_aio_drain(b->aio);
+    b->completed = false;
 }
 
 static void blk_destroy(struct virtio_dev *v)
