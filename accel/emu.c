@@ -321,6 +321,7 @@ static int emu_vcpu_init(struct vcpu *v)
     ev->c.irq_ack = emu_irq_ack;
     ev->c.io_written = emu_io_written;
     ev->c.irq_opaque = ev;
+    ev->c.irq_hint = &ev->irq_hint;
     ev->c.vcpu = v;
     ev->c.lapic = irqchip_lapic(em->chip, v->index);
     ev->c.deliver_exceptions = true;

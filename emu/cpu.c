@@ -540,8 +540,14 @@ static void run_blocks(struct emu_cpu *c)
         }
         if (unlikely(s->events.nmi_pending) && emu_take_nmi(c))
             prev = NULL;
-        if (c->irq_pending && (s->rflags & X86_RFLAGS_IF) && take_interrupt(c))
-            prev = NULL;
+        if (c->irq_pending && (s->rflags & X86_RFLAGS_IF)) {
+            /* No hint: irq_pending would say none, so do here what
+             * take_interrupt does then, without the two calls. */
+            if (c->irq_hint && !atomic_load_explicit(c->irq_hint, memory_order_relaxed))
+                s->events.interrupt_shadow = 0;
+            else if (take_interrupt(c))
+                prev = NULL;
+        }
         c->insn_rip = s->rip;
         la = emu_linear(c, S_CS, s->rip, 1, ACC_EXEC);
         one = unlikely(c->dbg_step) && debug_before(c, la);

@@ -13,6 +13,7 @@
 #define VMON_EMU_EMU_H
 
 #include <setjmp.h>
+#include <stdatomic.h>
 #include "machine/machine.h"
 
 struct lapic;
@@ -138,6 +139,10 @@ struct emu_cpu {
      * have made an interrupt deliverable). */
     void (*io_written)(void *opaque);
     void *irq_opaque;
+    /* NULL, or a flag the irq hooks' owner keeps nonzero whenever an
+     * interrupt may be pending: while it is zero the run loop's per-block
+     * poll skips the irq_pending call. */
+    atomic_int *irq_hint;
     /* This vCPU's local APIC (accel/emu.c sets it; NULL in unit tests):
      * CR8 and IA32_APIC_BASE go through it, under the machine lock. */
     struct lapic *lapic;

@@ -6,6 +6,11 @@
 #include "emu/emu.h"
 #include "util/log.h"
 
+/* The memory-access fast paths: forced inline, because in a file of many
+ * small handlers (exec_fast.c) gcc's unit-growth limit otherwise leaves
+ * them out of line, a call per guest memory access. */
+#define EMU_INLINE static inline __attribute__((always_inline))
+
 struct emu_insn;
 typedef void (*emu_exec_fn)(struct emu_cpu *c, const struct emu_insn *i);
 
@@ -222,7 +227,7 @@ uint64_t emu_linear_slow(struct emu_cpu *c, unsigned seg, uint64_t off, unsigned
                          enum emu_access acc);
 
 /* Segment offset to linear address, with the limit checks of the mode. */
-static inline uint64_t emu_linear(struct emu_cpu *c, unsigned seg, uint64_t off, unsigned size,
+EMU_INLINE uint64_t emu_linear(struct emu_cpu *c, unsigned seg, uint64_t off, unsigned size,
                                   enum emu_access acc)
 {
     if (likely(c->mode == EMU_MODE_64))
@@ -239,7 +244,7 @@ void *emu_rmw_ptr_slow(struct emu_cpu *c, uint64_t la, unsigned size);
  * *host to the host pointer of the byte if it is RAM. */
 gpa_t emu_translate(struct emu_cpu *c, uint64_t la, enum emu_access acc, uint8_t **host);
 
-static inline uint64_t emu_load_host(const void *p, unsigned size)
+EMU_INLINE uint64_t emu_load_host(const void *p, unsigned size)
 {
     switch (size) {
     case 1: return *(const uint8_t *)p;
@@ -249,7 +254,7 @@ static inline uint64_t emu_load_host(const void *p, unsigned size)
     }
 }
 
-static inline void emu_store_host(void *p, unsigned size, uint64_t v)
+EMU_INLINE void emu_store_host(void *p, unsigned size, uint64_t v)
 {
     switch (size) {
     case 1: *(uint8_t *)p = (uint8_t)v; break;
@@ -259,17 +264,17 @@ static inline void emu_store_host(void *p, unsigned size, uint64_t v)
     }
 }
 
-static inline struct emu_tlb_entry *emu_tlb_entry(struct emu_cpu *c, uint64_t la)
+EMU_INLINE struct emu_tlb_entry *emu_tlb_entry(struct emu_cpu *c, uint64_t la)
 {
     return &c->tlb[c->mmu_idx][(la >> 12) & (EMU_TLB_SIZE - 1)];
 }
 
-static inline bool emu_in_page(uint64_t la, unsigned size)
+EMU_INLINE bool emu_in_page(uint64_t la, unsigned size)
 {
     return (la & 0xfff) + size <= 0x1000;
 }
 
-static inline uint64_t emu_read_la(struct emu_cpu *c, uint64_t la, unsigned size)
+EMU_INLINE uint64_t emu_read_la(struct emu_cpu *c, uint64_t la, unsigned size)
 {
     struct emu_tlb_entry *e = emu_tlb_entry(c, la);
 
@@ -278,7 +283,7 @@ static inline uint64_t emu_read_la(struct emu_cpu *c, uint64_t la, unsigned size
     return emu_read_slow(c, la, size, ACC_READ);
 }
 
-static inline void emu_write_la(struct emu_cpu *c, uint64_t la, unsigned size, uint64_t v)
+EMU_INLINE void emu_write_la(struct emu_cpu *c, uint64_t la, unsigned size, uint64_t v)
 {
     struct emu_tlb_entry *e = emu_tlb_entry(c, la);
 
@@ -288,7 +293,7 @@ static inline void emu_write_la(struct emu_cpu *c, uint64_t la, unsigned size, u
         emu_write_slow(c, la, size, v);
 }
 
-static inline void *emu_rmw_ptr(struct emu_cpu *c, uint64_t la, unsigned size)
+EMU_INLINE void *emu_rmw_ptr(struct emu_cpu *c, uint64_t la, unsigned size)
 {
     struct emu_tlb_entry *e = emu_tlb_entry(c, la);
 
@@ -297,12 +302,12 @@ static inline void *emu_rmw_ptr(struct emu_cpu *c, uint64_t la, unsigned size)
     return emu_rmw_ptr_slow(c, la, size);
 }
 
-static inline uint64_t emu_read(struct emu_cpu *c, unsigned seg, uint64_t off, unsigned size)
+EMU_INLINE uint64_t emu_read(struct emu_cpu *c, unsigned seg, uint64_t off, unsigned size)
 {
     return emu_read_la(c, emu_linear(c, seg, off, size, ACC_READ), size);
 }
 
-static inline void emu_write(struct emu_cpu *c, unsigned seg, uint64_t off, unsigned size,
+EMU_INLINE void emu_write(struct emu_cpu *c, unsigned seg, uint64_t off, unsigned size,
                              uint64_t v)
 {
     emu_write_la(c, emu_linear(c, seg, off, size, ACC_WRITE), size, v);
@@ -313,7 +318,7 @@ static inline void emu_write(struct emu_cpu *c, unsigned seg, uint64_t off, unsi
 void emu_probe_write(struct emu_cpu *c, uint64_t la, unsigned size);
 
 /* Effective address of the ModRM memory operand (offset, not linear). */
-static inline uint64_t emu_ea(struct emu_cpu *c, const struct emu_insn *i)
+EMU_INLINE uint64_t emu_ea(struct emu_cpu *c, const struct emu_insn *i)
 {
     uint64_t a = (uint64_t)i->disp;
 

@@ -242,6 +242,76 @@ static const emu_exec_fn shift_fast[4][3][2] = {
     SHIFT_ROW(1), SHIFT_ROW(2), SHIFT_ROW(4), SHIFT_ROW(8),
 };
 
+/* By CL: a masked count of 0 changes no flags (but still writes a 32-bit
+ * register): the generic handler does that case. */
+#define SHIFT_CL_FORMS(NAME, KIND, S)                                          \
+    FAST(NAME##_cl_r_##S)                                                      \
+    {                                                                          \
+        unsigned cnt = (unsigned)c->s->gpr[R_ECX] & (S == 8 ? 0x3f : 0x1f);    \
+        if (unlikely(!cnt)) {                                                  \
+            exec_shift(c, i);                                                  \
+            return;                                                            \
+        }                                                                      \
+        emu_set_reg(c, i->rm, S, fast_shift(c, KIND, S, emu_reg(c, i->rm, S), cnt)); \
+    }                                                                          \
+    FAST(NAME##_cl_m_##S)                                                      \
+    {                                                                          \
+        unsigned cnt = (unsigned)c->s->gpr[R_ECX] & (S == 8 ? 0x3f : 0x1f);    \
+        if (unlikely(!cnt)) {                                                  \
+            exec_shift(c, i);                                                  \
+            return;                                                            \
+        }                                                                      \
+        RMW_BEGIN(S);                                                          \
+        uint64_t r = fast_shift(c, KIND, S, a, cnt);                           \
+        RMW_END(S, r);                                                         \
+    }
+#define SHIFT_CL_SIZES(S) SHIFT_CL_FORMS(shl, 0, S) SHIFT_CL_FORMS(shr, 1, S) SHIFT_CL_FORMS(sar, 2, S)
+SHIFT_CL_SIZES(1) SHIFT_CL_SIZES(2) SHIFT_CL_SIZES(4) SHIFT_CL_SIZES(8)
+
+#define SHIFT_CL_ROW(S) { { shl_cl_r_##S, shl_cl_m_##S }, { shr_cl_r_##S, shr_cl_m_##S }, \
+                          { sar_cl_r_##S, sar_cl_m_##S } }
+static const emu_exec_fn shift_cl_fast[4][3][2] = {
+    SHIFT_CL_ROW(1), SHIFT_CL_ROW(2), SHIFT_CL_ROW(4), SHIFT_CL_ROW(8),
+};
+
+/* --- IMUL Gv, Ev (, imm): 32 and 64 bits ----------------------------------------- */
+
+/* As exec_alu.c's imul2: the low half to reg, CF = OF = the product did
+ * not fit (lazy CC_MUL). */
+static inline __attribute__((always_inline)) void fast_imul(struct emu_cpu *c, unsigned size,
+                                                            unsigned reg, uint64_t a, uint64_t b)
+{
+    uint64_t low;
+    bool ovf;
+
+    if (size == 8) {
+        int64_t p;
+
+        ovf = __builtin_mul_overflow((int64_t)a, (int64_t)b, &p);
+        low = (uint64_t)p;
+    } else {
+        int64_t p = (int64_t)(int32_t)a * (int32_t)b;
+
+        ovf = p != (int32_t)p;
+        low = (uint32_t)p;
+    }
+    c->s->gpr[reg] = low;
+    emu_cc_set(c, CC_MUL, size, ovf, 0, low);
+}
+
+#define IMUL_FORMS(S)                                                          \
+    FAST(imul_GEr_##S) { fast_imul(c, S, i->reg, emu_reg(c, i->reg, S), emu_reg(c, i->rm, S)); } \
+    FAST(imul_GEm_##S) { fast_imul(c, S, i->reg, emu_reg(c, i->reg, S), MEM_READ(S)); } \
+    FAST(imul_GEIr_##S) { fast_imul(c, S, i->reg, emu_reg(c, i->rm, S), i->imm); } \
+    FAST(imul_GEIm_##S) { fast_imul(c, S, i->reg, MEM_READ(S), i->imm); }
+IMUL_FORMS(4) IMUL_FORMS(8)
+
+/* [64-bit][with immediate][reg/mem] */
+static const emu_exec_fn imul_fast[2][2][2] = {
+    { { imul_GEr_4, imul_GEm_4 }, { imul_GEIr_4, imul_GEIm_4 } },
+    { { imul_GEr_8, imul_GEm_8 }, { imul_GEIr_8, imul_GEIm_8 } },
+};
+
 /* --- MOV, MOVZX, MOVSX, MOVSXD, LEA ---------------------------------------------- */
 
 #define MOV_FORMS(S)                                                           \
@@ -313,17 +383,37 @@ static inline __attribute__((always_inline)) bool fast_cond(struct emu_cpu *c, u
     uint64_t m = emu_mask(sz);
     bool r;
 
+    if (op == CC_EFLAGS) {  /* materialised (shifts, POPF, ...): test the bits */
+        uint64_t f = cc->src1;
+        bool sf = f & X86_RFLAGS_SF, of = f & X86_RFLAGS_OF;
+
+        switch (cond >> 1) {
+        case 0: r = of; break;
+        case 1: r = f & X86_RFLAGS_CF; break;
+        case 2: r = f & X86_RFLAGS_ZF; break;
+        case 3: r = f & (X86_RFLAGS_CF | X86_RFLAGS_ZF); break;
+        case 4: r = sf; break;
+        case 5: r = f & X86_RFLAGS_PF; break;
+        case 6: r = sf != of; break;
+        default: r = (f & X86_RFLAGS_ZF) || sf != of; break;
+        }
+        return r ^ (cond & 1);
+    }
     switch (cond >> 1) {
-    case 1: /* B */
+    case 1: /* B: CF */
         if (op == CC_SUB)
             r = (cc->src1 & m) < (cc->src2 & m);
+        else if (op == CC_ADD)
+            r = (cc->res & m) < (cc->src1 & m);
         else if (op == CC_LOGIC)
             r = false;
+        else if (op == CC_INC || op == CC_DEC)
+            r = cc->src2 & 1;
         else
             return emu_cc_test(c, cond);
         break;
     case 2: /* Z: every lazy operation but MUL defines ZF from the result */
-        if (op != CC_EFLAGS && op != CC_MUL)
+        if (op != CC_MUL)
             r = (cc->res & m) == 0;
         else
             return emu_cc_test(c, cond);
@@ -336,11 +426,8 @@ static inline __attribute__((always_inline)) bool fast_cond(struct emu_cpu *c, u
         else
             return emu_cc_test(c, cond);
         break;
-    case 4: /* S */
-        if (op != CC_EFLAGS)
-            r = (cc->res >> (sz * 8 - 1)) & 1;
-        else
-            return emu_cc_test(c, cond);
+    case 4: /* S: from the result for every lazy operation */
+        r = (cc->res >> (sz * 8 - 1)) & 1;
         break;
     case 6: /* L */
         if (op == CC_SUB)
@@ -413,6 +500,26 @@ FAST(jmp64_rel)
     fast_branch64(c, c->s->rip + i->imm);
 }
 
+/* As exec_call_rel/exec_ret with a 64-bit stack: the stack access faults
+ * before the #GP for a non-canonical target, and RSP changes only when
+ * neither happened. */
+FAST(call64_rel)
+{
+    uint64_t ret = c->s->rip, target = ret + i->imm, nsp = c->s->gpr[R_ESP] - 8;
+
+    emu_write(c, S_SS, nsp, 8, ret);
+    fast_branch64(c, target);
+    c->s->gpr[R_ESP] = nsp;
+}
+
+FAST(ret64)
+{
+    uint64_t sp = c->s->gpr[R_ESP];
+
+    fast_branch64(c, emu_read(c, S_SS, sp, 8));
+    c->s->gpr[R_ESP] = sp + 8;
+}
+
 /* --- selection ---------------------------------------------------------------------- */
 
 static int size_index(unsigned size)
@@ -464,6 +571,10 @@ void emu_specialize(struct emu_insn *i, enum emu_mode mode)
             i->imm = cnt;
             i->fn = shift_fast[sz][kind][m];
         }
+    } else if (fn == exec_shift && (i->op == 0xd2 || i->op == 0xd3) && i->sub >= 4) {
+        i->fn = shift_cl_fast[sz][i->sub == 5 ? 1 : i->sub == 7 ? 2 : 0][m];
+    } else if ((fn == exec_imul_GE || fn == exec_imul_GEI) && sz >= 2) {
+        i->fn = imul_fast[sz == 3][fn == exec_imul_GEI][m];
     } else if (fn == exec_mov_EG) {
         i->fn = mov_fast[sz][m ? F_EGm : F_EGr];
     } else if (fn == exec_mov_GE) {
@@ -488,6 +599,10 @@ void emu_specialize(struct emu_insn *i, enum emu_mode mode)
         i->fn = jcc64_fast[i->op & 15];
     } else if (fn == exec_jmp_rel && mode == EMU_MODE_64 && i->opsize == 8) {
         i->fn = jmp64_rel;
+    } else if (fn == exec_call_rel && mode == EMU_MODE_64 && i->opsize == 8) {
+        i->fn = call64_rel;
+    } else if (fn == exec_ret && i->op == 0xc3 && mode == EMU_MODE_64 && i->opsize == 8) {
+        i->fn = ret64;
     } else if (fn == exec_setcc && !m) {
         i->fn = setcc_fast[i->op & 15];
     } else if (fn == exec_cmov) {
