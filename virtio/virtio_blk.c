@@ -256,6 +256,9 @@ static void blk_queue_notify(struct virtio_dev *v, unsigned q)
         }
         handle_chain(b, r);
     }
+    /* io_uring finishes reads from the page cache inside the submit: take
+     * those now rather than after a trip through the main loop. */
+    blk_aio_complete(b->aio);
     blk_interrupt(b);
 }
 
