@@ -27,6 +27,7 @@ struct emu_block {
     uint32_t next[2];      /* predicted successors (verified before use) */
     uint16_t n;
     uint8_t mode;          /* BLOCK_DEAD once dropped */
+    uint8_t dead_flags;    /* emu_specialize_block dropped flag computations */
 };
 
 /* Mode of a dropped block: matches no lookup, so a stale chain prediction
@@ -231,6 +232,7 @@ static struct emu_block *cache_build(struct emu_cpu *c, gpa_t gpa, const uint8_t
     }
     if (b->n == 0)
         return NULL;
+    b->dead_flags = emu_specialize_block(&cache->insns[b->insn0], b->n);
     cache->ninsns += b->n;
     if (cache->page_head[k] == NO_BLOCK)
         cache_mark_code_page(cache, gpa & ~0xfffULL);
@@ -359,7 +361,8 @@ static __attribute__((noinline, noreturn)) void break_debug_trap(struct emu_cpu 
  * inside a block (mode-changing instructions end theirs), so the RIP wrap
  * is chosen once per block. */
 static inline __attribute__((always_inline)) unsigned
-run_insns(struct emu_cpu *c, const struct emu_insn *i, unsigned n, bool wrap, uint64_t mask)
+run_insns(struct emu_cpu *c, const struct emu_insn *i, unsigned n, bool wrap, uint64_t mask,
+          bool with_flags)
 {
     struct cpu_state *s = c->s;
 
@@ -369,7 +372,10 @@ run_insns(struct emu_cpu *c, const struct emu_insn *i, unsigned n, bool wrap, ui
         s->rip += i->len;
         if (wrap)
             s->rip &= mask;
-        i->fn(c, i);
+        if (with_flags)
+            emu_fast_with_flags(i)(c, i);
+        else
+            i->fn(c, i);
         i++;
         if (unlikely(c->break_block)) {
             c->break_block = false;
@@ -599,12 +605,16 @@ static void run_blocks(struct emu_cpu *c)
         c->stats.blocks_executed++;
         i = &cache->insns[b->insn0];
         prev = b;
-        if (likely(b->mode == EMU_MODE_64))
-            left = run_insns(c, i, n, false, 0);
+        if (unlikely(n < b->n && b->dead_flags))
+            /* Stopping inside the block: every instruction's flags count. */
+            left = run_insns(c, i, n, b->mode != EMU_MODE_64,
+                             b->mode == EMU_MODE_32 ? 0xffffffffULL : 0xffffULL, true);
+        else if (likely(b->mode == EMU_MODE_64))
+            left = run_insns(c, i, n, false, 0, false);
         else if (b->mode == EMU_MODE_32)
-            left = run_insns(c, i, n, true, 0xffffffffULL);
+            left = run_insns(c, i, n, true, 0xffffffffULL, false);
         else
-            left = run_insns(c, i, n, true, 0xffffULL);
+            left = run_insns(c, i, n, true, 0xffffULL, false);
         c->budget += left;
         c->icount -= left;
         if (unlikely(c->step_tf))

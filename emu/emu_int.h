@@ -85,6 +85,15 @@ int emu_decode(struct emu_insn *i, const uint8_t *p, unsigned avail, enum emu_mo
  * is one (exec_fast.c).  Block building only: a specialised handler is
  * not one of those insn_ends_block() recognises. */
 void emu_specialize(struct emu_insn *i, enum emu_mode mode);
+/* After a block is built: instructions whose flags the next one overwrites
+ * before anything can see them get handlers that do not compute flags.
+ * True if any did: such a block must run to its end, or through
+ * emu_fast_with_flags() (a run that stops inside the block shows the
+ * flags). */
+bool emu_specialize_block(struct emu_insn *ins, unsigned n);
+/* The flag-computing handler for i (i's own unless emu_specialize_block
+ * replaced it). */
+emu_exec_fn emu_fast_with_flags(const struct emu_insn *i);
 
 /* --- registers --------------------------------------------------------- */
 

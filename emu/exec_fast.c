@@ -274,6 +274,81 @@ static const emu_exec_fn shift_cl_fast[4][3][2] = {
     SHIFT_CL_ROW(1), SHIFT_CL_ROW(2), SHIFT_CL_ROW(4), SHIFT_CL_ROW(8),
 };
 
+/* --- ROL, ROR by an immediate (or 1) ----------------------------------------------- */
+
+/* As exec_shift: CF from the rotated result, OF by the first single-bit
+ * step from the operand, except that a register rotated by an immediate
+ * whose count is not 1 modulo the width keeps OF (KEEPOF, decided at
+ * decode time); SF ZF AF PF are kept, so the old flags are materialised.
+ * cnt = i->imm, masked and nonzero. */
+static inline __attribute__((always_inline)) uint64_t fast_rotate(unsigned ror, unsigned size,
+                                                                  uint64_t a, unsigned cnt)
+{
+    unsigned bits = size * 8, k = cnt & (bits - 1);
+    uint64_t m = emu_mask(size);
+
+    if (!k)
+        return a;
+    if (ror)
+        return ((a >> k) | (a << (bits - k))) & m;
+    return ((a << k) | (a >> (bits - k))) & m;
+}
+
+static inline __attribute__((always_inline)) void fast_rotate_flags(struct emu_cpu *c,
+                                                                    unsigned ror, unsigned size,
+                                                                    bool keep_of, uint64_t a,
+                                                                    uint64_t r)
+{
+    unsigned bits = size * 8;
+    uint64_t f = emu_cc_flags(c), cf, of;
+
+    if (ror) {
+        cf = (r >> (bits - 1)) & 1;
+        of = (a ^ (a >> (bits - 1))) & 1;
+    } else {
+        cf = r & 1;
+        of = ((a >> (bits - 1)) ^ (a >> (bits - 2))) & 1;
+    }
+    if (keep_of)
+        of = (f & X86_RFLAGS_OF) != 0;
+    emu_cc_set_flags(c, (f & ~(X86_RFLAGS_CF | X86_RFLAGS_OF)) | (cf ? X86_RFLAGS_CF : 0) |
+                        (of ? X86_RFLAGS_OF : 0));
+}
+
+/* _nf: the flags are dead (the next instruction of the block overwrites
+ * all of them and cannot fault; emu_specialize_block). */
+#define ROT_FORMS(NAME, ROR, S)                                                \
+    FAST(NAME##_r_##S)                                                         \
+    {                                                                          \
+        uint64_t a = emu_reg(c, i->rm, S), r = fast_rotate(ROR, S, a, (unsigned)i->imm); \
+        fast_rotate_flags(c, ROR, S, false, a, r);                             \
+        emu_set_reg(c, i->rm, S, r);                                           \
+    }                                                                          \
+    FAST(NAME##_rk_##S)                                                        \
+    {                                                                          \
+        uint64_t a = emu_reg(c, i->rm, S), r = fast_rotate(ROR, S, a, (unsigned)i->imm); \
+        fast_rotate_flags(c, ROR, S, true, a, r);                              \
+        emu_set_reg(c, i->rm, S, r);                                           \
+    }                                                                          \
+    FAST(NAME##_nf_##S)                                                        \
+    {                                                                          \
+        emu_set_reg(c, i->rm, S, fast_rotate(ROR, S, emu_reg(c, i->rm, S), (unsigned)i->imm)); \
+    }                                                                          \
+    FAST(NAME##_m_##S)                                                         \
+    {                                                                          \
+        RMW_BEGIN(S);                                                          \
+        uint64_t r = fast_rotate(ROR, S, a, (unsigned)i->imm);                 \
+        fast_rotate_flags(c, ROR, S, false, a, r);                             \
+        RMW_END(S, r);                                                         \
+    }
+#define ROT_SIZES(S) ROT_FORMS(rol, 0, S) ROT_FORMS(ror, 1, S)
+ROT_SIZES(1) ROT_SIZES(2) ROT_SIZES(4) ROT_SIZES(8)
+
+/* [size][ROL/ROR][0 reg, 1 reg keeping OF, 2 memory, 3 reg without flags] */
+#define ROT_ROW(S) { { rol_r_##S, rol_rk_##S, rol_m_##S, rol_nf_##S }, \
+                     { ror_r_##S, ror_rk_##S, ror_m_##S, ror_nf_##S } }
+static const emu_exec_fn rot_fast[4][2][4] = { ROT_ROW(1), ROT_ROW(2), ROT_ROW(4), ROT_ROW(8) };
+
 /* --- IMUL Gv, Ev (, imm): 32 and 64 bits ----------------------------------------- */
 
 /* As exec_alu.c's imul2: the low half to reg, CF = OF = the product did
@@ -571,6 +646,17 @@ void emu_specialize(struct emu_insn *i, enum emu_mode mode)
             i->imm = cnt;
             i->fn = shift_fast[sz][kind][m];
         }
+    } else if (fn == exec_shift && (i->op == 0xc0 || i->op == 0xc1 || i->op == 0xd0 ||
+                                    i->op == 0xd1) && i->sub < 2) {
+        unsigned cnt = (i->op >= 0xd0 ? 1 : (unsigned)i->imm) & (i->opsize == 8 ? 0x3f : 0x1f);
+        /* exec_shift: a register rotated by an immediate keeps OF unless
+         * the count is 1 modulo the width. */
+        bool keep_of = i->op < 0xd0 && !m && (cnt & (i->opsize * 8 - 1)) != 1;
+
+        if (cnt) {  /* a zero count leaves the flags: the generic path */
+            i->imm = cnt;
+            i->fn = rot_fast[sz][i->sub][m ? 2 : keep_of];
+        }
     } else if (fn == exec_shift && (i->op == 0xd2 || i->op == 0xd3) && i->sub >= 4) {
         i->fn = shift_cl_fast[sz][i->sub == 5 ? 1 : i->sub == 7 ? 2 : 0][m];
     } else if ((fn == exec_imul_GE || fn == exec_imul_GEI) && sz >= 2) {
@@ -608,4 +694,63 @@ void emu_specialize(struct emu_insn *i, enum emu_mode mode)
     } else if (fn == exec_cmov) {
         i->fn = cmov_fast[m][i->op & 15];
     }
+}
+
+/* --- dead flags ---------------------------------------------------------------- */
+
+/* Handlers that overwrite CF PF AF ZF SF OF without reading them and
+ * cannot fault: register-only ALU ops but ADC/SBB, TEST, and shifts by a
+ * nonzero immediate. */
+static bool writes_all_flags(emu_exec_fn fn)
+{
+    for (int sz = 0; sz < 4; sz++) {
+        for (int op = 0; op < 8; op++) {
+            if (op == 2 || op == 3)
+                continue;
+            if (fn == alu_fast[op][sz][F_EGr] || fn == alu_fast[op][sz][F_GEr] ||
+                fn == alu_fast[op][sz][F_EIr])
+                return true;
+        }
+        if (fn == test_fast[sz][0] || fn == test_fast[sz][2])
+            return true;
+        for (int k = 0; k < 3; k++)
+            if (fn == shift_fast[sz][k][0])
+                return true;
+    }
+    return false;
+}
+
+bool emu_specialize_block(struct emu_insn *ins, unsigned n)
+{
+    bool any = false;
+
+    for (unsigned k = 0; k + 1 < n; k++) {
+        for (int sz = 0; sz < 4; sz++) {
+            for (int ror = 0; ror < 2; ror++) {
+                emu_exec_fn f = ins[k].fn;
+
+                if ((f == rot_fast[sz][ror][0] || f == rot_fast[sz][ror][1]) &&
+                    writes_all_flags(ins[k + 1].fn)) {
+                    ins[k].fn = rot_fast[sz][ror][3];
+                    any = true;
+                }
+            }
+        }
+    }
+    return any;
+}
+
+emu_exec_fn emu_fast_with_flags(const struct emu_insn *i)
+{
+    for (int sz = 0; sz < 4; sz++) {
+        for (int ror = 0; ror < 2; ror++) {
+            if (i->fn == rot_fast[sz][ror][3]) {
+                unsigned bits = 8u << sz;
+                bool keep_of = i->op < 0xd0 && (i->imm & (bits - 1)) != 1;
+
+                return rot_fast[sz][ror][keep_of];
+            }
+        }
+    }
+    return i->fn;
 }

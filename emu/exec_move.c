@@ -431,20 +431,94 @@ static inline void str_yield(struct emu_cpu *c)
     c->break_block = true;
 }
 
+/* Bulk REP MOVS/STOS: 64-bit mode and addressing, DF clear.  As many whole
+ * elements (at most max) as fit in the current page of the destination
+ * (and source) are moved at once when the TLB gives plain RAM for them: a
+ * tag with any flag bit set (MMIO, a code page, dirty logging, a data
+ * breakpoint, #AC) misses, and so does anything the slow path must see.
+ * Returns the number of elements done, 0 if the caller must do the next
+ * one itself.  Nothing here can fault. */
+static inline bool str_bulk_ok(struct emu_cpu *c, const struct emu_insn *i,
+                               const struct str_state *st)
+{
+    return i->rep && c->mode == EMU_MODE_64 && i->addrsize == 8 && st->step > 0;
+}
+
+static uint8_t *str_bulk_ptr(struct emu_cpu *c, uint64_t la, bool write, unsigned sz,
+                             uint64_t *room)
+{
+    struct emu_tlb_entry *e = emu_tlb_entry(c, la);
+    uint64_t tag = write ? e->tag_write : e->tag_read;
+    uint64_t r = (0x1000 - (la & 0xfff)) / sz;
+
+    if (tag != (la & ~0xfffULL) || !r)
+        return NULL;
+    if (r < *room)
+        *room = r;
+    return (uint8_t *)(uintptr_t)(la + e->addend);
+}
+
+static uint64_t stos_bulk(struct emu_cpu *c, unsigned sz, uint64_t v, uint64_t max)
+{
+    uint64_t n = max;
+    uint8_t *d = str_bulk_ptr(c, c->s->gpr[R_EDI], true, sz, &n);
+
+    if (!d)
+        return 0;
+    if (sz == 1) {
+        memset(d, (int)(v & 0xff), n);
+    } else {
+        for (uint64_t k = 0; k < n; k++)
+            emu_store_host(d + k * sz, sz, v);
+    }
+    c->s->gpr[R_EDI] += n * sz;
+    c->s->gpr[R_ECX] -= n;
+    return n;
+}
+
+static uint64_t movs_bulk(struct emu_cpu *c, const struct emu_insn *i, unsigned sz,
+                          uint64_t max)
+{
+    uint64_t n = max;
+    uint8_t *src = str_bulk_ptr(c, emu_linear(c, i->seg, c->s->gpr[R_ESI], sz, ACC_READ),
+                                false, sz, &n);
+    uint8_t *dst = src ? str_bulk_ptr(c, c->s->gpr[R_EDI], true, sz, &n) : NULL;
+
+    /* A destination inside the source's range ahead of it would see
+     * elements this copy wrote (an element at a time, forwards). */
+    if (!dst || (dst > src && dst < src + n * sz))
+        return 0;
+    memmove(dst, src, n * sz);
+    c->s->gpr[R_ESI] += n * sz;
+    c->s->gpr[R_EDI] += n * sz;
+    c->s->gpr[R_ECX] -= n;
+    return n;
+}
+
 EMU_HANDLER(exec_movs)
 {
     struct str_state st;
     uint64_t n;
     unsigned as = i->addrsize, sz = i->opsize;
+    bool bulk;
 
     str_init(c, i, &st);
     n = str_count(c, i, &st);
+    bulk = str_bulk_ok(c, i, &st);
     for (uint64_t k = 0; k < n; k++) {
         uint64_t v;
 
-        if (k == REP_CHUNK) {
+        if (k >= REP_CHUNK) {
             str_yield(c);
             return;
+        }
+        if (bulk) {
+            uint64_t done = movs_bulk(c, i, sz, (n < REP_CHUNK ? n : REP_CHUNK) - k);
+
+            if (done) {
+                k += done - 1;
+                continue;
+            }
         }
         v = emu_read(c, i->seg, c->s->gpr[R_ESI] & st.amask, sz);
         emu_write(c, S_ES, c->s->gpr[R_EDI] & st.amask, sz, v);
@@ -460,13 +534,23 @@ EMU_HANDLER(exec_stos)
     struct str_state st;
     uint64_t n, v = emu_reg(c, R_EAX, i->opsize);
     unsigned as = i->addrsize, sz = i->opsize;
+    bool bulk;
 
     str_init(c, i, &st);
     n = str_count(c, i, &st);
+    bulk = str_bulk_ok(c, i, &st);
     for (uint64_t k = 0; k < n; k++) {
-        if (k == REP_CHUNK) {
+        if (k >= REP_CHUNK) {
             str_yield(c);
             return;
+        }
+        if (bulk) {
+            uint64_t done = stos_bulk(c, sz, v, (n < REP_CHUNK ? n : REP_CHUNK) - k);
+
+            if (done) {
+                k += done - 1;
+                continue;
+            }
         }
         emu_write(c, S_ES, c->s->gpr[R_EDI] & st.amask, sz, v);
         str_adv(c, &st, R_EDI, as);

@@ -8,7 +8,10 @@
  * exceptions must agree.  The flag consumers (Jcc, SETcc, CMOVcc) also run
  * as pairs behind a random flag-setting register instruction, so that they
  * read the lazy flags that instruction left (one block under emu), not
- * only materialised RFLAGS.  Set EMU_DIFF_SEED to replay a run; a failure
+ * only materialised RFLAGS; and register ALU ops, TEST and shifts run
+ * behind a register ROL/ROR by an immediate and before a JMP +0 that ends
+ * the block, so emu runs the whole block with the rotate's flags dropped
+ * as dead (emu_specialize_block).  Set EMU_DIFF_SEED to replay a run; a failure
  * prints the seed, the instruction bytes and the inputs. */
 #include <cpuid.h>
 #include <setjmp.h>
@@ -70,6 +73,7 @@ enum {
     T_P66 = 1 << 20,    /* mandatory 66 prefix (SSE) */
     T_ALIGN = 1 << 21,  /* memory operand 16-byte aligned most of the time */
     T_PAIR = 1 << 22,   /* preceded by a random flag-setting instruction */
+    T_ROTPAIR = 1 << 23, /* preceded by ROL/ROR r, imm8 and followed by JMP +0 */
 };
 #define T_SSE (T_NO16 | T_ALIGN)
 
@@ -198,6 +202,12 @@ static const struct tmpl tmpls[] = {
     { "flags+jcc rel32", 0, 1, 0x80, -1, T_OPREG | T_BRANCH | T_NOMODRM | T_PAIR | T_NO16, 4,
       X86_RFLAGS_AF },
     { "flags+setcc", 0, 1, 0x90, -1, T_BYTE | T_OPREG | T_PAIR, 0, X86_RFLAGS_AF },
+    { "rot+add Ev,Gv", 0, 0, 0x01, -1, T_REGF | T_ROTPAIR, 0, 0 },
+    { "rot+xor Gv,Ev", 0, 0, 0x33, -1, T_REGF | T_ROTPAIR, 0, 0 },
+    { "rot+cmp Eb,Gb", 0, 0, 0x38, -1, T_BYTE | T_REGF | T_ROTPAIR, 0, 0 },
+    { "rot+and Ev,Iz", 0, 0, 0x81, 4, T_REGF | T_ROTPAIR, IMM_Z, 0 },
+    { "rot+test Ev,Gv", 0, 0, 0x85, -1, T_REGF | T_ROTPAIR, 0, 0 },
+    { "rot+shr Ev,Ib", 0, 0, 0xc1, 5, T_REGF | T_ROTPAIR, 1, X86_RFLAGS_AF | X86_RFLAGS_OF },
     { "flags+cmovcc", 0, 1, 0x40, -1, T_OPREG | T_PAIR, 0, X86_RFLAGS_AF },
     { "jcc rel32", 0, 1, 0x80, -1, T_OPREG | T_BRANCH | T_NOMODRM, 4, 0 },
     { "jmp rel8", 0, 0, 0xeb, -1, T_BRANCH | T_NOMODRM, 1, 0 },
@@ -642,6 +652,22 @@ static bool vendor_no16(const struct tmpl *t)
     return !host_is_intel && ((t->fl & T_BRANCH) || name_is(t, "shld ") || name_is(t, "shrd "));
 }
 
+/* ROL or ROR of a random register (any size) by a random imm8, at b, for
+ * a T_ROTPAIR case; returns its length. */
+static unsigned gen_rot_producer(uint8_t *b)
+{
+    unsigned n = 0, sizei = (unsigned)rnd_below(4), r = (unsigned)rnd_below(16);
+    uint8_t rex = 0x40 | (r >= 8 ? 1 : 0) | (sizei == 3 ? 8 : 0);
+
+    if (sizei == 1)
+        b[n++] = 0x66;
+    b[n++] = rex;
+    b[n++] = sizei ? 0xc1 : 0xc0;
+    b[n++] = (uint8_t)(0xc0 | (rnd_below(2) << 3) | (r & 7));
+    b[n++] = (uint8_t)(rnd_below(4) ? rnd() : 1);
+    return n;
+}
+
 static void gen_case(const struct tmpl *t, struct gen *g, uint8_t *mem)
 {
     uint8_t *b = g->b;
@@ -672,6 +698,10 @@ static void gen_case(const struct tmpl *t, struct gen *g, uint8_t *mem)
     g->mem_reg = -1;
     if (t->fl & T_PAIR)
         n = gen_flag_producer(b);
+    if (t->fl & T_ROTPAIR) {
+        n_in.gpr[R_ESP] = rnd_value();
+        n = gen_rot_producer(b);
+    }
 
     if (!(t->fl & T_BYTE)) {
         choice = (unsigned)rnd_below(3);
@@ -895,6 +925,10 @@ static void gen_case(const struct tmpl *t, struct gen *g, uint8_t *mem)
             memcpy(b + n - 4, &v, 4);
         }
     }
+    if (t->fl & T_ROTPAIR) {
+        b[n++] = 0xeb;  /* jmp +0: ends the block right after the pair */
+        b[n++] = 0;
+    }
     g->len = n;
     g->opsize = opsize;
 }
@@ -941,7 +975,7 @@ static bool run_one(const struct tmpl *t, uint8_t *mem_in)
     gen_case(t, &g, mem_in);
     memcpy(data, mem_in, DATA_SIZE);
     sig = native_run(g.b, g.len);
-    evec = emu_case(g.b, g.len, t->fl & T_PAIR ? 2 : 1, mem_in, &e_out);
+    evec = emu_case(g.b, g.len, t->fl & T_ROTPAIR ? 3 : t->fl & T_PAIR ? 2 : 1, mem_in, &e_out);
 
     if (sig) {
         n_faults++;

@@ -285,6 +285,36 @@ static void test_self_modifying_code(void **state)
     emu_tm_destroy(&t);
 }
 
+/* A register rotate whose flags the next instruction overwrites runs
+ * without computing them, but a run that stops between the two (here a
+ * budget of one instruction) must still show the rotate's flags. */
+static void test_dead_flags_at_budget_end(void **state)
+{
+    static const uint8_t code[] = {
+        0xc1, 0xc0, 0x01,   /* rol eax, 1 */
+        0x01, 0xcb,         /* add ebx, ecx */
+        0xf4,
+    };
+    struct emu_tm t;
+
+    guest_init(&t);
+    put(&t, CODE, code, sizeof(code));
+    t.s.gpr[R_EAX] = 0x80000000;
+    t.s.gpr[R_EBX] = 1;
+    t.s.gpr[R_ECX] = 1;
+    emu_invalidate(&t.c);
+    assert_int_equal(emu_run(&t.c, 1), EMU_STOP_BUDGET);
+    emu_sync_state(&t.c);
+    assert_int_equal(t.s.gpr[R_EAX], 1);
+    assert_int_equal(t.s.rflags & (X86_RFLAGS_CF | X86_RFLAGS_OF),
+                     X86_RFLAGS_CF | X86_RFLAGS_OF);
+    assert_int_equal(emu_run(&t.c, 10), EMU_STOP_HALT);
+    emu_sync_state(&t.c);
+    assert_int_equal(t.s.gpr[R_EBX], 2);
+    assert_int_equal(t.s.rflags & (X86_RFLAGS_CF | X86_RFLAGS_OF), 0);
+    emu_tm_destroy(&t);
+}
+
 static void test_budget_is_exact(void **state)
 {
     static const uint8_t code[] = { 0xff, 0xc0, 0xeb, 0xfc };  /* inc eax; jmp back */
@@ -338,6 +368,7 @@ int main(void)
         cmocka_unit_test(test_tlb_flushes),
         cmocka_unit_test(test_self_modifying_code),
         cmocka_unit_test(test_budget_is_exact),
+        cmocka_unit_test(test_dead_flags_at_budget_end),
         cmocka_unit_test(test_loop_mips),
     };
 
