@@ -466,6 +466,32 @@ static const struct io_ops pci_io_ops = {
     .write = pci_io_write,
 };
 
+/* ---- snapshot state ---- */
+
+int pci_config_check(const struct pci_device *d, const uint8_t *config, unsigned *bad_off)
+{
+    for (unsigned o = 0; o < PCI_CONFIG_SPACE_SIZE; o++) {
+        uint8_t ro = (uint8_t)~(d->wmask[o] | d->w1cmask[o]);
+
+        /* The interrupt status bit follows the line (restored separately). */
+        if (o == PCI_STATUS)
+            ro &= (uint8_t)~PCI_STATUS_INTERRUPT;
+        if ((config[o] ^ d->config_init[o]) & ro) {
+            *bad_off = o;
+            return -EINVAL;
+        }
+    }
+    return 0;
+}
+
+void pci_config_restore(struct pci_device *d, const uint8_t *config, bool irq_level)
+{
+    memcpy(d->config, config, PCI_CONFIG_SPACE_SIZE);
+    if (d->bus)
+        pci_update_mappings(d);
+    pci_set_irq(d, irq_level);
+}
+
 /* ---- bus ---- */
 
 int pci_keyval_addr(struct keyval *kv, struct pci_device *d)

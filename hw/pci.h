@@ -124,6 +124,26 @@ bool pci_msix_enabled(const struct pci_device *d);
  * unmasked.  Out-of-range vectors are ignored. */
 void pci_msix_notify(struct pci_device *d, unsigned v);
 
+/* Snapshot support (the device's state table calls these).  The whole
+ * configuration space is state; what the guest cannot write must match
+ * this build's function.  pci_config_check: 0, or -EINVAL with *bad_off
+ * the first read-only byte that differs.  pci_config_restore: put a
+ * checked space in place, decode the BARs it programs and drive INTx at
+ * irq_level. */
+int pci_config_check(const struct pci_device *d, const uint8_t *config, unsigned *bad_off);
+void pci_config_restore(struct pci_device *d, const uint8_t *config, bool irq_level);
+/* MSI-X table and pending bits in a caller's buffers of nr vectors (16
+ * bytes each; (nr + 63) / 64 words).  Entries or bits beyond the
+ * function's vector count are zero on get and must be zero on check
+ * (-EINVAL with *bad_vector set, as must vector-control bits other than
+ * the mask).  Restore sends nothing: pending vectors stay pending. */
+unsigned pci_msix_nr_vectors(const struct pci_device *d);
+void pci_msix_get(const struct pci_device *d, uint8_t *table, uint64_t *pba, unsigned nr);
+int pci_msix_check(const struct pci_device *d, const uint8_t *table, const uint64_t *pba,
+                   unsigned nr, unsigned *bad_vector);
+void pci_msix_restore(struct pci_device *d, const uint8_t *table, const uint64_t *pba,
+                      unsigned nr);
+
 /* The machine's root bus (created by the board), NULL if none. */
 struct pci_bus *pci_root_bus(struct machine *m);
 /* Put d on bus 0: in d->devfn's slot if that is >= 0 (-EBUSY if taken or

@@ -256,3 +256,71 @@ void pci_msix_reset(struct pci_device *d)
     if (d->msix)
         msix_reset_table(d->msix);
 }
+
+unsigned pci_msix_nr_vectors(const struct pci_device *d)
+{
+    return d->msix ? d->msix->nr : 0;
+}
+
+void pci_msix_get(const struct pci_device *d, uint8_t *table, uint64_t *pba, unsigned nr)
+{
+    unsigned have = MIN(pci_msix_nr_vectors(d), nr);
+
+    memset(table, 0, (size_t)nr * MSIX_ENTRY_SIZE);
+    memset(pba, 0, 8 * ((nr + 63) / 64));
+    if (!have)
+        return;
+    memcpy(table, d->msix->table, (size_t)have * MSIX_ENTRY_SIZE);
+    for (unsigned v = 0; v < have; v++)
+        if (d->msix->pba[v / 64] & (1ULL << (v % 64)))
+            pba[v / 64] |= 1ULL << (v % 64);
+}
+
+int pci_msix_check(const struct pci_device *d, const uint8_t *table, const uint64_t *pba,
+                   unsigned nr, unsigned *bad_vector)
+{
+    unsigned have = pci_msix_nr_vectors(d);
+
+    for (unsigned v = 0; v < nr; v++) {
+        const uint8_t *e = table + (size_t)v * MSIX_ENTRY_SIZE;
+        bool pending = (pba[v / 64] >> (v % 64)) & 1;
+        bool bad = false;
+
+        if (v >= have) {
+            for (unsigned i = 0; i < MSIX_ENTRY_SIZE; i++)
+                bad |= e[i] != 0;
+            bad |= pending;
+        } else {
+            /* Vector control: only the mask bit exists. */
+            bad = (e[MSIX_ENTRY_CTRL] & ~1u) || e[MSIX_ENTRY_CTRL + 1] ||
+                  e[MSIX_ENTRY_CTRL + 2] || e[MSIX_ENTRY_CTRL + 3];
+        }
+        if (bad) {
+            *bad_vector = v;
+            return -EINVAL;
+        }
+    }
+    /* Words past nr's bits are not ours to look at; bits in the last word
+     * past nr count as vectors >= nr. */
+    for (unsigned v = nr; v % 64; v++)
+        if ((pba[v / 64] >> (v % 64)) & 1) {
+            *bad_vector = v;
+            return -EINVAL;
+        }
+    return 0;
+}
+
+void pci_msix_restore(struct pci_device *d, const uint8_t *table, const uint64_t *pba,
+                      unsigned nr)
+{
+    struct pci_msix *x = d->msix;
+    unsigned have = MIN(pci_msix_nr_vectors(d), nr);
+
+    if (!x)
+        return;
+    msix_reset_table(x);
+    memcpy(x->table, table, (size_t)have * MSIX_ENTRY_SIZE);
+    for (unsigned v = 0; v < have; v++)
+        if ((pba[v / 64] >> (v % 64)) & 1)
+            x->pba[v / 64] |= 1ULL << (v % 64);
+}

@@ -195,6 +195,23 @@ int machine_add_device(struct machine *m, const char *name, void *opaque,
     return 0;
 }
 
+int machine_set_device_drain(struct machine *m, void *opaque, void (*drain)(void *opaque))
+{
+    for (int i = 0; i < m->nr_devices; i++)
+        if (m->devices[i].opaque == opaque) {
+            m->devices[i].drain = drain;
+            return 0;
+        }
+    return -ENOENT;
+}
+
+void machine_drain_devices(struct machine *m)
+{
+    for (int i = 0; i < m->nr_devices; i++)
+        if (m->devices[i].drain)
+            m->devices[i].drain(m->devices[i].opaque);
+}
+
 void machine_set_irq(struct machine *m, unsigned gsi, int level)
 {
     TRACE(irq_set, "gsi=%u level=%d", gsi, level);

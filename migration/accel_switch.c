@@ -1,7 +1,8 @@
 /* Live accelerator switching (kvm <-> emu).
  *
  * Protocol, all under the machine lock on the main loop:
- *  0. drain the virtio-blk requests in flight while the vCPUs still run:
+ *  0. drain the devices (machine_drain_devices: virtio-blk requests in
+ *     flight complete) while the vCPUs still run:
  *     their interrupts must reach interrupt state the vCPUs still own
  *     (once parked, v->state holds the LAPIC as it was, and an interrupt
  *     injected into the old VM after that would be lost with it).
@@ -30,7 +31,6 @@
 #include "migration/migration.h"
 #include "util/log.h"
 #include "util/main_loop.h"
-#include "virtio/virtio_blk.h"
 
 struct irq_carrier {
     struct kvm_irqchip chips[3];
@@ -130,7 +130,7 @@ int accel_switch(struct machine *m, const struct accel_ops *to)
         error_report("x-accel-switch: %s is not usable here: %s", to->name, why);
         return -ENODEV;
     }
-    virtio_blk_drain_all();
+    machine_drain_devices(m);
     machine_pause_vcpus(m);
     if (atomic_load(&m->shutdown_requested))
         return -ESHUTDOWN;

@@ -15,6 +15,10 @@ static const struct {
     { "fw_cfg", &fw_cfg_vmstate },
     { "port92", &port92_vmstate },
     { "pci-host", &pci_host_vmstate },
+    { "virtio-blk-pci", &virtio_blk_vmstate },
+    { "virtio-net-pci", &virtio_net_vmstate },
+    { "virtio-rng-pci", &virtio_rng_vmstate },
+    { "virtio-serial-pci", &virtio_console_vmstate },
 };
 
 /* Stateless, or saved elsewhere: the irqchip travels in its own sections

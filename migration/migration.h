@@ -35,6 +35,10 @@ extern const struct vmstate_desc i8042_vmstate;
 extern const struct vmstate_desc fw_cfg_vmstate;
 extern const struct vmstate_desc port92_vmstate;
 extern const struct vmstate_desc pci_host_vmstate;
+extern const struct vmstate_desc virtio_blk_vmstate;
+extern const struct vmstate_desc virtio_net_vmstate;
+extern const struct vmstate_desc virtio_rng_vmstate;
+extern const struct vmstate_desc virtio_console_vmstate;
 
 /* The state table of a machine device by its machine_add_device() name;
  * *stateless is set for devices that have nothing to save.  NULL and not

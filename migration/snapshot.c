@@ -131,7 +131,7 @@ static int put_desc(struct mig_channel *ch, const char *name, uint32_t inst,
     int ret;
 
     vmbuf_init(&b);
-    vmstate_save(&b, d, opaque, now);
+    vmstate_save_device(&b, d, opaque, now);
     ret = b.failed ? -ENOMEM : mig_write_section(ch, name, inst, d->version, b.data, b.len);
     vmbuf_free(&b);
     return ret;
@@ -298,6 +298,17 @@ static const struct vmstate_desc runstate_vmstate = {
     .name = "runstate", .version = 1, .fields = runstate_fields,
 };
 
+/* Devices of one kind (two virtio-blk-pci) are told apart by their order
+ * of creation: the section instance. */
+static uint32_t device_instance(const struct machine *m, int i)
+{
+    uint32_t n = 0;
+
+    for (int k = 0; k < i; k++)
+        n += !strcmp(m->devices[k].name, m->devices[i].name);
+    return n;
+}
+
 int mig_save_state(struct machine *m, struct mig_channel *ch)
 {
     struct irqchip *c;
@@ -329,7 +340,8 @@ int mig_save_state(struct machine *m, struct mig_channel *ch)
         const struct vmstate_desc *d = migration_device_desc(m->devices[i].name, &sl);
 
         if (d)
-            ret = put_desc(ch, m->devices[i].name, 0, d, m->devices[i].opaque, now);
+            ret = put_desc(ch, m->devices[i].name, device_instance(m, i), d,
+                           m->devices[i].opaque, now);
     }
     return ret;
 }
@@ -340,6 +352,8 @@ int migration_save(struct machine *m, struct mig_channel *ch)
 
     if (ret < 0)
         return ret;
+    /* Requests in flight (virtio-blk) complete before the state is taken. */
+    machine_drain_devices(m);
     ret = mig_save_header(m, ch);
     if (ret == 0)
         ret = mig_save_state(m, ch);
@@ -363,6 +377,7 @@ struct load_state {
     struct irqchip *chip;   /* staging */
     bool pic_seen[2], ioapic_seen, pit_seen;
     struct mig_section *dev;   /* per machine device, payload kept */
+    void **staged;          /* per machine device: checked staging state */
     uint32_t ram_chunks_seen;
     uint8_t *chunk_seen;    /* one byte per RAM chunk */
     uint32_t version;       /* of the stream */
@@ -525,13 +540,16 @@ static int stage(struct load_state *ls, struct mig_section *s)
         bool sl;
         const struct vmstate_desc *d = migration_device_desc(m->devices[i].name, &sl);
 
-        if (!d || strcmp(m->devices[i].name, s->name) || s->instance != 0)
+        if (!d || strcmp(m->devices[i].name, s->name) || s->instance != device_instance(m, i))
             continue;
         if (ls->dev[i].payload)
             goto unexpected;
-        snprintf(what, sizeof(what), "%s: device %s", ls->what, s->name);
-        ret = vmstate_load(s->payload, s->len, s->version, d, m->devices[i].opaque, ls->now,
-                           false, what);
+        if (s->instance)
+            snprintf(what, sizeof(what), "%s: device %s#%u", ls->what, s->name, s->instance);
+        else
+            snprintf(what, sizeof(what), "%s: device %s", ls->what, s->name);
+        ret = vmstate_check_device(s->payload, s->len, s->version, d, m->devices[i].opaque,
+                                   ls->now, what, &ls->staged[i]);
         if (ret < 0)
             return ret;
         ls->dev[i] = *s;
@@ -606,8 +624,8 @@ static int commit(struct load_state *ls)
         if (!d)
             continue;
         snprintf(what, sizeof(what), "%s: device %s", ls->what, m->devices[i].name);
-        ret = vmstate_load(ls->dev[i].payload, ls->dev[i].len, ls->dev[i].version, d,
-                           m->devices[i].opaque, ls->now, true, what);
+        ret = vmstate_commit_device(ls->dev[i].payload, ls->dev[i].len, ls->dev[i].version, d,
+                                    m->devices[i].opaque, ls->now, what, ls->staged[i]);
         if (ret < 0)
             return ret;
     }
@@ -665,9 +683,10 @@ int migration_load(struct machine *m, struct mig_channel *ch)
     ls.cpus = calloc((size_t)m->nr_vcpus, sizeof(*ls.cpus));
     ls.cpu_seen = calloc((size_t)m->nr_vcpus, sizeof(bool));
     ls.dev = calloc((size_t)m->nr_devices + 1, sizeof(*ls.dev));
+    ls.staged = calloc((size_t)m->nr_devices + 1, sizeof(*ls.staged));
     ls.chip = irqchip_new(NULL, NULL);
     ls.chunk_seen = calloc((size_t)((m->ram_size + MIG_RAM_CHUNK - 1) / MIG_RAM_CHUNK), 1);
-    if (!ls.cpus || !ls.cpu_seen || !ls.dev || !ls.chip || !ls.chunk_seen) {
+    if (!ls.cpus || !ls.cpu_seen || !ls.dev || !ls.staged || !ls.chip || !ls.chunk_seen) {
         ret = -ENOMEM;
         goto out;
     }
@@ -707,7 +726,11 @@ out:
     if (ls.dev)
         for (int i = 0; i < m->nr_devices; i++)
             free(ls.dev[i].payload);
+    if (ls.staged)
+        for (int i = 0; i < m->nr_devices; i++)
+            free(ls.staged[i]);
     free(ls.dev);
+    free(ls.staged);
     free(ls.cpus);
     free(ls.cpu_seen);
     irqchip_free(ls.chip);

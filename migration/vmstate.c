@@ -123,9 +123,16 @@ const char *vmstate_type_name(uint8_t type)
 
 int vmstate_check_desc(const struct vmstate_desc *d)
 {
+    if (d->state_size && (!d->get || !d->check || !d->set)) {
+        error_report("vmstate %s: a staged table needs get, check and set", d->name);
+        return -EINVAL;
+    }
     for (const struct vmstate_field *f = d->fields; f->name; f++) {
         if (!vmstate_type_size(f->type) || !f->count || strlen(f->name) > 255 ||
-            f->version_added > d->version) {
+            f->version_added > d->version ||
+            (d->state_size && (f->offset > d->state_size ||
+                               (size_t)f->count * vmstate_type_size(f->type) >
+                                   d->state_size - f->offset))) {
             error_report("vmstate %s: field %s: bad table entry", d->name, f->name);
             return -EINVAL;
         }
@@ -309,4 +316,62 @@ truncated:
 out:
     free(seen);
     return ret;
+}
+
+void vmstate_save_device(struct vmbuf *b, const struct vmstate_desc *d, const void *dev,
+                         uint64_t now)
+{
+    void *st;
+
+    if (!d->state_size) {
+        vmstate_save(b, d, dev, now);
+        return;
+    }
+    st = calloc(1, d->state_size);
+    if (!st) {
+        b->failed = true;
+        return;
+    }
+    d->get(dev, st);
+    vmstate_save(b, d, st, now);
+    free(st);
+}
+
+int vmstate_check_device(const uint8_t *payload, size_t len, uint32_t stream_version,
+                         const struct vmstate_desc *d, const void *dev, uint64_t now,
+                         const char *what, void **staged)
+{
+    void *st;
+    int ret;
+
+    *staged = NULL;
+    if (!d->state_size)
+        return vmstate_load(payload, len, stream_version, d, (void *)dev, now, false, what);
+    ret = vmstate_load(payload, len, stream_version, d, NULL, now, false, what);
+    if (ret < 0)
+        return ret;
+    st = calloc(1, d->state_size);
+    if (!st)
+        return -ENOMEM;
+    d->get(dev, st);
+    ret = vmstate_load(payload, len, stream_version, d, st, now, true, what);
+    if (ret == 0)
+        ret = d->check(dev, st, what);
+    if (ret < 0) {
+        free(st);
+        return ret;
+    }
+    *staged = st;
+    return 0;
+}
+
+int vmstate_commit_device(const uint8_t *payload, size_t len, uint32_t stream_version,
+                          const struct vmstate_desc *d, void *dev, uint64_t now,
+                          const char *what, const void *staged)
+{
+    if (d->state_size) {
+        d->set(dev, staged);
+        return 0;
+    }
+    return vmstate_load(payload, len, stream_version, d, dev, now, true, what);
 }

@@ -40,6 +40,17 @@ struct vmstate_desc {
     const struct vmstate_field *fields;  /* terminated by a NULL name */
     /* Optional: rebuild derived state after a successful load. */
     void (*post_load)(void *opaque);
+    /* Optional, for a device whose state is not one flat struct (pointers,
+     * state that must be validated against the device or re-applied
+     * through it): the fields then describe a staging struct of state_size
+     * bytes.  get() fills one from the device (to save, and as the defaults
+     * a load starts from), check() validates a loaded one against this
+     * device (-EINVAL after an error_report naming what and the field), and
+     * set() applies a checked one.  Machine lock held, vCPUs parked. */
+    size_t state_size;
+    void (*get)(const void *dev, void *state);
+    int (*check)(const void *dev, const void *state, const char *what);
+    void (*set)(void *dev, const void *state);
 };
 
 #define VMS_ELEMS(st, f, elem) (uint32_t)(sizeof(((st *)0)->f) / (elem))
@@ -97,5 +108,22 @@ void vmstate_save(struct vmbuf *b, const struct vmstate_desc *d, const void *opa
 int vmstate_load(const uint8_t *payload, size_t len, uint32_t stream_version,
                  const struct vmstate_desc *d, void *opaque, uint64_t now, bool apply,
                  const char *what);
+
+/* A device's section: vmstate_save() of the device itself, or of a staging
+ * copy filled by d->get(). */
+void vmstate_save_device(struct vmbuf *b, const struct vmstate_desc *d, const void *dev,
+                         uint64_t now);
+/* Check a device's section without changing the device.  A flat table
+ * checks the records only (*staged = NULL); a staged one also loads the
+ * staging copy and runs d->check(), and returns it in *staged (free() it)
+ * for vmstate_commit_device().  0 or -EINVAL after an error_report. */
+int vmstate_check_device(const uint8_t *payload, size_t len, uint32_t stream_version,
+                         const struct vmstate_desc *d, const void *dev, uint64_t now,
+                         const char *what, void **staged);
+/* Apply a section checked by vmstate_check_device(): staged through
+ * d->set(), else the records into dev (and post_load). */
+int vmstate_commit_device(const uint8_t *payload, size_t len, uint32_t stream_version,
+                          const struct vmstate_desc *d, void *dev, uint64_t now,
+                          const char *what, const void *staged);
 
 #endif

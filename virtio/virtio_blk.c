@@ -20,6 +20,7 @@
 #include "block/aio.h"
 #include "block/block.h"
 #include "config/config.h"
+#include "machine/dirty_log.h"
 #include "util/keyval.h"
 #include "util/log.h"
 #include "util/trace.h"
@@ -112,6 +113,13 @@ static void req_done(void *opaque, int ret)
     }
     /* After a reset (an older generation) the ring is not ours to touch. */
     if (r->generation == v->generation && v->vq[0].enabled) {
+        /* The backend filled these pages behind the vCPUs' back; pop time
+         * was too early for a live migration's log, which may have been
+         * synced since. */
+        if (r->type == BLK_T_IN)
+            for (unsigned i = 0; i < r->n_data; i++)
+                dirty_log_mark_hva(v->m, r->data[i].iov_base, r->data[i].iov_len);
+        dirty_log_mark_hva(v->m, r->status, 1);
         *r->status = r->result;
         vq_push(&v->vq[0], r->e.head, r->written);
         b->completed = true;
@@ -262,6 +270,19 @@ static void blk_queue_notify(struct virtio_dev *v, unsigned q)
     blk_interrupt(b);
 }
 
+/* Every request in flight finished and completed to the guest (status
+ * byte, used ring, interrupt): before a snapshot, the last stage of a
+ * live migration, an accelerator switch.  Machine lock held, vCPUs parked,
+ * so nothing new is submitted meanwhile. */
+static void blk_drain(void *opaque)
+{
+    struct virtio_blk *b = ((struct virtio_dev *)opaque)->opaque;
+
+    if (b->aio)
+        blk_aio_drain(b->aio);
+    blk_interrupt(b);
+}
+
 static void blk_reset(struct virtio_dev *v)
 {
     struct virtio_blk *b = v->opaque;
@@ -303,6 +324,54 @@ static const struct virtio_device_ops blk_ops = {
     .queue_notify = blk_queue_notify,
     .reset = blk_reset,
     .destroy = blk_destroy,
+};
+
+/* ---- snapshot state ---- */
+
+/* Drained before saving (blk_drain): the disk holds every write, the guest
+ * every completion; the count travels to refuse a stream that says else. */
+struct virtio_blk_state {
+    struct virtio_pci_state t;
+    uint32_t inflight;
+};
+
+static const struct vmstate_field blk_fields[] = {
+    VIRTIO_PCI_STATE_FIELDS(struct virtio_blk_state),
+    VMS_U32_FIELD(struct virtio_blk_state, inflight),
+    VMS_END,
+};
+
+static void blk_state_get(const void *dev, void *state)
+{
+    const struct virtio_dev *v = dev;
+    const struct virtio_blk *b = v->opaque;
+    struct virtio_blk_state *s = state;
+
+    virtio_pci_state_get(v, &s->t);
+    s->inflight = b->aio ? blk_aio_inflight(b->aio) : 0;
+}
+
+static int blk_state_check(const void *dev, const void *state, const char *what)
+{
+    const struct virtio_blk_state *s = state;
+
+    if (s->inflight) {
+        error_report("%s: field inflight: %u requests in flight (a saved disk has none)",
+                     what, s->inflight);
+        return -EINVAL;
+    }
+    return virtio_pci_state_check(dev, &s->t, what);
+}
+
+static void blk_state_set(void *dev, const void *state)
+{
+    virtio_pci_state_set(dev, &((const struct virtio_blk_state *)state)->t);
+}
+
+const struct vmstate_desc virtio_blk_vmstate = {
+    .name = "virtio-blk-pci", .version = 1, .fields = blk_fields,
+    .state_size = sizeof(struct virtio_blk_state),
+    .get = blk_state_get, .check = blk_state_check, .set = blk_state_set,
 };
 
 /* Find -drive ...,id=ID in the configuration and open it. */
@@ -425,6 +494,7 @@ int virtio_blk_create(struct machine *m, struct keyval *opts)
     if (aio_backend == BLK_AIO_IO_URING && blk_aio_backend(b->aio) != BLK_AIO_IO_URING &&
         b->aio_explicit && b->bs->drv == &block_driver_raw)
         warn_report("%s: %s", opts->context, why);
+    machine_set_device_drain(m, &b->vdev, blk_drain);
     if (nr_drives_in_use < CONFIG_MAX_DRIVES)
         drives_in_use[nr_drives_in_use++] = b;
     return 0;
@@ -448,12 +518,3 @@ int virtio_blk_foreach(void (*fn)(void *opaque, const struct virtio_blk_info *in
     return nr_drives_in_use;
 }
 
-void virtio_blk_drain_all(void)
-{
-    for (int i = 0; i < nr_drives_in_use; i++) {
-        struct virtio_blk *b = drives_in_use[i];
-
-        blk_aio_drain(b->aio);
-        blk_interrupt(b);
-    }
-}

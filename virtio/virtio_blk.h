@@ -16,10 +16,5 @@ struct virtio_blk_info {
 int virtio_blk_foreach(void (*fn)(void *opaque, const struct virtio_blk_info *info),
                        void *opaque);
 
-/* Wait until every drive's in-flight requests have completed into the used
- * ring (and the guest was interrupted).  Main loop, machine lock held (so
- * no vCPU starts a new request meanwhile).  For accelerator switching,
- * before the vCPUs are parked. */
-void virtio_blk_drain_all(void);
 
 #endif

@@ -122,6 +122,62 @@ static const struct virtio_device_ops con_ops = {
     .destroy = con_destroy,
 };
 
+/* ---- snapshot state ---- */
+
+/* Host input not yet taken by the guest travels with the VM. */
+struct virtio_console_state {
+    struct virtio_pci_state t;
+    uint32_t in_len;
+    uint8_t in[CON_INBUF];
+};
+
+static const struct vmstate_field con_fields[] = {
+    VIRTIO_PCI_STATE_FIELDS(struct virtio_console_state),
+    VMS_U32_FIELD(struct virtio_console_state, in_len),
+    VMS_U8_FIELD(struct virtio_console_state, in),
+    VMS_END,
+};
+
+static void con_state_get(const void *dev, void *state)
+{
+    const struct virtio_dev *v = dev;
+    const struct virtio_console *c = v->opaque;
+    struct virtio_console_state *s = state;
+
+    virtio_pci_state_get(v, &s->t);
+    s->in_len = (uint32_t)c->in_len;
+    memcpy(s->in, c->in, c->in_len);
+}
+
+static int con_state_check(const void *dev, const void *state, const char *what)
+{
+    const struct virtio_console_state *s = state;
+
+    if (s->in_len > CON_INBUF) {
+        error_report("%s: field in_len: %u bytes of buffered input, at most %d", what,
+                     s->in_len, CON_INBUF);
+        return -EINVAL;
+    }
+    return virtio_pci_state_check(dev, &s->t, what);
+}
+
+static void con_state_set(void *dev, const void *state)
+{
+    struct virtio_dev *v = dev;
+    struct virtio_console *c = v->opaque;
+    const struct virtio_console_state *s = state;
+
+    virtio_pci_state_set(v, &s->t);
+    c->in_len = s->in_len;
+    memcpy(c->in, s->in, s->in_len);
+}
+
+const struct vmstate_desc virtio_console_vmstate = {
+    .name = "virtio-serial-pci", .version = 1, .fields = con_fields,
+    .state_size = sizeof(struct virtio_console_state),
+    .get = con_state_get, .check = con_state_check, .set = con_state_set,
+};
+
 int virtio_console_create(struct machine *m, struct keyval *opts)
 {
     struct virtio_console *c;

@@ -106,6 +106,14 @@ static const struct virtio_device_ops net_ops = {
     .queue_notify = net_queue_notify,
 };
 
+/* The MAC and link status are device configuration (checked equal to this
+ * VM's by the transport); frames are answered as they come. */
+const struct vmstate_desc virtio_net_vmstate = {
+    .name = "virtio-net-pci", .version = 1, .fields = virtio_plain_fields,
+    .state_size = sizeof(struct virtio_plain_state),
+    .get = virtio_plain_get, .check = virtio_plain_check, .set = virtio_plain_set,
+};
+
 int virtio_net_create(struct machine *m, struct keyval *opts)
 {
     static unsigned nr_nics;

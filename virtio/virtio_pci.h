@@ -10,6 +10,7 @@
 #define VMON_VIRTIO_VIRTIO_PCI_H
 
 #include "hw/pci.h"
+#include "migration/vmstate.h"
 #include "virtio/virtqueue.h"
 
 #define VIRTIO_PCI_VENDOR 0x1af4
@@ -110,5 +111,61 @@ void virtio_notify_config(struct virtio_dev *v);
 void virtio_set_needs_reset(struct virtio_dev *v);
 /* vq_pop() that turns -EIO into NEEDS_RESET: 1, 0, or -EIO. */
 int virtio_pop(struct virtio_dev *v, unsigned q, struct vq_elem *e);
+
+/* Snapshot state of the PCI function and the transport (the device's
+ * staging struct begins with it; virtio/virtio_vmstate.c).  Arrays are
+ * sized for VIRTIO_MAX_QUEUES; entries past the device's queues are zero. */
+#define VIRTIO_MSIX_MAX_VECTORS (VIRTIO_MAX_QUEUES + 1)
+struct virtio_pci_state {
+    uint8_t pci_config[PCI_CONFIG_SPACE_SIZE];
+    bool intx_level;
+    uint8_t msix_table[VIRTIO_MSIX_MAX_VECTORS * 16];
+    uint64_t msix_pba[(VIRTIO_MSIX_MAX_VECTORS + 63) / 64];
+    uint32_t nr_queues;
+    uint64_t host_features, guest_features;
+    uint32_t dfselect, gfselect;
+    uint8_t status, isr, config_generation;
+    uint16_t msix_config, queue_sel;
+    uint8_t config[VIRTIO_CONFIG_MAX];
+    uint16_t q_size[VIRTIO_MAX_QUEUES];
+    bool q_enabled[VIRTIO_MAX_QUEUES];
+    uint64_t q_desc[VIRTIO_MAX_QUEUES], q_avail[VIRTIO_MAX_QUEUES], q_used[VIRTIO_MAX_QUEUES];
+    uint16_t q_vector[VIRTIO_MAX_QUEUES];
+    uint16_t q_last_avail[VIRTIO_MAX_QUEUES], q_used_idx[VIRTIO_MAX_QUEUES];
+    uint16_t q_signalled_used[VIRTIO_MAX_QUEUES];
+    bool q_signalled_valid[VIRTIO_MAX_QUEUES];
+    bool q_broken[VIRTIO_MAX_QUEUES];
+};
+
+/* The transport's fields of a staging struct st whose member t is a
+ * struct virtio_pci_state. */
+#define VIRTIO_PCI_STATE_FIELDS(st) \
+    VMS_U8_FIELD(st, t.pci_config), VMS_BOOL_FIELD(st, t.intx_level), \
+    VMS_U8_FIELD(st, t.msix_table), VMS_U64_FIELD(st, t.msix_pba), \
+    VMS_U32_FIELD(st, t.nr_queues), VMS_U64_FIELD(st, t.host_features), \
+    VMS_U64_FIELD(st, t.guest_features), VMS_U32_FIELD(st, t.dfselect), \
+    VMS_U32_FIELD(st, t.gfselect), VMS_U8_FIELD(st, t.status), VMS_U8_FIELD(st, t.isr), \
+    VMS_U8_FIELD(st, t.config_generation), VMS_U16_FIELD(st, t.msix_config), \
+    VMS_U16_FIELD(st, t.queue_sel), VMS_U8_FIELD(st, t.config), \
+    VMS_U16_FIELD(st, t.q_size), VMS_BOOL_FIELD(st, t.q_enabled), \
+    VMS_U64_FIELD(st, t.q_desc), VMS_U64_FIELD(st, t.q_avail), VMS_U64_FIELD(st, t.q_used), \
+    VMS_U16_FIELD(st, t.q_vector), VMS_U16_FIELD(st, t.q_last_avail), \
+    VMS_U16_FIELD(st, t.q_used_idx), VMS_U16_FIELD(st, t.q_signalled_used), \
+    VMS_BOOL_FIELD(st, t.q_signalled_valid), VMS_BOOL_FIELD(st, t.q_broken)
+
+void virtio_pci_state_get(const struct virtio_dev *v, struct virtio_pci_state *s);
+/* Everything a hostile stream could get wrong, against this device: 0, or
+ * -EINVAL after an error_report naming what and the field. */
+int virtio_pci_state_check(const struct virtio_dev *v, const struct virtio_pci_state *s,
+                           const char *what);
+void virtio_pci_state_set(struct virtio_dev *v, const struct virtio_pci_state *s);
+/* The table and hooks of a device with no state beyond the transport. */
+struct virtio_plain_state {
+    struct virtio_pci_state t;
+};
+extern const struct vmstate_field virtio_plain_fields[];
+void virtio_plain_get(const void *dev, void *state);
+int virtio_plain_check(const void *dev, const void *state, const char *what);
+void virtio_plain_set(void *dev, const void *state);
 
 #endif

@@ -58,6 +58,13 @@ static const struct virtio_device_ops rng_ops = {
     .queue_notify = rng_queue_notify,
 };
 
+/* Nothing beyond the transport: requests are answered as they come. */
+const struct vmstate_desc virtio_rng_vmstate = {
+    .name = "virtio-rng-pci", .version = 1, .fields = virtio_plain_fields,
+    .state_size = sizeof(struct virtio_plain_state),
+    .get = virtio_plain_get, .check = virtio_plain_check, .set = virtio_plain_set,
+};
+
 int virtio_rng_create(struct machine *m, struct keyval *opts)
 {
     struct virtio_rng *r = calloc(1, sizeof(*r));

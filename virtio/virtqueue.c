@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "machine/dirty_log.h"
 #include "util/log.h"
 #include "util/trace.h"
 #include "virtio/virtqueue.h"
@@ -41,20 +42,39 @@ static int vq_break(struct virtqueue *vq, const char *why)
     return -EIO;
 }
 
+int vq_check_layout(struct machine *m, uint16_t size, uint16_t max_size, uint64_t desc_gpa,
+                    uint64_t avail_gpa, uint64_t used_gpa, const char **why)
+{
+    uint64_t n = size;
+
+    if (n == 0 || n > max_size || (n & (n - 1))) {
+        *why = "queue size not a power of two within the maximum";
+        return -EINVAL;
+    }
+    /* Alignment per spec 2.7: 16 / 2 / 4; keeps our loads naturally aligned. */
+    if ((desc_gpa & 15) || (avail_gpa & 1) || (used_gpa & 3)) {
+        *why = "misaligned ring";
+        return -EINVAL;
+    }
+    if (!machine_gpa_to_hva(m, desc_gpa, 16 * n) || !machine_gpa_to_hva(m, avail_gpa, 6 + 2 * n) ||
+        !machine_gpa_to_hva(m, used_gpa, 6 + 8 * n)) {
+        *why = "ring outside guest RAM";
+        return -EINVAL;
+    }
+    return 0;
+}
+
 int vq_enable(struct virtqueue *vq)
 {
     uint64_t n = vq->size;
+    const char *why;
 
-    if (n == 0 || n > vq->max_size || (n & (n - 1)))
-        return vq_break(vq, "queue size not a power of two within the maximum"), -EINVAL;
-    /* Alignment per spec 2.7: 16 / 2 / 4; keeps our loads naturally aligned. */
-    if ((vq->desc_gpa & 15) || (vq->avail_gpa & 1) || (vq->used_gpa & 3))
-        return vq_break(vq, "misaligned ring"), -EINVAL;
+    if (vq_check_layout(vq->m, vq->size, vq->max_size, vq->desc_gpa, vq->avail_gpa,
+                        vq->used_gpa, &why) < 0)
+        return vq_break(vq, why), -EINVAL;
     vq->desc = machine_gpa_to_hva(vq->m, vq->desc_gpa, 16 * n);
     vq->avail = machine_gpa_to_hva(vq->m, vq->avail_gpa, 6 + 2 * n);
     vq->used = machine_gpa_to_hva(vq->m, vq->used_gpa, 6 + 8 * n);
-    if (!vq->desc || !vq->avail || !vq->used)
-        return vq_break(vq, "ring outside guest RAM"), -EINVAL;
     vq->enabled = true;
     return 0;
 }
@@ -84,14 +104,17 @@ void vq_set_notification(struct virtqueue *vq, bool enable)
     if (!vq->enabled)
         return;
     if (vq->event_idx) {
-        if (enable)
+        if (enable) {
             __atomic_store_n(avail_event_ptr(vq), avail_idx(vq), __ATOMIC_RELAXED);
+            dirty_log_mark_hva(vq->m, avail_event_ptr(vq), 2);
+        }
     } else {
         uint16_t *flags = (uint16_t *)vq->used;
         uint16_t f = __atomic_load_n(flags, __ATOMIC_RELAXED);
 
         f = enable ? (uint16_t)(f & ~VRING_USED_F_NO_NOTIFY) : (uint16_t)(f | VRING_USED_F_NO_NOTIFY);
         __atomic_store_n(flags, f, __ATOMIC_RELAXED);
+        dirty_log_mark_hva(vq->m, flags, 2);
     }
     /* The driver must see our wish before we look at the ring again. */
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
@@ -226,8 +249,10 @@ int vq_pop(struct virtqueue *vq, struct vq_elem *e)
         i = d.next;
     }
     vq->last_avail++;
-    if (vq->event_idx)
+    if (vq->event_idx) {
         __atomic_store_n(avail_event_ptr(vq), vq->last_avail, __ATOMIC_RELAXED);
+        dirty_log_mark_hva(vq->m, avail_event_ptr(vq), 2);
+    }
     TRACE(virtqueue_pop, "dev=%s vq=%u head=%u out=%llu in=%llu", vq->dev ? vq->dev : "?",
           vq->index, e->head, (unsigned long long)e->out_len, (unsigned long long)e->in_len);
     return 1;
@@ -244,6 +269,10 @@ void vq_push(struct virtqueue *vq, uint16_t head, uint32_t len)
     memcpy(slot, &id, 4);
     memcpy(slot + 4, &len, 4);
     vq->used_idx++;
+    /* The used ring is written through our own mapping: tell a live
+     * migration (the element and the index may sit on two pages). */
+    dirty_log_mark_hva(vq->m, slot, 8);
+    dirty_log_mark_hva(vq->m, used_idx_ptr(vq), 2);
     __atomic_store_n(used_idx_ptr(vq), vq->used_idx, __ATOMIC_RELEASE);
     TRACE(virtqueue_push, "dev=%s vq=%u head=%u len=%u", vq->dev ? vq->dev : "?", vq->index,
           head, len);

@@ -69,6 +69,10 @@ struct vq_elem {
 void vq_init(struct virtqueue *vq, struct machine *m, uint16_t max_size);
 /* Back to the reset state (size = max_size, disabled, not broken). */
 void vq_reset(struct virtqueue *vq);
+/* Is this a ring the device could use: size a power of two <= max_size,
+ * aligned rings wholly in guest RAM?  0, or -EINVAL with *why. */
+int vq_check_layout(struct machine *m, uint16_t size, uint16_t max_size, uint64_t desc_gpa,
+                    uint64_t avail_gpa, uint64_t used_gpa, const char **why);
 /* Driver set queue_enable: resolve and check the ring addresses.  0, or
  * -EINVAL (queue marked broken) if the size or a ring is bad. */
 int vq_enable(struct virtqueue *vq);

@@ -80,3 +80,23 @@ def test_switch_errors(tmp_path, guests):  # noqa: F811
     assert switch(g, "emu") >= 0      # same accelerator: a no-op
     g.wait_rounds(1)
     assert g.quit() == 0
+
+
+def test_switch_with_virtio(tmp_path, guests):  # noqa: F811
+    """emu -> kvm -> emu with a virtio-rng-pci the kernel drives from ring 0
+    at every progress line (switch.c virtio=1): the device keeps its queue
+    and answers under each accelerator; virtio-blk requests in flight would
+    be drained first (machine_drain_devices)."""
+    g = Guest(tmp_path, "emu", append="rounds=0 every=500000000 virtio=1",
+              extra=["-device", "virtio-rng-pci"])
+    guests.append(g)
+    g.wait_rounds(2)
+    switch(g, "kvm")
+    g.wait_rounds(2)
+    switch(g, "emu")
+    g.wait_rounds(2)
+    g.check_consistent()
+    n = len(g.rounds())
+    virtio_lines = g.out.count(b"switch: virtio ")
+    assert virtio_lines >= n >= 6, g.out[-600:]
+    assert g.quit() == 0

@@ -71,16 +71,20 @@ def wait_migration_end(g):
 
 
 def migrate_and_check(tmp_path, guests, src_accel, dst_accel, smp=1, params=None,
-                      defer=False):
+                      defer=False, virtio=False):
     need(src_accel)
     need(dst_accel)
     port = free_port()
     extra = ["-smp", str(smp)] if smp > 1 else []
+    if virtio:
+        extra += ["-device", "virtio-rng-pci"]
     # kvm -> emu: the source must stop in ring 3 (docs/migration.md, PVM),
     # so its progress lines (printed from ring 0) are made rare: the
     # migration completes well before the next one.
     append = "rounds=0 every=2000000000" if (src_accel, dst_accel) == ("kvm", "emu") \
         else "rounds=0 every=500000000"
+    if virtio:
+        append += " virtio=1"
     a = Guest(tmp_path, src_accel, name="src", extra=extra, append=append)
     guests.append(a)
     incoming = ["-incoming", "defer" if defer else f"tcp:127.0.0.1:{port}"]
@@ -132,6 +136,14 @@ def migrate_and_check(tmp_path, guests, src_accel, dst_accel, smp=1, params=None
                                      ("kvm", "emu")])
 def test_live_migration(tmp_path, guests, src, dst):
     migrate_and_check(tmp_path, guests, src, dst)
+
+
+@pytest.mark.parametrize("src,dst", [("emu", "emu"), ("kvm", "kvm")])
+def test_live_migration_virtio(tmp_path, guests, src, dst):
+    """With a virtio-rng-pci driven at every line (switch.c virtio=1): its
+    used ring, written by vmon and not by the vCPU, must reach the
+    destination (dirty-marked), and the transport state with it."""
+    migrate_and_check(tmp_path, guests, src, dst, virtio=True)
 
 
 @pytest.mark.parametrize("accel", ["kvm", "emu"])

@@ -209,6 +209,45 @@ def test_snapshot_restore(tmp_path, guests, src, dst):
     assert b.quit() == 0
 
 
+@pytest.mark.parametrize("src,dst", [("emu", "kvm"), ("kvm", "emu")])
+def test_snapshot_restore_virtio(tmp_path, guests, src, dst):
+    """With a virtio-rng-pci the kernel drives at every line (virtio=1): the
+    restored device continues the queue where the snapshot left it (the
+    kernel fails on a used index that does not move by exactly one)."""
+    need(src)
+    need(dst)
+    snap = tmp_path / "snap.vmon"
+    extra = ["-device", "virtio-rng-pci"]
+    a = Guest(tmp_path, src, name="src", append="rounds=0 every=500000000 virtio=1",
+              extra=extra)
+    guests.append(a)
+    a.wait_rounds(2)
+    take_snapshot(a, snap)
+    assert a.quit() == 0
+    b = Guest(tmp_path, dst, name="dst", append="rounds=0 every=500000000 virtio=1",
+              extra=extra + ["-incoming", f"file:{snap}"])
+    guests.append(b)
+    b.wait_rounds(3)
+    b.check_consistent()
+    assert b"switch: virtio " in b.out and b"virtio-rng-pci in slot" not in b.out
+    assert b.quit() == 0
+
+
+def test_snapshot_refuses_other_devices(tmp_path, guests):
+    """A snapshot with a virtio device does not load into a VM without it."""
+    snap = tmp_path / "snap.vmon"
+    a = Guest(tmp_path, "emu", name="src", append="rounds=0 every=500000000 virtio=1",
+              extra=["-device", "virtio-rng-pci"])
+    guests.append(a)
+    a.wait_rounds(1)
+    take_snapshot(a, snap)
+    assert a.quit() == 0
+    st, out, err = run_vmon(["-accel", "emu", *BASE, "-kernel", kernel_path("switch.elf"),
+                             "-incoming", f"file:{snap}"], timeout=60)
+    assert st == 1
+    assert "device list differs" in err and "virtio-rng-pci" in err, err
+
+
 def test_snapshot_of_stopped_vm_stays_stopped(tmp_path, guests):
     """The source stays paused after the snapshot, and so does the restored
     VM (the stream carries the run state, as QEMU's does) until cont."""
