@@ -196,6 +196,11 @@ static void timer_rebase(struct lapic *l, uint64_t now, uint32_t count)
 
 void lapic_save(struct lapic *l, uint64_t now)
 {
+    /* An expiry not yet looked at goes into the IRR first: the page keeps
+     * no deadline, so a one-shot that expired just before the save would
+     * otherwise never interrupt (a Linux guest's tick then stops for good
+     * after a snapshot or switch). */
+    lapic_timer_check(l, now);
     wr(l, APIC_TMCCT, lapic_timer_current(l, now));
 }
 

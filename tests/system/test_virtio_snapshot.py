@@ -130,8 +130,11 @@ def test_virtio_blk_snapshot_resume(tmp_path, kit, vms):  # noqa: F811
     assert nums == list(range(nums[0], ROUNDS)), nums
     assert nums[0] == last + 1, (last, nums)
     assert b"T verify bad=0" in b.out, b.out[-1500:]
-    b.wait_for(lambda: b.proc.poll() is not None, 120, "the guest did not power off")
-    assert b.proc.returncode == 0, b.err[-2000:]
+    try:
+        status = b.proc.wait(120)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"the guest did not power off: {b.out[-500:]!r}")
+    assert status == 0, b.err[-2000:]
     data = disk.read_bytes()
     for i in range(ROUNDS):
         want = (b"VMONBLK-%d-\n" % i) * 64
