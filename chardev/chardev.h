@@ -17,6 +17,17 @@ struct chardev_frontend {
 struct chardev *chardev_stdio_new(void);
 struct chardev *chardev_file_new(const char *path);
 struct chardev *chardev_null_new(void);
+/* A unix socket (chardev/socket.c); ctx names the option in errors. */
+struct chardev *chardev_socket_new(const char *path, bool server, bool wait, const char *ctx);
+
+/* -chardev options (chardev/chardev_config.c).  check: one option, and its
+ * id against the earlier ones; 0 or -EINVAL after an error_report.  has:
+ * is there a -chardev with this id.  open: the backend of that id (once:
+ * a second user is refused), or NULL after an error_report naming user. */
+int chardev_config_check(const char *spec, const char *const *earlier, int nr_earlier);
+bool chardev_config_has(const char *const *specs, int n, const char *id);
+struct chardev *chardev_config_open(const char *const *specs, int n, const char *id,
+                                    const char *user);
 void chardev_set_frontend(struct chardev *c, const struct chardev_frontend *fe, void *opaque);
 /* Write guest output; never blocks the caller for long. */
 void chardev_write(struct chardev *c, const uint8_t *buf, size_t len);

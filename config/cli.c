@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "accel/accel.h"
+#include "chardev/chardev.h"
 #include "config/config.h"
 #include "machine/machine.h"
 #include "util/log.h"
@@ -294,6 +295,19 @@ static int opt_device(struct vm_config *cfg, const char *opt, const char *arg)
     return 0;
 }
 
+static int opt_chardev(struct vm_config *cfg, const char *opt, const char *arg)
+{
+    if (cfg->nr_chardevs >= CONFIG_MAX_CHARDEVS) {
+        error_report("-chardev %s: too many character devices (at most %d)", arg,
+                     CONFIG_MAX_CHARDEVS);
+        return -1;
+    }
+    if (chardev_config_check(arg, cfg->chardevs, cfg->nr_chardevs) < 0)
+        return -1;
+    cfg->chardevs[cfg->nr_chardevs++] = arg;
+    return 0;
+}
+
 static int opt_qmp(struct vm_config *cfg, const char *opt, const char *arg)
 {
     if (cfg->nr_qmp >= CONFIG_MAX_QMP) {
@@ -352,6 +366,7 @@ static const struct cli_option options[] = {
     { "uuid", "UUID", "the system UUID the guest sees (SMBIOS)", opt_uuid },
     { "d", "ITEMS", "enable debug log items (-d help lists them)", opt_d },
     { "D", "FILE", "write the debug log to FILE", opt_D },
+    { "chardev", "socket|stdio|file|null,id=ID[,path=P][,server=on|off][,wait=on|off]", "character backend for virtconsole (socket: a unix socket)", opt_chardev },
     { "device", "DRIVER[,PROP=VAL...]", "add a device (e.g. isa-debug-exit,iobase=0xf4,iosize=0x04)", opt_device },
     { "drive", "file=F[,format=raw|qcow2][,if=virtio|none][,id=ID][,readonly=on][,cache=M]", "add a disk (if=virtio: a virtio-blk-pci)", config_opt_drive },
     { "netdev", "user|tap,id=ID[,...]", "network backend (user: hostfwd=, net=; tap: ifname=)", config_opt_netdev },

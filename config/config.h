@@ -9,6 +9,7 @@
 #define CONFIG_MAX_QMP 8
 #define CONFIG_MAX_DRIVES 16
 #define CONFIG_MAX_NETDEVS 8
+#define CONFIG_MAX_CHARDEVS 8
 
 enum serial_backend { SERIAL_DEFAULT, SERIAL_STDIO, SERIAL_FILE, SERIAL_NONE };
 
@@ -43,6 +44,10 @@ struct vm_config {
      * plus a virtio-net-pci device. */
     const char *netdevs[CONFIG_MAX_NETDEVS];
     int nr_netdevs;
+    /* -chardev arguments, verbatim ("socket,id=c0,path=P,server=on"),
+     * checked when parsed, opened by the frontend that names the id. */
+    const char *chardevs[CONFIG_MAX_CHARDEVS];
+    int nr_chardevs;
     bool start_paused;     /* -S: vCPUs wait for QMP "cont" */
     bool no_shutdown;      /* -no-shutdown: a guest shutdown leaves QMP up */
     const char *incoming;  /* -incoming: "file:PATH" or "defer", NULL if none */

@@ -64,6 +64,7 @@ static const struct pluggable_device pluggable_devices[] = {
     { "virtio-blk-pci", virtio_blk_create },
     { "virtio-serial-pci", virtio_console_create },
     { "virtio-console-pci", virtio_console_create },
+    { "virtconsole", virtconsole_create },
     { "virtio-net-pci", virtio_net_create },
 };
 

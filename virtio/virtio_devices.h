@@ -12,6 +12,8 @@ struct keyval;
 int virtio_rng_create(struct machine *m, struct keyval *opts);
 int virtio_blk_create(struct machine *m, struct keyval *opts);
 int virtio_console_create(struct machine *m, struct keyval *opts);
+/* The port of the last virtio-serial-pci, bound to -chardev chardev=ID. */
+int virtconsole_create(struct machine *m, struct keyval *opts);
 int virtio_net_create(struct machine *m, struct keyval *opts);
 
 #endif
