@@ -195,7 +195,7 @@ int machine_add_device(struct machine *m, const char *name, void *opaque,
     return 0;
 }
 
-int machine_set_device_drain(struct machine *m, void *opaque, void (*drain)(void *opaque))
+int machine_set_device_drain(struct machine *m, void *opaque, unsigned (*drain)(void *opaque))
 {
     for (int i = 0; i < m->nr_devices; i++)
         if (m->devices[i].opaque == opaque) {
@@ -205,11 +205,14 @@ int machine_set_device_drain(struct machine *m, void *opaque, void (*drain)(void
     return -ENOENT;
 }
 
-void machine_drain_devices(struct machine *m)
+unsigned machine_drain_devices(struct machine *m)
 {
+    unsigned n = 0;
+
     for (int i = 0; i < m->nr_devices; i++)
         if (m->devices[i].drain)
-            m->devices[i].drain(m->devices[i].opaque);
+            n += m->devices[i].drain(m->devices[i].opaque);
+    return n;
 }
 
 void machine_set_irq(struct machine *m, unsigned gsi, int level)

@@ -189,16 +189,17 @@ struct machine_device {
     void (*destroy)(void *opaque);
     /* Optional: finish every request in flight (complete it to the guest)
      * so that the device's state says all there is: before a snapshot,
-     * the last stage of a live migration, an accelerator switch. */
-    void (*drain)(void *opaque);
+     * the last stage of a live migration, an accelerator switch.  Returns
+     * how many it completed. */
+    unsigned (*drain)(void *opaque);
 };
 int machine_add_device(struct machine *m, const char *name, void *opaque,
                        void (*reset)(void *opaque), void (*destroy)(void *opaque));
 /* Give the device added with opaque a drain hook; -ENOENT if none is. */
-int machine_set_device_drain(struct machine *m, void *opaque, void (*drain)(void *opaque));
-/* Every device's drain hook, in creation order.  Machine lock held, vCPUs
- * parked (nothing submits new requests meanwhile). */
-void machine_drain_devices(struct machine *m);
+int machine_set_device_drain(struct machine *m, void *opaque, unsigned (*drain)(void *opaque));
+/* Every device's drain hook, in creation order; how many requests they
+ * completed.  Machine lock held (no vCPU submits new requests meanwhile). */
+unsigned machine_drain_devices(struct machine *m);
 
 /* The big machine lock (QEMU's BQL): held by the main loop while it runs
  * callbacks and by a vCPU thread while it dispatches an access. */

@@ -180,7 +180,11 @@ static int final_stage(struct machine *m, uint64_t *dirty, char *err, size_t err
 
     /* In-flight virtio-blk reads land in guest RAM: finish them before the
      * last look at the dirty log. */
-    machine_drain_devices(m);
+    ret = mig_drain_parked(m);
+    if (ret < 0) {
+        snprintf(err, err_len, "%s", strerror(-ret));
+        return ret;
+    }
     sync_dirty(m, dirty, &n);
     if (n < 0) {
         snprintf(err, err_len, "cannot read the dirty page log: %s", strerror((int)-n));

@@ -346,6 +346,25 @@ int mig_save_state(struct machine *m, struct mig_channel *ch)
     return ret;
 }
 
+int mig_drain_parked(struct machine *m)
+{
+    if (!machine_drain_devices(m))
+        return 0;
+    /* The completions interrupted the guest after the park read the vCPUs
+     * (under kvm the interrupt is in the in-kernel LAPIC only): read them
+     * again so the saved state has those interrupts. */
+    for (int i = 0; i < m->nr_vcpus; i++) {
+        int ret = m->accel->get_state(m->vcpus[i], &m->vcpus[i]->state);
+
+        if (ret < 0) {
+            error_report("vCPU %d: cannot read its state after the device drain: %s", i,
+                         strerror(-ret));
+            return ret;
+        }
+    }
+    return 0;
+}
+
 int migration_save(struct machine *m, struct mig_channel *ch)
 {
     int ret = mig_check_savable(m, ch->what);
@@ -353,7 +372,9 @@ int migration_save(struct machine *m, struct mig_channel *ch)
     if (ret < 0)
         return ret;
     /* Requests in flight (virtio-blk) complete before the state is taken. */
-    machine_drain_devices(m);
+    ret = mig_drain_parked(m);
+    if (ret < 0)
+        return ret;
     ret = mig_save_header(m, ch);
     if (ret == 0)
         ret = mig_save_state(m, ch);
@@ -660,6 +681,13 @@ static int commit(struct load_state *ls)
                          i, m->accel->name, strerror(-ret));
             return ret;
         }
+    }
+    for (int i = 0; i < m->nr_devices; i++) {
+        bool sl;
+        const struct vmstate_desc *d = migration_device_desc(m->devices[i].name, &sl);
+
+        if (d && d->post_commit)
+            d->post_commit(m->devices[i].opaque);
     }
     return 0;
 }

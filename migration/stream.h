@@ -36,6 +36,9 @@ int mig_read_section(struct mig_channel *ch, struct mig_section *s);
 typedef int (*mig_pace_fn)(void *opaque);
 /* Refuse VMs with devices that have no state description. */
 int mig_check_savable(struct machine *m, const char *what);
+/* With the vCPUs parked: complete every device request in flight and, if
+ * any did, read the vCPUs' state again (their interrupts).  0 or -errno. */
+int mig_drain_parked(struct machine *m);
 int mig_save_header(struct machine *m, struct mig_channel *ch);
 /* Every RAM chunk ("ram"), zero pages and memfd holes left out. */
 int mig_save_ram(struct machine *m, struct mig_channel *ch, mig_pace_fn pace, void *opaque);

@@ -274,13 +274,15 @@ static void blk_queue_notify(struct virtio_dev *v, unsigned q)
  * byte, used ring, interrupt): before a snapshot, the last stage of a
  * live migration, an accelerator switch.  Machine lock held, vCPUs parked,
  * so nothing new is submitted meanwhile. */
-static void blk_drain(void *opaque)
+static unsigned blk_drain(void *opaque)
 {
     struct virtio_blk *b = ((struct virtio_dev *)opaque)->opaque;
+    unsigned n = b->aio ? blk_aio_inflight(b->aio) : 0;
 
     if (b->aio)
         blk_aio_drain(b->aio);
     blk_interrupt(b);
+    return n;
 }
 
 static void blk_reset(struct virtio_dev *v)
@@ -372,6 +374,7 @@ const struct vmstate_desc virtio_blk_vmstate = {
     .name = "virtio-blk-pci", .version = 1, .fields = blk_fields,
     .state_size = sizeof(struct virtio_blk_state),
     .get = blk_state_get, .check = blk_state_check, .set = blk_state_set,
+    .post_commit = virtio_pci_kick_pending,
 };
 
 /* Find -drive ...,id=ID in the configuration and open it. */

@@ -327,6 +327,7 @@ const struct vmstate_desc virtio_console_vmstate = {
     .name = "virtio-serial-pci", .version = 1, .fields = con_fields,
     .state_size = sizeof(struct virtio_console_state),
     .get = con_state_get, .check = con_state_check, .set = con_state_set,
+    .post_commit = virtio_pci_kick_pending,
 };
 
 /* Is a virtconsole going to bind a port (it comes later on the command

@@ -112,6 +112,7 @@ const struct vmstate_desc virtio_net_vmstate = {
     .name = "virtio-net-pci", .version = 1, .fields = virtio_plain_fields,
     .state_size = sizeof(struct virtio_plain_state),
     .get = virtio_plain_get, .check = virtio_plain_check, .set = virtio_plain_set,
+    .post_commit = virtio_pci_kick_pending,
 };
 
 int virtio_net_create(struct machine *m, struct keyval *opts)

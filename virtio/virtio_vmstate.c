@@ -201,6 +201,17 @@ void virtio_pci_state_set(struct virtio_dev *v, const struct virtio_pci_state *s
     }
 }
 
+void virtio_pci_kick_pending(void *dev)
+{
+    struct virtio_dev *v = dev;
+
+    if (!virtio_driver_ok(v) || !v->ops->queue_notify)
+        return;
+    for (unsigned q = 0; q < v->nr_queues; q++)
+        if (vq_has_avail(&v->vq[q]))
+            v->ops->queue_notify(v, q);
+}
+
 /* Devices whose whole state is the transport's (rng, net: the MAC and
  * link status are device configuration, checked equal above). */
 const struct vmstate_field virtio_plain_fields[] = {
