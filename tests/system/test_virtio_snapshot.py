@@ -3,7 +3,8 @@ under -accel emu with a virtio-blk disk runs a loop that writes a sector
 per round to /dev/vda (fsync), drops the page cache, reads the sector back
 from the device and prints "T round N ok".  The test stops the VM after a
 few rounds, snapshots it (QMP migrate file:), ends it, and resumes the
-snapshot in a new vmon with -incoming file: on the same disk.  The loop
+snapshot in a new vmon with -incoming file: on the same disk (paused, as
+it was saved; the test continues it).  The loop
 must continue from where it was (no reboot, no round lost or repeated),
 every sector read back must match, and at the end the host finds every
 round's sector in the image.  The guest script uses no network (udhcpc
@@ -119,6 +120,9 @@ def test_virtio_blk_snapshot_resume(tmp_path, kit, vms):  # noqa: F811
 
     b = Kit(tmp_path, "dst", args + ["-incoming", f"file:{snap}"])
     vms.append(b)
+    # Saved while stopped, it resumes stopped (QEMU's globalstate).
+    assert b.q.ret("query-status")["status"] == "paused"
+    b.q.ret("cont")
     b.wait_for(lambda: b"T-END" in b.out, 600, "the restored guest did not finish")
     after = b.rounds()
     assert b"VMON-GUEST-UP" not in b.out      # resumed, not rebooted
