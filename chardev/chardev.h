@@ -28,6 +28,11 @@ int chardev_config_check(const char *spec, const char *const *earlier, int nr_ea
 bool chardev_config_has(const char *const *specs, int n, const char *id);
 struct chardev *chardev_config_open(const char *const *specs, int n, const char *id,
                                     const char *user);
+/* query-chardev's view of one -chardev: its id, QEMU's filename
+ * ("unix:P,server=on", "stdio", "file", "null") and whether a frontend
+ * took it.  0 or -EINVAL. */
+int chardev_config_describe(const char *spec, char *label, size_t label_len, char *filename,
+                            size_t filename_len, bool *in_use);
 void chardev_set_frontend(struct chardev *c, const struct chardev_frontend *fe, void *opaque);
 /* Write guest output; never blocks the caller for long. */
 void chardev_write(struct chardev *c, const uint8_t *buf, size_t len);

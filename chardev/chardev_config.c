@@ -160,3 +160,36 @@ struct chardev *chardev_config_open(const char *const *specs, int n, const char 
     error_report("%s: no -chardev with id=%s", user, id);
     return NULL;
 }
+
+int chardev_config_describe(const char *spec, char *label, size_t label_len, char *filename,
+                            size_t filename_len, bool *in_use)
+{
+    struct keyval kv;
+    const char *id, *path;
+    bool server = false;
+
+    if (keyval_parse(&kv, spec, true, "-chardev") < 0)
+        return -EINVAL;
+    id = keyval_get(&kv, "id");
+    path = keyval_get(&kv, "path");
+    if (!id) {
+        keyval_free(&kv);
+        return -EINVAL;
+    }
+    snprintf(label, label_len, "%s", id);
+    *in_use = false;
+    for (int i = 0; i < nr_opened; i++)
+        if (opened[i].id && !strcmp(opened[i].id, id))
+            *in_use = true;
+    /* QEMU's spelling of each backend's filename. */
+    if (!strcmp(kv.driver, "socket")) {
+        if (keyval_get_bool(&kv, "server", false, &server) < 0)
+            server = false;
+        snprintf(filename, filename_len, "unix:%s%s", path ? path : "",
+                 server ? ",server=on" : "");
+    } else {
+        snprintf(filename, filename_len, "%s", kv.driver);
+    }
+    keyval_free(&kv);
+    return 0;
+}

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "accel/accel.h"
+#include "chardev/chardev.h"
 #include "config/config.h"
 #include "hw/pm.h"
 #include "machine/machine.h"
@@ -128,6 +129,15 @@ static json_t *cmd_query_chardev(struct machine *m, json_t *args, struct qmp_err
             snprintf(name, sizeof(name), "stdio");
         json_array_append_new(list, json_pack("{s:b,s:s,s:s}", "frontend-open", 1,
                                               "filename", name, "label", "serial0"));
+    }
+    for (int i = 0; cfg && i < cfg->nr_chardevs; i++) {
+        char label[256], name[4096];
+        bool in_use;
+
+        if (chardev_config_describe(cfg->chardevs[i], label, sizeof(label), name,
+                                    sizeof(name), &in_use) == 0)
+            json_array_append_new(list, json_pack("{s:b,s:s,s:s}", "frontend-open", in_use,
+                                                  "filename", name, "label", label));
     }
     for (int i = 0; i < qmp_nr_endpoints(); i++) {
         char label[32];

@@ -117,3 +117,29 @@ def test_chardev_errors(args, msg):
     assert st == 1, (st, err)
     assert msg in err, err
     assert len(err.strip().splitlines()) == 1, err
+
+
+def test_query_chardev_lists_chardevs(tmp_path):
+    """query-chardev shows each -chardev by id, QEMU's filename, and whether
+    a frontend took it."""
+    from test_snapshot import QMP
+    sock, qmp = str(tmp_path / "c.sock"), str(tmp_path / "q.sock")
+    vm = subprocess.Popen(
+        [VMON, "-accel", "emu", "-nographic", "-S", "-kernel", kernel_path("hello.elf"),
+         "-chardev", f"socket,id=c0,path={sock},server=on,wait=off",
+         "-chardev", "null,id=spare", "-device", "virtio-serial-pci",
+         "-device", "virtconsole,chardev=c0", "-qmp", f"unix:{qmp},server=on,wait=off"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        q = QMP(qmp)
+        devs = {d["label"]: d for d in q.ret("query-chardev")}
+        assert devs["c0"] == {"label": "c0", "filename": f"unix:{sock},server=on",
+                              "frontend-open": True}, devs
+        assert devs["spare"] == {"label": "spare", "filename": "null",
+                                 "frontend-open": False}, devs
+        q.cmd("quit")
+        assert vm.wait(30) == 0
+    finally:
+        if vm.poll() is None:
+            vm.kill()
+            vm.wait()
