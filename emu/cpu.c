@@ -28,6 +28,8 @@ struct emu_block {
     uint16_t n;
     uint8_t mode;          /* BLOCK_DEAD once dropped */
     uint8_t dead_flags;    /* emu_specialize_block dropped flag computations */
+    uint64_t entry_la;     /* linear address and TLB state (chain_lookup_la) */
+    uint64_t entry_tlb;    /* of its last entry through a translation */
 };
 
 /* Mode of a dropped block: matches no lookup, so a stale chain prediction
@@ -216,6 +218,7 @@ static struct emu_block *cache_build(struct emu_cpu *c, gpa_t gpa, const uint8_t
     b->mode = c->mode;
     b->insn0 = cache->ninsns;
     b->next[0] = b->next[1] = NO_BLOCK;
+    b->entry_tlb = 0;  /* no TLB state is 0 */
     b->n = 0;
     while (b->n < BLOCK_MAX && off < avail) {
         struct emu_insn *i = &cache->insns[b->insn0 + b->n];
@@ -295,18 +298,66 @@ static struct emu_block *cache_lookup(struct emu_cache *cache, gpa_t gpa, unsign
 
 /* Decode one instruction the slow way (crossing a page, or not in RAM),
  * fetching byte by byte so a fault names the first byte that is missing. */
-static void fetch_slow(struct emu_cpu *c, uint64_t la, struct emu_insn *i)
+static inline uint64_t fetch_la(const struct emu_cpu *c, uint64_t la, unsigned k)
+{
+    return c->mode == EMU_MODE_64 ? la + k : (uint32_t)(la + k);
+}
+
+/* The last instruction fetch_slow decoded, keyed by its bytes and mode
+ * (decoding depends on nothing else), so an instruction that crosses a
+ * page inside a loop is not decoded again on every execution. */
+static __thread struct {
+    struct emu_insn insn;
+    uint8_t bytes[15];
+    uint8_t mode;
+    bool valid;
+} slow_last;
+
+/* Fetch and decode an instruction that is not in a cached block (it
+ * crosses a page, or runs from outside RAM).  Bytes are read only as the
+ * decoder asks for them, so a #PF names the first missing byte the
+ * instruction needs and MMIO sees no read beyond the instruction; in RAM
+ * the rest of the first page is read at once (same translation, so the
+ * same fault on its first byte). */
+static void fetch_slow(struct emu_cpu *c, uint64_t la, struct emu_insn *i, bool ram)
 {
     uint8_t buf[16];
+    unsigned have = 0, k;
 
-    for (unsigned k = 0; k < 15; k++) {
-        uint64_t a = c->mode == EMU_MODE_64 ? la + k : (uint32_t)(la + k);
+    if (ram) {
+        unsigned first = 0x1000 - (unsigned)(la & 0xfff);
 
-        buf[k] = (uint8_t)emu_read_slow(c, a, 1, ACC_EXEC);
-        if (emu_decode(i, buf, k + 1, c->mode) > 0)
-            return;
+        for (; have < first && have < 15; have++)
+            buf[have] = (uint8_t)emu_read_slow(c, fetch_la(c, la, have), 1, ACC_EXEC);
     }
-    emu_decode(i, buf, 15, c->mode);
+    if (slow_last.valid && slow_last.mode == c->mode) {
+        bool same = true;
+
+        /* Same bytes so far: the decoder would ask for exactly the bytes
+         * the cached instruction has. */
+        for (k = 0; same && k < slow_last.insn.len; k++) {
+            if (k == have)
+                buf[have++] = (uint8_t)emu_read_slow(c, fetch_la(c, la, k), 1, ACC_EXEC);
+            same = buf[k] == slow_last.bytes[k];
+        }
+        if (same) {
+            *i = slow_last.insn;
+            return;
+        }
+    }
+    for (k = have;; k++) {
+        if (emu_decode(i, buf, k, c->mode) > 0)
+            break;
+        if (k == 15)
+            return;  /* as before: 15 bytes always decode (#GP at worst) */
+        if (k == have)
+            buf[have++] = (uint8_t)emu_read_slow(c, fetch_la(c, la, k), 1, ACC_EXEC);
+    }
+    emu_specialize(i, c->mode);
+    slow_last.insn = *i;
+    memcpy(slow_last.bytes, buf, i->len);
+    slow_last.mode = c->mode;
+    slow_last.valid = true;
 }
 
 static inline void exec_one(struct emu_cpu *c, const struct emu_insn *i)
@@ -398,6 +449,24 @@ static inline struct emu_block *chain_lookup(struct emu_cache *cache, const stru
         uint32_t n = prev->next[k];
 
         if (n < cache->nblocks && cache->blocks[n].gpa == gpa && cache->blocks[n].mode == mode)
+            return &cache->blocks[n];
+    }
+    return NULL;
+}
+
+/* The same, without translating: the successor was last entered at
+ * linear address la while this vCPU's TLB was in state tlb (emu_cpu's
+ * tlb_gen, unique per vCPU and bumped by every fill and flush, | mmu_idx),
+ * so la still translates to its gpa.  A dropped block's mode fails. */
+static inline struct emu_block *chain_lookup_la(struct emu_cache *cache,
+                                                const struct emu_block *prev, uint64_t la,
+                                                uint64_t tlb, unsigned mode)
+{
+    for (int k = 0; k < 2; k++) {
+        uint32_t n = prev->next[k];
+
+        if (n < cache->nblocks && cache->blocks[n].entry_la == la &&
+            cache->blocks[n].entry_tlb == tlb && cache->blocks[n].mode == mode)
             return &cache->blocks[n];
     }
     return NULL;
@@ -557,6 +626,11 @@ static void run_blocks(struct emu_cpu *c)
         c->insn_rip = s->rip;
         la = emu_linear(c, S_CS, s->rip, 1, ACC_EXEC);
         one = unlikely(c->dbg_step) && debug_before(c, la);
+        /* A predicted successor last entered at this address under this
+         * very TLB state maps to the same physical block: no TLB lookup. */
+        b = prev ? chain_lookup_la(cache, prev, la, c->tlb_gen | c->mmu_idx, c->mode) : NULL;
+        if (b)
+            goto run;
         e = emu_tlb_entry(c, la);
         if (likely(e->tag_code == (la & ~0xfffULL))) {
             host = (uint8_t *)(uintptr_t)(la + e->addend);
@@ -564,7 +638,6 @@ static void run_blocks(struct emu_cpu *c)
         } else {
             gpa = emu_translate(c, la, ACC_EXEC, &host);
         }
-        b = NULL;
         if (host) {
             if (prev)
                 b = chain_lookup(cache, prev, gpa, c->mode);
@@ -580,7 +653,12 @@ static void run_blocks(struct emu_cpu *c)
                 if (b && prev)
                     chain_remember(prev, (uint32_t)(b - cache->blocks));
             }
+            if (b) {
+                b->entry_la = la;
+                b->entry_tlb = c->tlb_gen | c->mmu_idx;
+            }
         }
+run:
         if (unlikely(log_mask & LOG_CPU)) {
             emu_sync_state(c);
             cpu_state_dump(s, log_cpu_line, NULL);
@@ -589,7 +667,7 @@ static void run_blocks(struct emu_cpu *c)
             struct emu_insn insn;
 
             prev = NULL;
-            fetch_slow(c, la, &insn);
+            fetch_slow(c, la, &insn, host != NULL);
             exec_one(c, &insn);
             if (unlikely(c->step_tf || c->dbg_pending))
                 emu_debug_trap(c, c->step_tf);

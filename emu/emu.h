@@ -113,6 +113,10 @@ struct emu_cpu {
     uint16_t tlb_local[2 * EMU_TLB_SIZE];
     uint16_t tlb_global[2 * EMU_TLB_SIZE];
     unsigned tlb_nlocal, tlb_nglobal;
+    /* Changes with every TLB fill and flush, to a value no other vCPU ever
+     * has (even, so mmu_idx can be or'ed in): the run loop's chained
+     * blocks skip the code translation while it stays the same. */
+    uint64_t tlb_gen;
 
     /* Options. */
     bool deliver_exceptions; /* through the IDT; false: stop with EMU_STOP_EXCEPTION */

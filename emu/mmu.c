@@ -22,6 +22,14 @@
 
 #define TAG_FLAGS (EMU_TLB_MMIO | EMU_TLB_NOTDIRTY | EMU_TLB_WATCH)
 
+/* A new TLB state: see emu_cpu.tlb_gen. */
+static void tlb_bump(struct emu_cpu *c)
+{
+    static uint64_t counter;
+
+    c->tlb_gen = __atomic_add_fetch(&counter, 2, __ATOMIC_RELAXED);
+}
+
 static void tlb_invalidate(struct emu_tlb_entry *e)
 {
     e->tag_read = e->tag_write = e->tag_code = EMU_TLB_INVALID;
@@ -32,6 +40,7 @@ void emu_tlb_flush(struct emu_cpu *c, bool keep_global)
 {
     struct emu_tlb_entry *base = &c->tlb[0][0];
 
+    tlb_bump(c);
     for (unsigned n = 0; n < c->tlb_nlocal; n++) {
         struct emu_tlb_entry *e = &base[c->tlb_local[n]];
 
@@ -56,6 +65,7 @@ void emu_tlb_flush(struct emu_cpu *c, bool keep_global)
 /* Start with every entry invalid and the fill lists empty. */
 void emu_tlb_reset(struct emu_cpu *c)
 {
+    tlb_bump(c);
     for (int k = 0; k < 2; k++) {
         for (unsigned j = 0; j < EMU_TLB_SIZE; j++) {
             struct emu_tlb_entry *e = &c->tlb[k][j];
@@ -71,6 +81,7 @@ void emu_tlb_flush_page(struct emu_cpu *c, gva_t la)
 {
     uint64_t page = la & ~0xfffULL;
 
+    tlb_bump(c);
     for (int k = 0; k < 2; k++) {
         struct emu_tlb_entry *e = &c->tlb[k][(la >> 12) & (EMU_TLB_SIZE - 1)];
 
@@ -254,6 +265,7 @@ static struct emu_tlb_entry *mmu_fill(struct emu_cpu *c, uint64_t la, enum emu_a
     uint64_t flags = 0;
 
     c->stats.tlb_misses++;
+    tlb_bump(c);
 
     if (c->mode == EMU_MODE_64 && !mmu_canonical(la))
         emu_fault_err(c, EXC_GP, 0);

@@ -315,6 +315,93 @@ static void test_dead_flags_at_budget_end(void **state)
     emu_tm_destroy(&t);
 }
 
+/* Instructions that cross a page are fetched outside the block cache
+ * (fetch_slow): a fetch fault names the first missing byte, and the
+ * decoded instruction it keeps for the next execution must follow its
+ * bytes when they change. */
+static void test_page_crossing_fetch(void **state)
+{
+    static const uint8_t movabs[] = { 0x48, 0xb8, 1, 2, 3, 4, 5, 6, 7, 8 };  /* mov rax, imm64 */
+    static const uint8_t mov_eax[] = { 0xb8, 0x11, 0x22, 0x33, 0x44, 0xf4 };  /* mov eax, imm32 */
+    const gpa_t at = 0x101ffd;  /* b8 and two bytes on one page, the rest on the next */
+    struct emu_tm t;
+
+    guest_init(&t);
+    t.c.deliver_exceptions = false;
+    /* 0x301000 is not mapped: the fetch faults on its first byte. */
+    put(&t, 0x300ffe, movabs, 2);
+    t.s.rip = 0x300ffe;
+    assert_int_equal(emu_run(&t.c, 1), EMU_STOP_EXCEPTION);
+    assert_int_equal(t.c.exc_vector, EXC_PF);
+    assert_int_equal(t.s.cr2, 0x301000);
+    assert_true(t.c.exc_error & 0x10);  /* instruction fetch */
+
+    put(&t, at, mov_eax, sizeof(mov_eax));
+    for (int k = 0; k < 3; k++) {
+        t.s.rip = at;
+        t.s.gpr[R_EAX] = 0;
+        assert_int_equal(emu_run(&t.c, 1), EMU_STOP_BUDGET);
+        assert_int_equal(t.s.gpr[R_EAX], 0x44332211);
+        assert_int_equal(t.s.rip, at + 5);
+    }
+    /* The bytes on the second page change: the new immediate counts. */
+    t.m.ram[at + 3] = 0x99;
+    t.s.rip = at;
+    assert_int_equal(emu_run(&t.c, 1), EMU_STOP_BUDGET);
+    assert_int_equal(t.s.gpr[R_EAX], 0x44992211);
+    /* ...and so does a different instruction with the same first byte. */
+    t.m.ram[at + 1] = 0x66;
+    t.s.rip = at;
+    assert_int_equal(emu_run(&t.c, 1), EMU_STOP_BUDGET);
+    assert_int_equal(t.s.gpr[R_EAX], 0x44992266);
+    t.m.ram[at] = 0x90;  /* nop: a one-byte instruction now */
+    t.s.rip = at;
+    assert_int_equal(emu_run(&t.c, 1), EMU_STOP_BUDGET);
+    assert_int_equal(t.s.rip, at + 1);
+    emu_tm_destroy(&t);
+}
+
+/* A chained block is entered without translating its address while the
+ * vCPU's TLB has not changed since its last entry there: remapping its
+ * page and INVLPG must still send the next call to the new code.  X
+ * alternates between two physical pages, four calls through one call
+ * site (the third and fourth follow a learned chain). */
+static void test_chain_after_remap(void **state)
+{
+    static const uint8_t ret1[] = { 0xb8, 1, 0, 0, 0, 0xc3 };  /* mov eax, 1; ret */
+    static const uint8_t ret2[] = { 0xb8, 2, 0, 0, 0, 0xc3 };
+    const uint64_t x = 0x400000;
+    uint8_t code[64];
+    unsigned n = 0, loop;
+    uint32_t pte, v;
+    int32_t rel;
+    struct emu_tm t;
+
+    guest_init(&t);
+    put(&t, 0x310000, ret1, sizeof(ret1));
+    put(&t, 0x320000, ret2, sizeof(ret2));
+    emu_tm_map(&t, x, 0x310000, 0x1000, 0);
+    pte = (uint32_t)((uint8_t *)leaf_pte_ptr(&t, x) - t.m.ram);
+
+    code[n++] = 0xb9; v = 4; memcpy(code + n, &v, 4); n += 4;           /* mov ecx, 4 */
+    loop = n;
+    code[n++] = 0xe8; rel = (int32_t)(x - (CODE + n + 4));              /* call x */
+    memcpy(code + n, &rel, 4); n += 4;
+    code[n++] = 0x01; code[n++] = 0xc3;                                 /* add ebx, eax */
+    code[n++] = 0x48; code[n++] = 0x81; code[n++] = 0x34; code[n++] = 0x25;
+    memcpy(code + n, &pte, 4); n += 4;
+    v = 0x310000 ^ 0x320000; memcpy(code + n, &v, 4); n += 4;          /* xor qword [pte], .. */
+    code[n++] = 0x0f; code[n++] = 0x01; code[n++] = 0x3c; code[n++] = 0x25;
+    v = (uint32_t)x; memcpy(code + n, &v, 4); n += 4;                   /* invlpg [x] */
+    code[n++] = 0xff; code[n++] = 0xc9;                                 /* dec ecx */
+    code[n++] = 0x75; code[n] = (uint8_t)(loop - (n + 1)); n++;         /* jnz loop */
+    code[n++] = 0xf4;
+    t.s.gpr[R_EBX] = 0;
+    run_to_hlt(&t, code, n);
+    assert_int_equal(t.s.gpr[R_EBX], 1 + 2 + 1 + 2);
+    emu_tm_destroy(&t);
+}
+
 static void test_budget_is_exact(void **state)
 {
     static const uint8_t code[] = { 0xff, 0xc0, 0xeb, 0xfc };  /* inc eax; jmp back */
@@ -369,6 +456,8 @@ int main(void)
         cmocka_unit_test(test_self_modifying_code),
         cmocka_unit_test(test_budget_is_exact),
         cmocka_unit_test(test_dead_flags_at_budget_end),
+        cmocka_unit_test(test_page_crossing_fetch),
+        cmocka_unit_test(test_chain_after_remap),
         cmocka_unit_test(test_loop_mips),
     };
 
