@@ -143,3 +143,65 @@ def test_query_chardev_lists_chardevs(tmp_path):
         if vm.poll() is None:
             vm.kill()
             vm.wait()
+
+
+ECHO_SCRIPT = r"""
+exec 3<>/dev/hvc0
+stty -F /dev/hvc0 -echo
+echo READY >&3
+while read -t 300 line <&3; do
+    echo "ECHO:$line" >&3
+    [ "$line" = quit ] && break
+done
+echo T-END
+"""
+
+
+def test_virtconsole_snapshot_resume(tmp_path, kit):  # noqa: F811
+    """A guest echoing hvc0 lines is snapshotted (port open, buffers
+    posted) and resumed in a new vmon on another socket: a line sent there
+    still comes back (the port's open state travelled: without it the
+    input would wait for an open that never comes again)."""
+    from test_snapshot import QMP
+    initrd = make_initrd(tmp_path, "con", ECHO_SCRIPT)
+
+    def start(name, extra=()):
+        sock, qmp = str(tmp_path / f"{name}.sock"), str(tmp_path / f"{name}.qmp")
+        vm = subprocess.Popen(
+            [VMON, "-accel", "emu", "-m", "256", "-nographic", "-no-reboot",
+             "-kernel", os.path.join(kit, "vmlinuz"), "-initrd", initrd,
+             "-append", "console=ttyS0 quiet vmon.test=con",
+             "-chardev", f"socket,id=c0,path={sock},server=on,wait=off",
+             "-device", "virtio-serial-pci", "-device", "virtconsole,chardev=c0",
+             "-qmp", f"unix:{qmp},server=on,wait=off", *extra],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        q = QMP(qmp)
+        s = socket.socket(socket.AF_UNIX)
+        s.connect(sock)
+        s.settimeout(1)
+        return vm, q, s
+
+    a, qa, sa = start("src")
+    b = None
+    try:
+        buf, ok = recv_until(sa, b"", b"READY", 600, a)
+        assert ok, buf
+        sa.sendall(b"before\n")
+        buf, ok = recv_until(sa, buf, b"ECHO:before", 120, a)
+        assert ok, buf
+        qa.ret("stop")
+        snap = tmp_path / "snap.vmon"
+        assert qa.ret("migrate", {"uri": f"file:{snap}"}) == {}
+        a.kill()
+        a.wait()
+        b, qb, sb = start("dst", ["-incoming", f"file:{snap}"])
+        qb.ret("cont")
+        sb.sendall(b"after\nquit\n")
+        buf, ok = recv_until(sb, b"", b"ECHO:quit", 120, b)
+        assert ok and b"ECHO:after" in buf, buf
+        assert b.wait(120) == 0
+    finally:
+        for vm in (a, b):
+            if vm and vm.poll() is None:
+                vm.kill()
+                vm.wait()
