@@ -39,6 +39,9 @@ sys.path.insert(0, os.path.dirname(__file__))
 from common import QEMU, ROOT, VMON, machine_line, median, ratio  # noqa: E402
 
 KIT = os.environ.get("GUEST_KIT", os.path.join(ROOT, "build", "guest"))
+# One boot plus its transfers; a loaded host needs a few minutes, a hung
+# guest would otherwise hold the run forever.
+BOOT_TIMEOUT = 600
 DISK_MB = 64
 RANDOM_OPS = 1000
 NET_MB = 16
@@ -148,8 +151,12 @@ def boot(which, tmp, initrd, images, aio=None):
         cmd = [a.replace("virtio-blk-pci,", "virtio-blk-pci,disable-legacy=on,")
                .replace("virtio-net-pci,", "virtio-net-pci,disable-legacy=on,romfile=,")
                for a in cmd]
-    out = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True,
-                         timeout=7200).stdout.decode(errors="replace")
+    try:
+        out = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True,
+                             timeout=BOOT_TIMEOUT).stdout.decode(errors="replace")
+    except subprocess.TimeoutExpired:
+        raise SystemExit(f"bench: {which} did not finish its boot and transfers within "
+                         f"{BOOT_TIMEOUT} s (host overloaded or guest hung); killed it")
     res, net = {}, None
     for line in out.replace("\r", "").splitlines():
         w = line.split()

@@ -26,6 +26,9 @@ sys.path.insert(0, os.path.dirname(__file__))
 from common import QEMU, ROOT, VMON, machine_line, median, ratio  # noqa: E402
 
 KIT = os.environ.get("GUEST_KIT", os.path.join(ROOT, "build", "guest"))
+# One boot plus its transfers; a loaded host needs a few minutes, a hung
+# guest would otherwise hold the run forever.
+BOOT_TIMEOUT = 600
 
 SCRIPT = r"""
 up() { cut -d' ' -f1 /proc/uptime; }
@@ -95,8 +98,12 @@ def boot(which, initrd, iters, mb):
         cmd = [QEMU, "-M", "pc", "-accel", "tcg", *common]
         cmd = [a.replace("virtio-net-pci,", "virtio-net-pci,disable-legacy=on,romfile=,")
                for a in cmd]
-    out = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True,
-                         timeout=3600).stdout.decode(errors="replace")
+    try:
+        out = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True,
+                             timeout=BOOT_TIMEOUT).stdout.decode(errors="replace")
+    except subprocess.TimeoutExpired:
+        raise SystemExit(f"bench: {which} did not finish its boot and transfers within "
+                         f"{BOOT_TIMEOUT} s (host overloaded or guest hung); killed it")
     srv.close()
     rates = []
     for line in out.replace("\r", "").splitlines():
