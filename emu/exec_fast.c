@@ -720,17 +720,38 @@ static bool writes_all_flags(emu_exec_fn fn)
     return false;
 }
 
+/* Handlers that neither read nor write the flags and cannot fault:
+ * register and immediate MOV, LEA, register MOVZX/MOVSX/MOVSXD. */
+static bool flags_neutral(emu_exec_fn fn)
+{
+    for (int sz = 0; sz < 4; sz++)
+        if (fn == mov_fast[sz][F_EGr] || fn == mov_fast[sz][F_GEr] || fn == mov_fast[sz][F_EIr])
+            return true;
+    for (int x = 0; x < 2; x++)
+        for (int ss = 0; ss < 2; ss++)
+            for (int d = 0; d < 3; d++)
+                if (fn == movx_fast[x][ss][d][0])
+                    return true;
+    return fn == lea_4 || fn == lea_8 || fn == movsxd_r;
+}
+
 bool emu_specialize_block(struct emu_insn *ins, unsigned n)
 {
     bool any = false;
 
     for (unsigned k = 0; k + 1 < n; k++) {
+        unsigned j = k + 1;
+
+        /* The next flag writer, past instructions that cannot fault and
+         * leave the flags alone. */
+        while (j + 1 < n && flags_neutral(ins[j].fn))
+            j++;
         for (int sz = 0; sz < 4; sz++) {
             for (int ror = 0; ror < 2; ror++) {
                 emu_exec_fn f = ins[k].fn;
 
                 if ((f == rot_fast[sz][ror][0] || f == rot_fast[sz][ror][1]) &&
-                    writes_all_flags(ins[k + 1].fn)) {
+                    writes_all_flags(ins[j].fn)) {
                     ins[k].fn = rot_fast[sz][ror][3];
                     any = true;
                 }

@@ -9,7 +9,8 @@
  * as pairs behind a random flag-setting register instruction, so that they
  * read the lazy flags that instruction left (one block under emu), not
  * only materialised RFLAGS; and register ALU ops, TEST and shifts run
- * behind a register ROL/ROR by an immediate and before a JMP +0 that ends
+ * behind a register ROL/ROR by an immediate (and sometimes a MOV or LEA
+ * between the two) and before a JMP +0 that ends
  * the block, so emu runs the whole block with the rotate's flags dropped
  * as dead (emu_specialize_block).  Set EMU_DIFF_SEED to replay a run; a failure
  * prints the seed, the instruction bytes and the inputs. */
@@ -552,7 +553,7 @@ static int emu_case(const uint8_t *insn, unsigned len, unsigned ninsns, const ui
 /* --- case generation ------------------------------------------------------------- */
 
 struct gen {
-    uint8_t b[16];
+    uint8_t b[32];     /* one instruction, or a T_PAIR/T_ROTPAIR sequence */
     unsigned len;
     unsigned opsize;
     int mem_reg;       /* base register of the memory operand, -1 none */
@@ -654,8 +655,11 @@ static bool vendor_no16(const struct tmpl *t)
 
 /* ROL or ROR of a random register (any size) by a random imm8, at b, for
  * a T_ROTPAIR case; returns its length. */
+static unsigned rot_extra;  /* the last T_ROTPAIR case has a middle instruction */
+
 static unsigned gen_rot_producer(uint8_t *b)
 {
+    rot_extra = 0;
     unsigned n = 0, sizei = (unsigned)rnd_below(4), r = (unsigned)rnd_below(16);
     uint8_t rex = 0x40 | (r >= 8 ? 1 : 0) | (sizei == 3 ? 8 : 0);
 
@@ -665,6 +669,22 @@ static unsigned gen_rot_producer(uint8_t *b)
     b[n++] = sizei ? 0xc1 : 0xc0;
     b[n++] = (uint8_t)(0xc0 | (rnd_below(2) << 3) | (r & 7));
     b[n++] = (uint8_t)(rnd_below(4) ? rnd() : 1);
+    if (rnd_below(2)) {
+        /* Half the time a flag-neutral instruction in between, which the
+         * dead-flag scan looks past: mov r64, r64 or lea r64, [r + 8]. */
+        unsigned d = (unsigned)rnd_below(16), src = (unsigned)rnd_below(16);
+
+        b[n++] = (uint8_t)(0x48 | (d >= 8 ? 4 : 0) | (src >= 8 ? 1 : 0));
+        if (rnd_below(2) || (src & 7) == 4 || (src & 7) == 5) {
+            b[n++] = 0x8b;
+            b[n++] = (uint8_t)(0xc0 | ((d & 7) << 3) | (src & 7));
+        } else {
+            b[n++] = 0x8d;
+            b[n++] = (uint8_t)(0x40 | ((d & 7) << 3) | (src & 7));
+            b[n++] = 8;
+        }
+        rot_extra = 1;
+    }
     return n;
 }
 
@@ -975,7 +995,8 @@ static bool run_one(const struct tmpl *t, uint8_t *mem_in)
     gen_case(t, &g, mem_in);
     memcpy(data, mem_in, DATA_SIZE);
     sig = native_run(g.b, g.len);
-    evec = emu_case(g.b, g.len, t->fl & T_ROTPAIR ? 3 : t->fl & T_PAIR ? 2 : 1, mem_in, &e_out);
+    evec = emu_case(g.b, g.len, t->fl & T_ROTPAIR ? 3 + rot_extra : t->fl & T_PAIR ? 2 : 1,
+                    mem_in, &e_out);
 
     if (sig) {
         n_faults++;
