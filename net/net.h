@@ -19,6 +19,9 @@ struct net_backend {
     const char *type;             /* "user", "tap" */
     /* A frame from the guest. */
     void (*send)(struct net_backend *nb, const uint8_t *buf, size_t len);
+    /* send() takes an IPv4 TCP segment of up to 64 KiB in one frame, above
+     * the MTU, so a NIC may offer TCP segmentation offload over it. */
+    bool takes_tso;
     const struct net_frontend *fe;
     void *fe_opaque;
     bool in_use;

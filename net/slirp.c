@@ -274,6 +274,9 @@ struct net_backend *net_slirp_new(struct machine *m, struct keyval *opts)
     }
     s->nb.type = "user";
     s->nb.send = slirp_send;
+    /* slirp_input() sizes its buffer to the frame and slirp's TCP reads a
+     * segment of any length within the window it advertised. */
+    s->nb.takes_tso = true;
     s->poll_timer = timer_new(slirp_poll_tick, s);
     timer_mod(s->poll_timer, clock_ns() + SLIRP_POLL_NS);
     return &s->nb;
