@@ -118,6 +118,13 @@ int block_lock_image(int fd, bool write)
     return r ? -EAGAIN : 0;
 }
 
+int block_unlock_image(int fd)
+{
+    struct flock fl = { .l_type = F_UNLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0 };
+
+    return fcntl(fd, F_OFD_SETLK, &fl) < 0 ? -errno : 0;
+}
+
 static struct block_state *block_open_depth(const char *filename, const char *format,
                                             unsigned flags, enum block_cache_mode cache,
                                             int depth, char *err, size_t errlen);

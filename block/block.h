@@ -190,6 +190,9 @@ const struct block_driver *block_probe(const uint8_t *buf, size_t len, const cha
 /* Image lock, QEMU-compatible OFD byte locks: 0, or -EAGAIN when another
  * process holds a conflicting lock. */
 int block_lock_image(int fd, bool write);
+/* Drop every lock block_lock_image() took on fd (a migration source hands
+ * its images over).  0 or -errno. */
+int block_unlock_image(int fd);
 
 /* Create images. */
 struct qcow2_create_opts {

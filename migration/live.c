@@ -22,6 +22,7 @@
 
 #include "machine/dirty_log.h"
 #include "migration/stream.h"
+#include "virtio/virtio_blk.h"
 #include "migration/tcp.h"
 #include "monitor/qmp.h"
 #include "util/log.h"
@@ -185,6 +186,13 @@ static int final_stage(struct machine *m, uint64_t *dirty, char *err, size_t err
         snprintf(err, err_len, "%s", strerror(-ret));
         return ret;
     }
+    /* The destination takes the disk images' locks when it commits; the
+     * caller takes them back if this stage fails. */
+    ret = virtio_blk_lock_images(false);
+    if (ret < 0) {
+        snprintf(err, err_len, "cannot release the disk image locks: %s", strerror(-ret));
+        return ret;
+    }
     sync_dirty(m, dirty, &n);
     if (n < 0) {
         snprintf(err, err_len, "cannot read the dirty page log: %s", strerror((int)-n));
@@ -325,6 +333,10 @@ static void *live_thread(void *arg)
         if (ret == 0) {
             atomic_store(&L.downtime_ms, (clock_ns() - t_stop) / 1000000);
             atomic_store(&L.remaining, 0);
+            m->paused = true;
+            qmp_run_state = QMP_RUN_POSTMIGRATE;
+        } else if (virtio_blk_lock_images(true) < 0) {
+            /* The destination took a disk: running on would corrupt it. */
             m->paused = true;
             qmp_run_state = QMP_RUN_POSTMIGRATE;
         } else if (was_running) {

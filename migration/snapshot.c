@@ -686,8 +686,11 @@ static int commit(struct load_state *ls)
         bool sl;
         const struct vmstate_desc *d = migration_device_desc(m->devices[i].name, &sl);
 
-        if (d && d->post_commit)
-            d->post_commit(m->devices[i].opaque);
+        if (d && d->post_commit) {
+            ret = d->post_commit(m->devices[i].opaque);
+            if (ret < 0)
+                return ret;
+        }
     }
     return 0;
 }

@@ -52,8 +52,9 @@ struct vmstate_desc {
     int (*check)(const void *dev, const void *state, const char *what);
     void (*set)(void *dev, const void *state);
     /* Optional: after the whole machine's state is in place (interrupt
-     * controllers and vCPUs too), so it may interrupt the guest. */
-    void (*post_commit)(void *dev);
+     * controllers and vCPUs too), so it may interrupt the guest.  A
+     * negative errno (after an error_report) fails the load. */
+    int (*post_commit)(void *dev);
 };
 
 #define VMS_ELEMS(st, f, elem) (uint32_t)(sizeof(((st *)0)->f) / (elem))

@@ -175,6 +175,11 @@ static json_t *cmd_cont(struct machine *m, json_t *args, struct qmp_error *err)
     }
     if (qmp_run_state == QMP_RUN_RUNNING)
         return json_object();
+    /* After a live migration the destination may own the disks now. */
+    if (virtio_blk_images_unlocked() && virtio_blk_lock_images(true) < 0) {
+        qmp_error_set(err, QMP_ERR_GENERIC, "Failed to get \"write\" lock");
+        return NULL;
+    }
     m->paused = false;
     qmp_run_state = QMP_RUN_RUNNING;
     machine_resume_vcpus(m);

@@ -161,7 +161,7 @@ int virtio_pci_state_check(const struct virtio_dev *v, const struct virtio_pci_s
 void virtio_pci_state_set(struct virtio_dev *v, const struct virtio_pci_state *s);
 /* After a load: handle every enabled queue that holds buffers, as if kicked
  * (a doorbell the source's ioeventfd had not passed on yet is not lost). */
-void virtio_pci_kick_pending(void *dev);
+int virtio_pci_kick_pending(void *dev);
 /* The table and hooks of a device with no state beyond the transport. */
 struct virtio_plain_state {
     struct virtio_pci_state t;

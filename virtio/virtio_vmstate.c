@@ -201,15 +201,16 @@ void virtio_pci_state_set(struct virtio_dev *v, const struct virtio_pci_state *s
     }
 }
 
-void virtio_pci_kick_pending(void *dev)
+int virtio_pci_kick_pending(void *dev)
 {
     struct virtio_dev *v = dev;
 
     if (!virtio_driver_ok(v) || !v->ops->queue_notify)
-        return;
+        return 0;
     for (unsigned q = 0; q < v->nr_queues; q++)
         if (vq_has_avail(&v->vq[q]))
             v->ops->queue_notify(v, q);
+    return 0;
 }
 
 /* Devices whose whole state is the transport's (rng, net: the MAC and

@@ -13,6 +13,7 @@ blocked an earlier attempt).
 Environment: VMON, GUEST_KIT."""
 import os
 import re
+import socket
 import subprocess
 import threading
 import time
@@ -133,6 +134,64 @@ def test_virtio_blk_snapshot_resume(tmp_path, kit, vms):  # noqa: F811
     nums = [n for n, _ in after]
     assert nums == list(range(nums[0], ROUNDS)), nums
     assert nums[0] == last + 1, (last, nums)
+    assert b"T verify bad=0" in b.out, b.out[-1500:]
+    try:
+        status = b.proc.wait(120)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"the guest did not power off: {b.out[-500:]!r}")
+    assert status == 0, b.err[-2000:]
+    data = disk.read_bytes()
+    for i in range(ROUNDS):
+        want = (b"VMONBLK-%d-\n" % i) * 64
+        assert data[512 * i:512 * (i + 1)] == want[:512], i
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def test_virtio_blk_live_migration(tmp_path, kit, vms):  # noqa: F811
+    """The same loop, migrated live over TCP while it runs, the destination
+    on the same image (shared storage: it opens the image unlocked and
+    takes the lock when the state is in; the source lets go in its last
+    stage).  Reads land in guest RAM from the block backend and must reach
+    the destination through the dirty log; requests in flight drain in the
+    last stage.  The destination finishes the rounds with every sector
+    correct, and the source's cont is refused: the image is not its own
+    any more."""
+    disk = tmp_path / "disk.img"
+    disk.write_bytes(b"\0" * (1 << 20))
+    initrd = make_initrd(tmp_path, "loop", GUEST_SCRIPT)
+    args = ["-accel", "emu", "-m", "256", "-nographic", "-no-reboot",
+            "-kernel", os.path.join(kit, "vmlinuz"), "-initrd", initrd,
+            "-append", "console=ttyS0 quiet vmon.test=loop",
+            "-drive", f"file={disk},format=raw,if=none,id=d0",
+            "-device", "virtio-blk-pci,drive=d0",
+            "-device", "virtio-rng-pci"]
+    port = free_port()
+    b = Kit(tmp_path, "dst", args + ["-incoming", f"tcp:127.0.0.1:{port}"])
+    vms.append(b)
+    a = Kit(tmp_path, "src", args)
+    vms.append(a)
+    a.wait_for(lambda: len(a.rounds()) >= 3, 600, "the guest loop did not start")
+    assert a.q.ret("migrate", {"uri": f"tcp:127.0.0.1:{port}"}) == {}
+    a.wait_for(lambda: a.q.ret("query-migrate").get("status") in ("completed", "failed"),
+               300, "the migration did not end")
+    st = a.q.ret("query-migrate")
+    assert st["status"] == "completed", st
+    r = a.q.cmd("cont")
+    assert "error" in r and "lock" in r["error"]["desc"], r
+    before = a.rounds()
+    a.kill()
+    b.wait_for(lambda: b"T-END" in b.out, 600, "the migrated guest did not finish")
+    after = b.rounds()
+    assert all(s == "ok" for _, s in before + after), (before, after)
+    nums = sorted({n for n, _ in before + after})
+    assert nums == list(range(ROUNDS)), nums
     assert b"T verify bad=0" in b.out, b.out[-1500:]
     try:
         status = b.proc.wait(120)
