@@ -8,6 +8,7 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include "block/block.h"
 #include "accel/accel.h"
 #include "boot/boot.h"
 #include "chardev/chardev.h"
@@ -102,6 +103,9 @@ int main(int argc, char **argv)
         return 1;
     if (main_loop_init() < 0)
         fatal("cannot create the main loop: %s", strerror(errno));
+    /* An incoming VM opens its disks unlocked until the state is in. */
+    if (cfg.incoming)
+        block_devices_start_inactive();
     if (machine_init(&machine, &cfg) < 0)
         return 1;
     machine.accel = accel;

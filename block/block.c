@@ -118,16 +118,10 @@ int block_lock_image(int fd, bool write)
     return r ? -EAGAIN : 0;
 }
 
-int block_unlock_image(int fd)
-{
-    struct flock fl = { .l_type = F_UNLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0 };
-
-    return fcntl(fd, F_OFD_SETLK, &fl) < 0 ? -errno : 0;
-}
-
 static struct block_state *block_open_depth(const char *filename, const char *format,
                                             unsigned flags, enum block_cache_mode cache,
-                                            int depth, char *err, size_t errlen);
+                                            int depth, char *err, size_t errlen,
+                                            bool inactive);
 
 /* Backing file names are relative to the directory of the overlay. */
 static char *backing_path(const char *overlay, const char *backing)
@@ -173,7 +167,7 @@ static int open_backing(struct block_state *bs, char *err, size_t errlen)
      * user share it. */
     b = block_open_depth(path, info.backing_format[0] ? info.backing_format : NULL,
                          (bs->flags & BLOCK_O_NO_LOCK) | BLOCK_O_NO_REPAIR, bs->cache,
-                         bs->depth + 1, err, errlen);
+                         bs->depth + 1, err, errlen, false);
     if (!b) {
         char tmp[BLOCK_ERRMSG_LEN];
 
@@ -198,13 +192,18 @@ static int open_backing(struct block_state *bs, char *err, size_t errlen)
 
 static struct block_state *block_open_depth(const char *filename, const char *format,
                                             unsigned flags, enum block_cache_mode cache,
-                                            int depth, char *err, size_t errlen)
+                                            int depth, char *err, size_t errlen,
+                                            bool inactive)
 {
     struct block_state *bs = calloc(1, sizeof(*bs));
     /* Aligned and a whole 4 KiB so the probe read also works under O_DIRECT
      * (cache=none), whatever the device's logical block size. */
     uint8_t head[4096] __attribute__((aligned(4096)));
-    int oflags = (flags & BLOCK_O_RDWR) ? O_RDWR : O_RDONLY;
+    /* Inactive: read-only, unlocked, no backing chain -- enough to know the
+     * disk's size while another process still owns the image. */
+    unsigned oflags_of = inactive ? (flags & ~BLOCK_O_RDWR) | BLOCK_O_NO_LOCK | BLOCK_O_NO_BACKING
+                                  : flags;
+    int oflags = (oflags_of & BLOCK_O_RDWR) ? O_RDWR : O_RDONLY;
     int r;
 
     if (!bs) {
@@ -215,6 +214,7 @@ static struct block_state *block_open_depth(const char *filename, const char *fo
     bs->flags = flags;
     bs->cache = cache;
     bs->depth = depth;
+    bs->inactive = inactive;
     pthread_mutex_init(&bs->lock, NULL);
     bs->filename = strdup(filename);
     if (!bs->filename)
@@ -236,7 +236,7 @@ static struct block_state *block_open_depth(const char *filename, const char *fo
         snprintf(err, errlen, "Could not open '%s': %s", filename, strerror(errno));
         goto fail;
     }
-    if (!(flags & BLOCK_O_NO_LOCK)) {
+    if (!(oflags_of & BLOCK_O_NO_LOCK)) {
         r = block_lock_image(bs->fd, flags & BLOCK_O_RDWR);
         if (r == -EAGAIN) {
             snprintf(err, errlen, "Failed to get \"%s\" lock: is another process using the image?",
@@ -250,6 +250,7 @@ static struct block_state *block_open_depth(const char *filename, const char *fo
     }
     if (format) {
         bs->drv = block_find_driver(format);
+        bs->format = bs->drv->name;
     } else {
         memset(head, 0, sizeof(head));
         ssize_t n = pread(bs->fd, head, sizeof(head), 0);
@@ -269,13 +270,13 @@ static struct block_state *block_open_depth(const char *filename, const char *fo
                     "         Specify the 'raw' format explicitly to remove the restrictions.\n",
                     filename);
     }
-    r = bs->drv->open(bs, flags);
+    r = bs->drv->open(bs, oflags_of);
     if (r < 0) {
         snprintf(err, errlen, "%s", bs->errmsg[0] ? bs->errmsg : strerror(-r));
         bs->drv = NULL;
         goto fail;
     }
-    if (!(flags & BLOCK_O_NO_BACKING) && open_backing(bs, err, errlen) < 0)
+    if (!(oflags_of & BLOCK_O_NO_BACKING) && open_backing(bs, err, errlen) < 0)
         goto fail;
     return bs;
 
@@ -290,25 +291,158 @@ fail:
     return NULL;
 }
 
+static pthread_mutex_t devices_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct block_state *devices;   /* BLOCK_O_DEVICE images */
+static bool devices_inactive_at_open;
+
 struct block_state *block_open(const char *filename, const char *format, unsigned flags,
                                enum block_cache_mode cache, char *err, size_t errlen)
 {
-    return block_open_depth(filename, format, flags, cache, 0, err, errlen);
+    bool device = flags & BLOCK_O_DEVICE;
+    struct block_state *bs = block_open_depth(filename, format, flags, cache, 0, err, errlen,
+                                              device && devices_inactive_at_open);
+
+    if (bs && device) {
+        pthread_mutex_lock(&devices_lock);
+        bs->next_device = devices;
+        devices = bs;
+        pthread_mutex_unlock(&devices_lock);
+    }
+    return bs;
 }
 
 void block_close(struct block_state *bs)
 {
     if (!bs)
         return;
+    if (bs->flags & BLOCK_O_DEVICE) {
+        pthread_mutex_lock(&devices_lock);
+        for (struct block_state **p = &devices; *p; p = &(*p)->next_device)
+            if (*p == bs) {
+                *p = bs->next_device;
+                break;
+            }
+        pthread_mutex_unlock(&devices_lock);
+    }
     pthread_mutex_lock(&bs->lock);
-    bs->drv->close(bs);
+    if (bs->drv)
+        bs->drv->close(bs);
     pthread_mutex_unlock(&bs->lock);
     if (bs->backing)
         block_close(bs->backing);
-    close(bs->fd);
+    if (bs->fd >= 0)
+        close(bs->fd);
     free(bs->filename);
     pthread_mutex_destroy(&bs->lock);
     free(bs);
+}
+
+/* ---- hand-over between processes (migration) ---- */
+
+void block_devices_start_inactive(void)
+{
+    devices_inactive_at_open = true;
+}
+
+/* Image lock held.  Flush, close the driver and the file (the OFD locks go
+ * with it). */
+static int inactivate(struct block_state *bs)
+{
+    int r = 0;
+
+    if (bs->inactive)
+        return 0;
+    if (bs->flags & BLOCK_O_RDWR)
+        r = bs->drv->flush(bs);
+    bs->drv->close(bs);
+    bs->drv = NULL;
+    bs->opaque = NULL;
+    if (bs->backing)
+        block_close(bs->backing);
+    bs->backing = NULL;
+    close(bs->fd);
+    bs->fd = -1;
+    bs->inactive = true;
+    return r;
+}
+
+/* Open the image again from disk and move the new state into bs, which
+ * devices and the aio layer keep pointers to. */
+int block_activate(struct block_state *bs, char *err, size_t errlen)
+{
+    struct block_state *n;
+
+    if (!bs->inactive)
+        return 0;
+    n = block_open_depth(bs->filename, bs->format, bs->flags & ~BLOCK_O_PROBE_WARN, bs->cache, 0,
+                         err, errlen, false);
+    if (!n)
+        return -EIO;
+    pthread_mutex_lock(&bs->lock);
+    if (bs->drv)
+        bs->drv->close(bs);
+    if (bs->backing)
+        block_close(bs->backing);
+    if (bs->fd >= 0)
+        close(bs->fd);
+    bs->drv = n->drv;
+    bs->opaque = n->opaque;
+    bs->fd = n->fd;
+    bs->total_size = n->total_size;
+    bs->backing = n->backing;
+    bs->probed_raw = n->probed_raw;
+    bs->inactive = false;
+    pthread_mutex_unlock(&bs->lock);
+    free(n->filename);
+    pthread_mutex_destroy(&n->lock);
+    free(n);
+    return 0;
+}
+
+int block_inactivate_all(void)
+{
+    int ret = 0;
+
+    pthread_mutex_lock(&devices_lock);
+    for (struct block_state *bs = devices; bs; bs = bs->next_device) {
+        int r;
+
+        pthread_mutex_lock(&bs->lock);
+        r = inactivate(bs);
+        pthread_mutex_unlock(&bs->lock);
+        if (r < 0 && ret == 0)
+            ret = r;
+    }
+    pthread_mutex_unlock(&devices_lock);
+    return ret;
+}
+
+int block_activate_all(char *err, size_t errlen)
+{
+    int ret = 0;
+
+    pthread_mutex_lock(&devices_lock);
+    for (struct block_state *bs = devices; bs && ret == 0; bs = bs->next_device) {
+        char e[BLOCK_ERRMSG_LEN + 64];
+
+        if (block_activate(bs, e, sizeof(e)) < 0) {
+            snprintf(err, errlen, "%s: %s", bs->filename, e);
+            ret = -EIO;
+        }
+    }
+    pthread_mutex_unlock(&devices_lock);
+    return ret;
+}
+
+bool block_any_inactive(void)
+{
+    bool any = false;
+
+    pthread_mutex_lock(&devices_lock);
+    for (struct block_state *bs = devices; bs; bs = bs->next_device)
+        any |= bs->inactive;
+    pthread_mutex_unlock(&devices_lock);
+    return any;
 }
 
 static bool range_ok(struct block_state *bs, uint64_t off, uint64_t len)
@@ -323,6 +457,10 @@ int block_pread(struct block_state *bs, uint64_t off, void *buf, size_t len)
     if (!range_ok(bs, off, len))
         return -EINVAL;
     pthread_mutex_lock(&bs->lock);
+    if (bs->inactive) {
+        pthread_mutex_unlock(&bs->lock);
+        return -EIO;
+    }
     r = bs->drv->pread(bs, off, buf, len);
     pthread_mutex_unlock(&bs->lock);
     return r;
@@ -355,6 +493,10 @@ int block_pwrite(struct block_state *bs, uint64_t off, const void *buf, size_t l
     if (!range_ok(bs, off, len))
         return -EINVAL;
     pthread_mutex_lock(&bs->lock);
+    if (bs->inactive) {
+        pthread_mutex_unlock(&bs->lock);
+        return -EIO;
+    }
     if (!block0_write_allowed(bs, off, buf, len)) {
         pthread_mutex_unlock(&bs->lock);
         return -EPERM;
@@ -375,6 +517,10 @@ int block_pwrite_compressed(struct block_state *bs, uint64_t off, const void *bu
     if (!range_ok(bs, off, len))
         return -EINVAL;
     pthread_mutex_lock(&bs->lock);
+    if (bs->inactive) {
+        pthread_mutex_unlock(&bs->lock);
+        return -EIO;
+    }
     if (bs->drv->pwrite_compressed)
         r = bs->drv->pwrite_compressed(bs, off, buf, len);
     else
@@ -395,6 +541,10 @@ int block_pwrite_zeroes(struct block_state *bs, uint64_t off, uint64_t len)
     if (!range_ok(bs, off, len))
         return -EINVAL;
     pthread_mutex_lock(&bs->lock);
+    if (bs->inactive) {
+        pthread_mutex_unlock(&bs->lock);
+        return -EIO;
+    }
     if (bs->drv->pwrite_zeroes) {
         r = bs->drv->pwrite_zeroes(bs, off, len);
     } else {
@@ -419,6 +569,10 @@ int block_flush(struct block_state *bs)
     if (!(bs->flags & BLOCK_O_RDWR))
         return 0;
     pthread_mutex_lock(&bs->lock);
+    if (bs->inactive) {
+        pthread_mutex_unlock(&bs->lock);
+        return -EIO;
+    }
     r = bs->drv->flush(bs);
     pthread_mutex_unlock(&bs->lock);
     return r;
@@ -430,9 +584,13 @@ int block_truncate(struct block_state *bs, uint64_t size)
 
     if (!(bs->flags & BLOCK_O_RDWR))
         return -EROFS;
-    if (!bs->drv->truncate)
+    if (!bs->drv || !bs->drv->truncate)
         return -ENOTSUP;
     pthread_mutex_lock(&bs->lock);
+    if (bs->inactive) {
+        pthread_mutex_unlock(&bs->lock);
+        return -EIO;
+    }
     r = bs->drv->truncate(bs, size);
     pthread_mutex_unlock(&bs->lock);
     return r;
@@ -454,6 +612,10 @@ int block_get_info(struct block_state *bs, struct block_info *info)
 
     memset(info, 0, sizeof(*info));
     pthread_mutex_lock(&bs->lock);
+    if (bs->inactive) {
+        pthread_mutex_unlock(&bs->lock);
+        return -EIO;
+    }
     r = bs->drv->get_info(bs, info);
     pthread_mutex_unlock(&bs->lock);
     return r;
@@ -470,11 +632,15 @@ int block_check(struct block_state *bs, unsigned fix, struct block_check *res)
     int r;
 
     memset(res, 0, sizeof(*res));
-    if (!bs->drv->check)
+    if (!bs->drv || !bs->drv->check)
         return -ENOTSUP;
     if (fix && !(bs->flags & BLOCK_O_RDWR))
         return -EROFS;
     pthread_mutex_lock(&bs->lock);
+    if (bs->inactive) {
+        pthread_mutex_unlock(&bs->lock);
+        return -EIO;
+    }
     r = bs->drv->check(bs, fix, res);
     pthread_mutex_unlock(&bs->lock);
     return r;
@@ -488,6 +654,10 @@ int block_map(struct block_state *bs, uint64_t off, uint64_t len, struct block_m
     if (!range_ok(bs, off, len) || !len)
         return -EINVAL;
     pthread_mutex_lock(&bs->lock);
+    if (bs->inactive) {
+        pthread_mutex_unlock(&bs->lock);
+        return -EIO;
+    }
     r = bs->drv->map(bs, off, len, m);
     pthread_mutex_unlock(&bs->lock);
     if (r == 0 && !(m->flags & BLOCK_MAP_ALLOCATED) && bs->backing) {

@@ -17,9 +17,6 @@
 /* QEMU's cache= modes: whether the host page cache is bypassed (O_DIRECT)
  * and whether every write is followed by a flush (the guest sees a
  * write-through disk). */
-/* QEMU's cache= modes: whether the host page cache is bypassed (O_DIRECT)
- * and whether every write is followed by a flush (the guest sees a
- * write-through disk). */
 enum block_cache_mode {
     BLOCK_CACHE_WRITEBACK = 0, /* page cache; flush = fdatasync */
     BLOCK_CACHE_NONE,          /* O_DIRECT; flush = fdatasync */
@@ -32,16 +29,13 @@ enum block_cache_mode {
  * -EINVAL for anything else. */
 int block_cache_mode_parse(const char *name, enum block_cache_mode *mode);
 
-/* "writeback", "none", "unsafe", "writethrough", "directsync": 0, or
- * -EINVAL for anything else. */
-int block_cache_mode_parse(const char *name, enum block_cache_mode *mode);
-
 enum {
     BLOCK_O_RDWR = 1u << 0,
     BLOCK_O_NO_BACKING = 1u << 1, /* open without the backing chain */
     BLOCK_O_NO_LOCK = 1u << 2,    /* skip the OFD image lock (-U) */
     BLOCK_O_NO_REPAIR = 1u << 3,  /* dirty image: do not rebuild refcounts */
     BLOCK_O_PROBE_WARN = 1u << 4, /* format probed: print QEMU's raw warning */
+    BLOCK_O_DEVICE = 1u << 5,     /* a guest's disk: in the migration hand-over list */
 };
 
 /* Allocation status of a range, for `map` and for convert's hole skip. */
@@ -145,6 +139,9 @@ struct block_state {
     struct block_state *backing;
     int depth;              /* 0 for the top image */
     bool probed_raw;        /* format guessed: block 0 writes are restricted */
+    const char *format;     /* driver name asked for; NULL when probed */
+    bool inactive;          /* handed to another process: no I/O, no lock */
+    struct block_state *next_device; /* BLOCK_O_DEVICE images */
     pthread_mutex_t lock;   /* serialises every request on this image */
     char errmsg[BLOCK_ERRMSG_LEN];
 };
@@ -155,6 +152,19 @@ struct block_state {
 struct block_state *block_open(const char *filename, const char *format, unsigned flags,
                                enum block_cache_mode cache, char *err, size_t errlen);
 void block_close(struct block_state *bs);
+
+/* Migration on one host hands the guest's disks (BLOCK_O_DEVICE images)
+ * from process to process, as QEMU's image inactivation does: the source
+ * flushes and closes them (dropping the lock) before its last state goes
+ * out, and takes them back if the migration fails or on cont; the
+ * destination opens them read-only and unlocked while it waits, and
+ * re-opens them from disk -- fresh qcow2 metadata, the write lock -- before
+ * the guest runs.  I/O on an inactive image fails with -EIO. */
+void block_devices_start_inactive(void);
+int block_inactivate_all(void);
+int block_activate_all(char *err, size_t errlen);
+int block_activate(struct block_state *bs, char *err, size_t errlen);
+bool block_any_inactive(void);
 
 /* Byte-granular I/O of any alignment.  0 or -errno. */
 int block_pread(struct block_state *bs, uint64_t off, void *buf, size_t len);
@@ -190,9 +200,6 @@ const struct block_driver *block_probe(const uint8_t *buf, size_t len, const cha
 /* Image lock, QEMU-compatible OFD byte locks: 0, or -EAGAIN when another
  * process holds a conflicting lock. */
 int block_lock_image(int fd, bool write);
-/* Drop every lock block_lock_image() took on fd (a migration source hands
- * its images over).  0 or -errno. */
-int block_unlock_image(int fd);
 
 /* Create images. */
 struct qcow2_create_opts {

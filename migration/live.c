@@ -20,9 +20,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "block/block.h"
 #include "machine/dirty_log.h"
 #include "migration/stream.h"
-#include "virtio/virtio_blk.h"
 #include "migration/tcp.h"
 #include "monitor/qmp.h"
 #include "util/log.h"
@@ -186,11 +186,11 @@ static int final_stage(struct machine *m, uint64_t *dirty, char *err, size_t err
         snprintf(err, err_len, "%s", strerror(-ret));
         return ret;
     }
-    /* The destination takes the disk images' locks when it commits; the
-     * caller takes them back if this stage fails. */
-    ret = virtio_blk_lock_images(false);
+    /* The destination takes the disks over (same image files): flush and
+     * let go of them before it can run. */
+    ret = block_inactivate_all();
     if (ret < 0) {
-        snprintf(err, err_len, "cannot release the disk image locks: %s", strerror(-ret));
+        snprintf(err, err_len, "cannot flush the disks: %s", strerror(-ret));
         return ret;
     }
     sync_dirty(m, dirty, &n);
@@ -328,6 +328,15 @@ static void *live_thread(void *arg)
         qmp_run_state = QMP_RUN_FINISH_MIGRATE;
         L.ch.vm_paused = !was_running;
         ret = final_stage(m, dirty, err, sizeof(err));
+        if (ret < 0 && block_any_inactive()) {
+            char berr[512];
+
+            /* The guest goes on here: it needs its disks back. */
+            if (block_activate_all(berr, sizeof(berr)) < 0) {
+                error_report("migration: cannot take the disks back: %s", berr);
+                was_running = false;
+            }
+        }
         dirty_log_stop(m);
         logging = false;
         if (ret == 0) {
@@ -335,7 +344,7 @@ static void *live_thread(void *arg)
             atomic_store(&L.remaining, 0);
             m->paused = true;
             qmp_run_state = QMP_RUN_POSTMIGRATE;
-        } else if (virtio_blk_lock_images(true) < 0) {
+        } else if (block_any_inactive()) {
             /* The destination took a disk: running on would corrupt it. */
             m->paused = true;
             qmp_run_state = QMP_RUN_POSTMIGRATE;

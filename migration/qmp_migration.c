@@ -311,6 +311,7 @@ int migration_incoming_startup(struct machine *m, const char *uri)
         error_report("-incoming %s: the VM was not started", uri);
         return -1;
     }
+
     if (paused) {
         /* A snapshot of a paused VM: the vCPU threads park at once. */
         m->paused = true;

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "block/block.h"
 #include "accel/accel.h"
 #include "chardev/chardev.h"
 #include "config/config.h"
@@ -175,10 +176,14 @@ static json_t *cmd_cont(struct machine *m, json_t *args, struct qmp_error *err)
     }
     if (qmp_run_state == QMP_RUN_RUNNING)
         return json_object();
-    /* After a live migration the destination may own the disks now. */
-    if (virtio_blk_images_unlocked() && virtio_blk_lock_images(true) < 0) {
-        qmp_error_set(err, QMP_ERR_GENERIC, "Failed to get \"write\" lock");
-        return NULL;
+    if (block_any_inactive()) {
+        char berr[512];
+
+        /* After a migration (either side): the disks come back first. */
+        if (block_activate_all(berr, sizeof(berr)) < 0) {
+            qmp_error_set(err, QMP_ERR_GENERIC, "%s", berr);
+            return NULL;
+        }
     }
     m->paused = false;
     qmp_run_state = QMP_RUN_RUNNING;

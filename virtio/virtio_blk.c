@@ -67,9 +67,6 @@ struct virtio_blk {
     bool readonly;
     bool completed;       /* used ring pushed since the last interrupt */
     bool aio_explicit;    /* -drive aio= was given */
-    /* The image lock is not held: opened for an incoming migration, or
-     * handed over to a live migration's destination. */
-    bool unlocked;
     char serial[BLK_ID_BYTES + 1];
     char *drive_id;
 };
@@ -368,48 +365,20 @@ static int blk_state_check(const void *dev, const void *state, const char *what)
     return virtio_pci_state_check(dev, &s->t, what);
 }
 
-static int blk_set_locked(struct virtio_blk *b, bool locked)
-{
-    int r;
-
-    if (!b->bs || b->unlocked == !locked)
-        return 0;
-    r = locked ? block_lock_image(b->bs->fd, !b->readonly) : block_unlock_image(b->bs->fd);
-    if (r < 0) {
-        error_report("drive %s: %s: %s", b->drive_id, b->bs->filename,
-                     r == -EAGAIN ? "Failed to get \"write\" lock: is another process "
-                                    "using the image?" : strerror(-r));
-        return r;
-    }
-    b->unlocked = !locked;
-    return 0;
-}
-
-int virtio_blk_lock_images(bool locked)
-{
-    for (int i = 0; i < nr_drives_in_use; i++) {
-        int r = blk_set_locked(drives_in_use[i], locked);
-
-        if (r < 0)
-            return r;
-    }
-    return 0;
-}
-
-bool virtio_blk_images_unlocked(void)
-{
-    for (int i = 0; i < nr_drives_in_use; i++)
-        if (drives_in_use[i]->unlocked)
-            return true;
-    return false;
-}
-
-/* The loaded VM is about to run: the image is ours now. */
+/* The loaded VM is about to run: the image is ours now.  It was opened
+ * inactive (read-only, unlocked) while the source still wrote to it; open
+ * it for real -- fresh qcow2 metadata, the write lock -- before queued
+ * requests are picked up. */
 static int blk_post_commit(void *dev)
 {
-    int r = blk_set_locked(((struct virtio_dev *)dev)->opaque, true);
+    struct virtio_blk *b = ((struct virtio_dev *)dev)->opaque;
+    char err[512];
 
-    return r < 0 ? r : virtio_pci_kick_pending(dev);
+    if (b->bs && block_activate(b->bs, err, sizeof(err)) < 0) {
+        error_report("drive %s: %s: %s", b->drive_id, b->bs->filename, err);
+        return -EAGAIN;
+    }
+    return virtio_pci_kick_pending(dev);
 }
 
 static void blk_state_set(void *dev, const void *state)
@@ -471,11 +440,9 @@ static int open_drive(struct machine *m, struct virtio_blk *b, const char *id,
         if (keyval_check_unused(&kv) < 0)
             goto out;
         /* No format=: probe, and say so the way QEMU does when it guessed raw. */
-        /* A migration destination takes the image lock when the state
-         * has arrived (blk_post_commit): the source holds it until then. */
-        b->unlocked = cfg->incoming != NULL;
-        b->bs = block_open(file, fmt, (ro ? 0 : BLOCK_O_RDWR) | (fmt ? 0 : BLOCK_O_PROBE_WARN) |
-                           (b->unlocked ? BLOCK_O_NO_LOCK : 0), mode, err, sizeof(err));
+        b->bs = block_open(file, fmt,
+                           (ro ? 0 : BLOCK_O_RDWR) | (fmt ? 0 : BLOCK_O_PROBE_WARN) | BLOCK_O_DEVICE,
+                           mode, err, sizeof(err));
         if (!b->bs) {
             error_report("%s: %s: %s", dctx, file, err);
             ret = -EIO;
