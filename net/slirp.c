@@ -1,14 +1,23 @@
 /* -netdev user: libslirp's user-mode TCP/IP stack (DHCP, DNS, the 10.0.2.2
  * host alias, hostfwd).  libslirp is not thread-safe; every call into it
- * happens under the machine lock.  Its sockets are polled without blocking
- * from a main-loop timer (poll() with a zero timeout every SLIRP_POLL_NS,
- * sooner when slirp asks); its own timers are main-loop timers. */
+ * happens under the machine lock.
+ *
+ * Its sockets wake the main loop like any other fd: after each round,
+ * slirp_pollfds_fill() says which sockets it wants with which events, and
+ * those go into a private epoll set that the main loop watches as one fd.
+ * A round (slirp_service) runs when that set is ready, when a guest frame
+ * went in, and at the timeout slirp asked for (its TCP timers, <= 1 s);
+ * the revents it is handed come from a poll() of the fds the last fill
+ * named.  A private set, not main-loop watches: slirp closes sockets on its
+ * own, and a closed fd's number may come back for some other device. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <unistd.h>
 
 #include <libslirp.h>
 
@@ -17,14 +26,15 @@
 #include "util/log.h"
 #include "util/main_loop.h"
 
-#define SLIRP_POLL_NS (2 * 1000 * 1000ULL)
-
 struct net_slirp {
     struct net_backend nb;
     Slirp *slirp;
     struct timer *poll_timer;
-    struct pollfd *pfd;
+    struct pollfd *pfd;       /* what the last fill asked for, by its index */
     int nr_pfd, cap_pfd;
+    int epfd;                 /* private epoll set of slirp's sockets */
+    struct pollfd *watched;   /* what epfd holds: fd and events */
+    int nr_watched, cap_watched;
 };
 
 struct slirp_timer {
@@ -88,9 +98,34 @@ static void cb_timer_mod(void *timer, int64_t expire_ms, void *opaque)
         timer_mod(st->t, (uint64_t)expire_ms * 1000000ULL);
 }
 
-static void cb_register_poll_fd(int fd, void *opaque) {}
-static void cb_unregister_poll_fd(int fd, void *opaque) {}
-static void cb_notify(void *opaque) {}
+static void service_soon(struct net_slirp *s);
+
+/* A new socket: watch it from the next round on. */
+static void cb_register_poll_fd(int fd, void *opaque)
+{
+    service_soon(opaque);
+}
+
+/* slirp is about to close fd: forget it now, so that a socket which gets
+ * the same number later is added to the set, not taken as watched. */
+static void cb_unregister_poll_fd(int fd, void *opaque)
+{
+    struct net_slirp *s = opaque;
+
+    for (int i = 0; i < s->nr_watched; i++) {
+        if (s->watched[i].fd == fd) {
+            epoll_ctl(s->epfd, EPOLL_CTL_DEL, fd, NULL);
+            s->watched[i] = s->watched[--s->nr_watched];
+            return;
+        }
+    }
+}
+
+/* slirp's sockets or wishes changed outside a round. */
+static void cb_notify(void *opaque)
+{
+    service_soon(opaque);
+}
 
 static const SlirpCb slirp_cbs = {
     .send_packet = cb_send_packet,
@@ -150,21 +185,92 @@ static int get_revents(int idx, void *opaque)
     return ev;
 }
 
-/* Main loop, machine lock held: one non-blocking poll of slirp's sockets. */
-static void slirp_poll_tick(void *opaque)
+static uint32_t epoll_events_of(short ev)
+{
+    return (ev & POLLIN ? EPOLLIN : 0) | (ev & POLLOUT ? EPOLLOUT : 0) |
+           (ev & POLLPRI ? EPOLLPRI : 0);
+}
+
+/* Make epfd hold exactly the fds and events of s->pfd. */
+static void sync_watches(struct net_slirp *s)
+{
+    struct pollfd *w = s->watched;
+
+    for (int i = 0; i < s->nr_watched; i++) {
+        bool wanted = false;
+
+        for (int j = 0; j < s->nr_pfd && !wanted; j++)
+            wanted = s->pfd[j].fd == w[i].fd;
+        if (!wanted) {
+            /* ENOENT/EBADF when slirp already closed it: nothing to undo. */
+            epoll_ctl(s->epfd, EPOLL_CTL_DEL, w[i].fd, NULL);
+            w[i--] = w[--s->nr_watched];
+        }
+    }
+    for (int j = 0; j < s->nr_pfd; j++) {
+        struct epoll_event ev = { .events = epoll_events_of(s->pfd[j].events),
+                                  .data.fd = s->pfd[j].fd };
+        int i;
+
+        for (i = 0; i < s->nr_watched && w[i].fd != s->pfd[j].fd; i++)
+            ;
+        if (i < s->nr_watched) {
+            if (w[i].events == s->pfd[j].events)
+                continue;
+            /* A closed and reopened fd left the set when it closed. */
+            if (epoll_ctl(s->epfd, EPOLL_CTL_MOD, w[i].fd, &ev) == 0 || errno != ENOENT) {
+                w[i].events = s->pfd[j].events;
+                continue;
+            }
+        } else {
+            if (s->nr_watched == s->cap_watched) {
+                int nc = s->cap_watched ? s->cap_watched * 2 : 16;
+                struct pollfd *n = realloc(w, (size_t)nc * sizeof(*n));
+
+                if (!n)
+                    fatal("out of memory watching slirp's sockets");
+                s->watched = w = n;
+                s->cap_watched = nc;
+            }
+            i = s->nr_watched++;
+            w[i].fd = s->pfd[j].fd;
+        }
+        w[i].events = s->pfd[j].events;
+        if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, w[i].fd, &ev) < 0 && errno == EEXIST)
+            epoll_ctl(s->epfd, EPOLL_CTL_MOD, w[i].fd, &ev);
+    }
+}
+
+/* Main loop, machine lock held: hand slirp what happened on the sockets the
+ * last fill named (and run its due TCP timers), then ask again what to
+ * watch and until when. */
+static void slirp_service(void *opaque)
 {
     struct net_slirp *s = opaque;
+    struct epoll_event evs[16];
     uint32_t timeout_ms = UINT32_MAX;
-    uint64_t next = SLIRP_POLL_NS;
     int n;
 
-    s->nr_pfd = 0;
-    slirp_pollfds_fill(s->slirp, &timeout_ms, add_poll, s);
+    /* Drain the set's ready list; the revents come from poll() below. */
+    while (epoll_wait(s->epfd, evs, ARRAY_SIZE(evs), 0) == ARRAY_SIZE(evs))
+        ;
     n = s->nr_pfd ? poll(s->pfd, (nfds_t)s->nr_pfd, 0) : 0;
     slirp_pollfds_poll(s->slirp, n < 0, get_revents, s);
-    if (timeout_ms < 2)
-        next = (uint64_t)timeout_ms * 1000000ULL + 100000;
-    timer_mod(s->poll_timer, clock_ns() + next);
+    s->nr_pfd = 0;
+    slirp_pollfds_fill(s->slirp, &timeout_ms, add_poll, s);
+    sync_watches(s);
+    timer_mod(s->poll_timer, clock_ns() + (uint64_t)timeout_ms * 1000000ULL);
+}
+
+static void slirp_ready(void *opaque, uint32_t events)
+{
+    slirp_service(opaque);
+}
+
+/* A round as soon as the main loop is free (end of this dispatch). */
+static void service_soon(struct net_slirp *s)
+{
+    timer_mod(s->poll_timer, 0);
 }
 
 static void slirp_send(struct net_backend *nb, const uint8_t *buf, size_t len)
@@ -172,8 +278,8 @@ static void slirp_send(struct net_backend *nb, const uint8_t *buf, size_t len)
     struct net_slirp *s = (struct net_slirp *)nb;
 
     slirp_input(s->slirp, buf, (int)len);
-    /* Answer soon: the reply may already be waiting in a socket. */
-    timer_mod(s->poll_timer, clock_ns() + 200000);
+    /* The frame may have opened a socket or queued data for one. */
+    service_soon(s);
 }
 
 static int parse_net(const char *v, struct in_addr *net, struct in_addr *mask)
@@ -244,6 +350,14 @@ struct net_backend *net_slirp_new(struct machine *m, struct keyval *opts)
 
     if (!s)
         return NULL;
+    /* Before slirp_new(): hostfwd's listening socket already registers. */
+    s->epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (s->epfd < 0) {
+        error_report("%s: epoll_create1: %s", opts->context, strerror(errno));
+        free(s);
+        return NULL;
+    }
+    s->poll_timer = timer_new(slirp_service, s);
     if (keyval_get_bool(opts, "restrict", false, &restrict_) < 0)
         goto fail;
     cfg.restricted = restrict_;
@@ -277,12 +391,17 @@ struct net_backend *net_slirp_new(struct machine *m, struct keyval *opts)
     /* slirp_input() sizes its buffer to the frame and slirp's TCP reads a
      * segment of any length within the window it advertised. */
     s->nb.takes_tso = true;
-    s->poll_timer = timer_new(slirp_poll_tick, s);
-    timer_mod(s->poll_timer, clock_ns() + SLIRP_POLL_NS);
+    if (main_loop_add_fd(s->epfd, EPOLLIN, slirp_ready, s) < 0) {
+        error_report("%s: cannot watch slirp's sockets", opts->context);
+        goto fail;
+    }
+    service_soon(s);
     return &s->nb;
 fail:
     if (s->slirp)
         slirp_cleanup(s->slirp);
+    timer_free(s->poll_timer);
+    close(s->epfd);
     free(s);
     return NULL;
 }
