@@ -148,6 +148,10 @@ def snapshot_once(which, accel, tmp, ws):
         else:
             q.cmd("migrate", {"uri": f"exec:cat>{path}"})
         while q.cmd("query-migrate").get("status") != "completed":
+            # A snapshot that never completes would fill the disk.
+            if time.perf_counter() - t0 > CONVERGE_TIMEOUT:
+                q.cmd("migrate_cancel")
+                raise RuntimeError(f"snapshot not completed in {CONVERGE_TIMEOUT} s")
             time.sleep(0.001)
         save = time.perf_counter() - t0
         quit_vm(q)
