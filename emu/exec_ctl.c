@@ -10,7 +10,7 @@ static inline void branch_to(struct emu_cpu *c, unsigned opsize, uint64_t target
     if (likely(c->mode == EMU_MODE_64)) {
         if (opsize == 2)
             target &= 0xffff;
-        else if (unlikely((uint64_t)(((int64_t)target << 16) >> 16) != target))
+        else if (unlikely((uint64_t)((int64_t)(target << 16) >> 16) != target))
             emu_fault_err(c, EXC_GP, 0);
     } else {
         target &= emu_mask(opsize);
@@ -38,7 +38,7 @@ EMU_HANDLER(exec_call_rel)
 
     emu_push(c, i->opsize, ret);
     if (c->mode == EMU_MODE_64 && i->opsize == 8 &&
-        (uint64_t)(((int64_t)target << 16) >> 16) != target) {
+        (uint64_t)((int64_t)(target << 16) >> 16) != target) {
         c->s->gpr[R_ESP] = sp;
         emu_fault_err(c, EXC_GP, 0);
     }
@@ -56,7 +56,7 @@ EMU_HANDLER(exec_call_E)
 
     emu_push(c, i->opsize, c->s->rip);
     if (c->mode == EMU_MODE_64 && i->opsize == 8 &&
-        (uint64_t)(((int64_t)target << 16) >> 16) != target) {
+        (uint64_t)((int64_t)(target << 16) >> 16) != target) {
         c->s->gpr[R_ESP] = sp;
         emu_fault_err(c, EXC_GP, 0);
     }
@@ -75,7 +75,7 @@ EMU_HANDLER(exec_ret)
         c->s->gpr[R_ESP] = (nsp & ~m) | ((nsp + i->imm) & m);
     }
     if (c->mode == EMU_MODE_64 && i->opsize == 8 &&
-        (uint64_t)(((int64_t)target << 16) >> 16) != target) {
+        (uint64_t)((int64_t)(target << 16) >> 16) != target) {
         c->s->gpr[R_ESP] = sp;
         emu_fault_err(c, EXC_GP, 0);
     }

@@ -529,7 +529,7 @@ static inline __attribute__((always_inline)) bool fast_cond(struct emu_cpu *c, u
 /* 64-bit mode, operand size 64: the target must be canonical. */
 static inline void fast_branch64(struct emu_cpu *c, uint64_t target)
 {
-    if (unlikely((uint64_t)(((int64_t)target << 16) >> 16) != target))
+    if (unlikely((uint64_t)((int64_t)(target << 16) >> 16) != target))
         emu_fault_err(c, EXC_GP, 0);
     c->s->rip = target;
 }

@@ -33,7 +33,7 @@ static inline void priv_check(struct emu_cpu *c)
 
 static bool canonical(uint64_t v)
 {
-    return (uint64_t)(((int64_t)v << 16) >> 16) == v;
+    return (uint64_t)((int64_t)(v << 16) >> 16) == v;
 }
 
 /* --- control and debug registers ------------------------------------------ */

@@ -249,7 +249,7 @@ static void mmu_walk(struct emu_cpu *c, uint64_t la, enum emu_access acc, bool u
 
 static bool mmu_canonical(uint64_t la)
 {
-    return (uint64_t)(((int64_t)la << 16) >> 16) == la;
+    return (uint64_t)((int64_t)(la << 16) >> 16) == la;
 }
 
 /* Fill the TLB entry for la so that acc hits, or raise the fault. */
