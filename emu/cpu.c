@@ -28,6 +28,7 @@ struct emu_block {
     uint16_t n;
     uint8_t mode;          /* BLOCK_DEAD once dropped */
     uint8_t dead_flags;    /* emu_specialize_block dropped flag computations */
+    uint8_t fused;         /* emu_fuse_block: the last two run as one handler */
     uint64_t entry_la;     /* linear address and TLB state (chain_lookup_la) */
     uint64_t entry_tlb;    /* of its last entry through a translation */
 };
@@ -236,6 +237,7 @@ static struct emu_block *cache_build(struct emu_cpu *c, gpa_t gpa, const uint8_t
     if (b->n == 0)
         return NULL;
     b->dead_flags = emu_specialize_block(&cache->insns[b->insn0], b->n);
+    b->fused = emu_fuse_block(&cache->insns[b->insn0], b->n);
     cache->ninsns += b->n;
     if (cache->page_head[k] == NO_BLOCK)
         cache_mark_code_page(cache, gpa & ~0xfffULL);
@@ -404,8 +406,9 @@ static __attribute__((noinline, noreturn)) void break_debug_trap(struct emu_cpu 
     emu_debug_trap(c, c->step_tf);
 }
 
-/* Run n instructions of a block; returns how many were not run because
- * one set break_block (a breakpoint hit that set it raises its #DB trap).
+/* Run n handlers of a block; returns how many instructions were not run
+ * because one set break_block (a breakpoint hit that set it raises its
+ * #DB trap).  fused: the last handler runs two instructions (emu_fuse_block).
  * Budget and icount are the caller's, per block: a
  * fault longjmps out with the rest of the block already counted, so a
  * slice may end up to a block early, never late.  The mode cannot change
@@ -413,7 +416,7 @@ static __attribute__((noinline, noreturn)) void break_debug_trap(struct emu_cpu 
  * is chosen once per block. */
 static inline __attribute__((always_inline)) unsigned
 run_insns(struct emu_cpu *c, const struct emu_insn *i, unsigned n, bool wrap, uint64_t mask,
-          bool with_flags)
+          bool with_flags, unsigned fused)
 {
     struct cpu_state *s = c->s;
 
@@ -430,6 +433,8 @@ run_insns(struct emu_cpu *c, const struct emu_insn *i, unsigned n, bool wrap, ui
         i++;
         if (unlikely(c->break_block)) {
             c->break_block = false;
+            if (n)
+                n += fused;  /* the fused pair did not run either */
             if (unlikely(c->dbg_pending))
                 break_debug_trap(c, n);
             break;
@@ -683,16 +688,17 @@ run:
         c->stats.blocks_executed++;
         i = &cache->insns[b->insn0];
         prev = b;
-        if (unlikely(n < b->n && b->dead_flags))
-            /* Stopping inside the block: every instruction's flags count. */
+        if (unlikely(n < b->n && (b->dead_flags || b->fused)))
+            /* Stopping inside the block (budget, single-step, breakpoints):
+             * every instruction's flags count and each runs alone. */
             left = run_insns(c, i, n, b->mode != EMU_MODE_64,
-                             b->mode == EMU_MODE_32 ? 0xffffffffULL : 0xffffULL, true);
+                             b->mode == EMU_MODE_32 ? 0xffffffffULL : 0xffffULL, true, 0);
         else if (likely(b->mode == EMU_MODE_64))
-            left = run_insns(c, i, n, false, 0, false);
+            left = run_insns(c, i, n - b->fused, false, 0, false, b->fused);
         else if (b->mode == EMU_MODE_32)
-            left = run_insns(c, i, n, true, 0xffffffffULL, false);
+            left = run_insns(c, i, n - b->fused, true, 0xffffffffULL, false, b->fused);
         else
-            left = run_insns(c, i, n, true, 0xffffULL, false);
+            left = run_insns(c, i, n - b->fused, true, 0xffffULL, false, b->fused);
         c->budget += left;
         c->icount -= left;
         if (unlikely(c->step_tf))

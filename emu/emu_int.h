@@ -91,8 +91,14 @@ void emu_specialize(struct emu_insn *i, enum emu_mode mode);
  * emu_fast_with_flags() (a run that stops inside the block shows the
  * flags). */
 bool emu_specialize_block(struct emu_insn *ins, unsigned n);
-/* The flag-computing handler for i (i's own unless emu_specialize_block
- * replaced it). */
+/* After emu_specialize_block: a register CMP, TEST or SUB followed by the
+ * 64-bit Jcc that ends the block gets a handler that runs both (the Jcc's
+ * entry stays, unused).  True if so: a full run of the block then makes
+ * n - 1 dispatches; a run that stops inside it must use
+ * emu_fast_with_flags(), which gives the producer back. */
+bool emu_fuse_block(struct emu_insn *ins, unsigned n);
+/* The handler that runs i alone with all its flags: i's own unless
+ * emu_specialize_block or emu_fuse_block replaced it. */
 emu_exec_fn emu_fast_with_flags(const struct emu_insn *i);
 
 /* --- registers --------------------------------------------------------- */

@@ -595,6 +595,146 @@ FAST(ret64)
     c->s->gpr[R_ESP] = sp + 8;
 }
 
+/* --- CMP, TEST, SUB fused with the Jcc that follows -------------------------------- */
+
+/* The condition cond after a - b (CMP, SUB), from the operands: what
+ * fast_cond would answer from the lazy record, without reading it. */
+static inline __attribute__((always_inline)) bool sub_cond(unsigned cond, unsigned size,
+                                                           uint64_t a, uint64_t b)
+{
+    uint64_t m = emu_mask(size), r;
+    unsigned top = size * 8 - 1;
+    bool x;
+
+    a &= m;
+    b &= m;
+    r = (a - b) & m;
+    switch (cond >> 1) {
+    case 0: x = (((a ^ b) & (a ^ r)) >> top) & 1; break;
+    case 1: x = a < b; break;
+    case 2: x = a == b; break;
+    case 3: x = a <= b; break;
+    case 4: x = (r >> top) & 1; break;
+    case 5: x = !__builtin_parityll(r & 0xff); break;
+    case 6: x = (int64_t)emu_sext(a, size) < (int64_t)emu_sext(b, size); break;
+    default: x = (int64_t)emu_sext(a, size) <= (int64_t)emu_sext(b, size); break;
+    }
+    return x ^ (cond & 1);
+}
+
+/* The condition cond after a logical result r (TEST): CF = OF = 0. */
+static inline __attribute__((always_inline)) bool logic_cond(unsigned cond, unsigned size,
+                                                             uint64_t r)
+{
+    bool x, sf;
+
+    r &= emu_mask(size);
+    sf = (r >> (size * 8 - 1)) & 1;
+    switch (cond >> 1) {
+    case 0: case 1: x = false; break;
+    case 2: case 3: x = r == 0; break;
+    case 4: case 6: x = sf; break;
+    case 5: x = !__builtin_parityll(r & 0xff); break;
+    default: x = r == 0 || sf; break;
+    }
+    return x ^ (cond & 1);
+}
+
+/* The Jcc half of a fused pair: i[1] is the jcc64 that followed in the
+ * block.  It becomes the current instruction (its RIP is the one a #GP on
+ * a non-canonical target reports) exactly as the run loop would make it. */
+static inline __attribute__((always_inline)) void fused_jcc(struct emu_cpu *c,
+                                                            const struct emu_insn *i, bool taken)
+{
+    const struct emu_insn *j = i + 1;
+
+    c->insn_rip = c->s->rip;
+    c->s->rip += j->len;
+    if (taken)
+        fast_branch64(c, c->s->rip + j->imm);
+}
+
+/* Register forms only: they cannot fault, touch memory or end the block,
+ * so the pair behaves exactly as its two instructions; the lazy flags are
+ * recorded as alu_fast/test_fast record them, for any later reader.
+ * OP 7 CMP, 5 SUB; forms as alu_fast's EGr, GEr, EIr. */
+#define FUSED_SUB(OP, S, CC)                                                   \
+    FAST(fused_EGr_##OP##_##S##_##CC)                                          \
+    {                                                                          \
+        uint64_t a = emu_reg(c, i->rm, S), b = emu_reg(c, i->reg, S);          \
+        uint64_t r = fast_alu(c, OP, S, a, b);                                 \
+        if (OP != 7)                                                           \
+            emu_set_reg(c, i->rm, S, r);                                       \
+        fused_jcc(c, i, sub_cond(CC, S, a, b));                                \
+    }                                                                          \
+    FAST(fused_GEr_##OP##_##S##_##CC)                                          \
+    {                                                                          \
+        uint64_t a = emu_reg(c, i->reg, S), b = emu_reg(c, i->rm, S);          \
+        uint64_t r = fast_alu(c, OP, S, a, b);                                 \
+        if (OP != 7)                                                           \
+            emu_set_reg(c, i->reg, S, r);                                      \
+        fused_jcc(c, i, sub_cond(CC, S, a, b));                                \
+    }                                                                          \
+    FAST(fused_EIr_##OP##_##S##_##CC)                                          \
+    {                                                                          \
+        uint64_t a = emu_reg(c, i->rm, S), b = i->imm;                         \
+        uint64_t r = fast_alu(c, OP, S, a, b);                                 \
+        if (OP != 7)                                                           \
+            emu_set_reg(c, i->rm, S, r);                                       \
+        fused_jcc(c, i, sub_cond(CC, S, a, b));                                \
+    }
+#define FUSED_TEST(S, CC)                                                      \
+    FAST(fused_testGr_##S##_##CC)                                              \
+    {                                                                          \
+        uint64_t r = emu_reg(c, i->rm, S) & emu_reg(c, i->reg, S);             \
+        emu_cc_set(c, CC_LOGIC, S, 0, 0, r);                                   \
+        fused_jcc(c, i, logic_cond(CC, S, r));                                 \
+    }                                                                          \
+    FAST(fused_testIr_##S##_##CC)                                              \
+    {                                                                          \
+        uint64_t r = emu_reg(c, i->rm, S) & i->imm;                            \
+        emu_cc_set(c, CC_LOGIC, S, 0, 0, r);                                   \
+        fused_jcc(c, i, logic_cond(CC, S, r));                                 \
+    }
+#define FUSED_ALL(S, CC) FUSED_SUB(7, S, CC) FUSED_SUB(5, S, CC) FUSED_TEST(S, CC)
+#define FUSED_CONDS(S)                                                         \
+    FUSED_ALL(S, 0) FUSED_ALL(S, 1) FUSED_ALL(S, 2) FUSED_ALL(S, 3)            \
+    FUSED_ALL(S, 4) FUSED_ALL(S, 5) FUSED_ALL(S, 6) FUSED_ALL(S, 7)            \
+    FUSED_ALL(S, 8) FUSED_ALL(S, 9) FUSED_ALL(S, 10) FUSED_ALL(S, 11)          \
+    FUSED_ALL(S, 12) FUSED_ALL(S, 13) FUSED_ALL(S, 14) FUSED_ALL(S, 15)
+FUSED_CONDS(1) FUSED_CONDS(2) FUSED_CONDS(4) FUSED_CONDS(8)
+
+/* [cond] rows of one form and size. */
+#define FUSED_TAB(K, S) { K##_##S##_0, K##_##S##_1, K##_##S##_2, K##_##S##_3,         \
+                          K##_##S##_4, K##_##S##_5, K##_##S##_6, K##_##S##_7,         \
+                          K##_##S##_8, K##_##S##_9, K##_##S##_10, K##_##S##_11,       \
+                          K##_##S##_12, K##_##S##_13, K##_##S##_14, K##_##S##_15 }
+/* The pair kinds, each with the producer it replaces. */
+enum { FK_CMP_EG, FK_CMP_GE, FK_CMP_EI, FK_SUB_EG, FK_SUB_GE, FK_SUB_EI, FK_TEST_G, FK_TEST_I,
+       FK_N };
+#define FUSED_SIZE(S) { FUSED_TAB(fused_EGr_7, S), FUSED_TAB(fused_GEr_7, S),         \
+                        FUSED_TAB(fused_EIr_7, S), FUSED_TAB(fused_EGr_5, S),         \
+                        FUSED_TAB(fused_GEr_5, S), FUSED_TAB(fused_EIr_5, S),         \
+                        FUSED_TAB(fused_testGr, S), FUSED_TAB(fused_testIr, S) }
+static const emu_exec_fn fused_fast[4][FK_N][16] = {
+    FUSED_SIZE(1), FUSED_SIZE(2), FUSED_SIZE(4), FUSED_SIZE(8),
+};
+
+/* The unfused producer of pair kind k, size index sz. */
+static emu_exec_fn fused_producer(int sz, int k)
+{
+    switch (k) {
+    case FK_CMP_EG: return alu_fast[7][sz][F_EGr];
+    case FK_CMP_GE: return alu_fast[7][sz][F_GEr];
+    case FK_CMP_EI: return alu_fast[7][sz][F_EIr];
+    case FK_SUB_EG: return alu_fast[5][sz][F_EGr];
+    case FK_SUB_GE: return alu_fast[5][sz][F_GEr];
+    case FK_SUB_EI: return alu_fast[5][sz][F_EIr];
+    case FK_TEST_G: return test_fast[sz][0];
+    default: return test_fast[sz][2];
+    }
+}
+
 /* --- selection ---------------------------------------------------------------------- */
 
 static int size_index(unsigned size)
@@ -763,6 +903,11 @@ bool emu_specialize_block(struct emu_insn *ins, unsigned n)
 
 emu_exec_fn emu_fast_with_flags(const struct emu_insn *i)
 {
+    for (int sz = 0; sz < 4; sz++)
+        for (int k = 0; k < FK_N; k++)
+            for (int cc = 0; cc < 16; cc++)
+                if (i->fn == fused_fast[sz][k][cc])
+                    return fused_producer(sz, k);
     for (int sz = 0; sz < 4; sz++) {
         for (int ror = 0; ror < 2; ror++) {
             if (i->fn == rot_fast[sz][ror][3]) {
@@ -774,4 +919,27 @@ emu_exec_fn emu_fast_with_flags(const struct emu_insn *i)
         }
     }
     return i->fn;
+}
+
+/* --- CMP/TEST/SUB + Jcc ------------------------------------------------------------ */
+
+bool emu_fuse_block(struct emu_insn *ins, unsigned n)
+{
+    struct emu_insn *p, *j;
+
+    if (n < 2)
+        return false;
+    p = &ins[n - 2];
+    j = &ins[n - 1];
+    if (j->fn != jcc64_fast[j->op & 15])
+        return false;
+    for (int sz = 0; sz < 4; sz++) {
+        for (int k = 0; k < FK_N; k++) {
+            if (p->fn == fused_producer(sz, k)) {
+                p->fn = fused_fast[sz][k][j->op & 15];
+                return true;
+            }
+        }
+    }
+    return false;
 }

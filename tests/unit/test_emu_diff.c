@@ -583,15 +583,18 @@ static uint32_t implicit_regs(const struct tmpl *t)
 }
 
 /* A flag-setting register instruction for a T_PAIR case, at b; returns
- * its length.  CMP and TEST take any two registers; the others write RSP,
- * which no pair consumer uses (no stack, never a memory base or index).
- * Only instructions whose Jcc-visible flags (CF PF ZF SF OF) are defined
- * on every vendor: ALU ops, TEST, INC/DEC, NEG, shifts by 1. */
+ * its length.  CMP and TEST take any two registers (or a register and an
+ * immediate); the others write RSP, which no pair consumer uses (no stack,
+ * never a memory base or index).  Only instructions whose Jcc-visible
+ * flags (CF PF ZF SF OF) are defined on every vendor: ALU ops, TEST,
+ * INC/DEC, NEG, shifts by 1.  CMP, TEST and SUB before a 64-bit Jcc run
+ * fused with it (emu_fuse_block), so they come up most often. */
 static unsigned gen_flag_producer(uint8_t *b)
 {
     static const uint8_t shift_digit[3] = { 4, 5, 7 };
-    unsigned n = 0, kind = (unsigned)rnd_below(6), sizei = (unsigned)rnd_below(4);
-    unsigned src = (unsigned)rnd_below(16), dst = kind < 2 ? (unsigned)rnd_below(16) : R_ESP;
+    unsigned n = 0, kind = (unsigned)rnd_below(9), sizei = (unsigned)rnd_below(4);
+    unsigned src = (unsigned)rnd_below(16);
+    unsigned dst = kind < 2 || kind >= 6 ? (unsigned)rnd_below(16) : R_ESP;
     unsigned digit = 0;
     uint8_t op, rex = 0x40;  /* byte forms always with REX: SPL, not AH */
 
@@ -604,7 +607,15 @@ static unsigned gen_flag_producer(uint8_t *b)
     case 2: op = (uint8_t)(rnd_below(8) << 3); break;                  /* add..cmp */
     case 3: op = 0xfe; digit = (unsigned)rnd_below(2); break;          /* inc/dec */
     case 4: op = 0xf6; digit = 3; break;                               /* neg */
-    default: op = 0xd0; digit = shift_digit[rnd_below(3)]; break;      /* shl/shr/sar 1 */
+    case 5: op = 0xd0; digit = shift_digit[rnd_below(3)]; break;      /* shl/shr/sar 1 */
+    case 6: op = 0x80; digit = 7; break;                               /* cmp r, imm */
+    case 7: op = 0xf6; digit = 0; break;                               /* test r, imm */
+    default: /* sub r, imm: writes RSP; or cmp again */
+        op = 0x80;
+        digit = rnd_below(2) ? 5 : 7;
+        if (digit == 5)
+            dst = R_ESP;
+        break;
     }
     if (sizei)
         op |= 1;
@@ -621,6 +632,15 @@ static unsigned gen_flag_producer(uint8_t *b)
     b[n++] = rex;
     b[n++] = op;
     b[n++] = (uint8_t)(0xc0 | ((src & 7) << 3) | (dst & 7));
+    if (kind >= 6) {  /* Ib for byte forms, else Iw/Id (Iz) */
+        unsigned isz = sizei == 0 ? 1 : sizei == 1 ? 2 : 4;
+        uint64_t imm = rnd_value();
+
+        if (rnd_below(4) == 0)
+            imm = n_in.gpr[dst];  /* equal operands: ZF, BE, LE */
+        for (unsigned k = 0; k < isz; k++)
+            b[n++] = (uint8_t)(imm >> (8 * k));
+    }
     return n;
 }
 

@@ -315,6 +315,42 @@ static void test_dead_flags_at_budget_end(void **state)
     emu_tm_destroy(&t);
 }
 
+/* SUB (or CMP/TEST) + Jcc ending a block run fused as one handler; a
+ * budget that stops between the two must run the SUB alone (its flags and
+ * RIP visible, the Jcc next), and full runs count both instructions. */
+static void test_fused_jcc_at_budget_end(void **state)
+{
+    static const uint8_t code[] = {
+        0x83, 0xe9, 0x01,   /* l: sub ecx, 1 */
+        0x75, 0xfb,         /* jnz l */
+        0xf4,
+    };
+    struct emu_tm t;
+
+    guest_init(&t);
+    put(&t, CODE, code, sizeof(code));
+    t.s.gpr[R_ECX] = 3;
+    emu_invalidate(&t.c);
+    assert_int_equal(emu_run(&t.c, 1), EMU_STOP_BUDGET);
+    emu_sync_state(&t.c);
+    assert_int_equal(t.s.gpr[R_ECX], 2);
+    assert_int_equal(t.s.rip, CODE + 3);
+    assert_int_equal(t.s.rflags & X86_RFLAGS_ZF, 0);
+    assert_int_equal(emu_run(&t.c, 1), EMU_STOP_BUDGET);  /* the jnz alone */
+    emu_sync_state(&t.c);
+    assert_int_equal(t.s.rip, CODE);
+    /* sub+jnz fused, then a budget of one: the last sub alone */
+    assert_int_equal(emu_run(&t.c, 3), EMU_STOP_BUDGET);
+    emu_sync_state(&t.c);
+    assert_int_equal(t.s.gpr[R_ECX], 0);
+    assert_int_equal(t.s.rip, CODE + 3);
+    assert_int_equal(t.s.rflags & X86_RFLAGS_ZF, X86_RFLAGS_ZF);
+    assert_int_equal(emu_run(&t.c, 10), EMU_STOP_HALT);
+    emu_sync_state(&t.c);
+    assert_int_equal(t.s.rip, CODE + sizeof(code));
+    emu_tm_destroy(&t);
+}
+
 /* Instructions that cross a page are fetched outside the block cache
  * (fetch_slow): a fetch fault names the first missing byte, and the
  * decoded instruction it keeps for the next execution must follow its
@@ -456,6 +492,7 @@ int main(void)
         cmocka_unit_test(test_self_modifying_code),
         cmocka_unit_test(test_budget_is_exact),
         cmocka_unit_test(test_dead_flags_at_budget_end),
+        cmocka_unit_test(test_fused_jcc_at_budget_end),
         cmocka_unit_test(test_page_crossing_fetch),
         cmocka_unit_test(test_chain_after_remap),
         cmocka_unit_test(test_loop_mips),
