@@ -414,9 +414,10 @@ static void emu_idle_wait(struct machine *m)
         }
     }
     emu_timers(em);
-    if (unlikely(log_mask & LOG_ACCEL) && !woken) {
+    if (unlikely(log_mask & LOG_ACCEL) && timeout > 0 && !woken) {
         /* Diagnose lost wake-ups: an interrupt pending after a sleep that
-         * nothing interrupted was not signalled by a kick. */
+         * nothing interrupted was not signalled by a kick.  (A timer that
+         * was already due, timeout 0, is not a sleep.) */
         machine_lock();
         for (int k = 0; k < m->nr_vcpus; k++) {
             int v = irqchip_pending(em->chip, k);
