@@ -658,43 +658,50 @@ static inline __attribute__((always_inline)) void fused_jcc(struct emu_cpu *c,
  * so the pair behaves exactly as its two instructions; the lazy flags are
  * recorded as alu_fast/test_fast record them, for any later reader.
  * OP 7 CMP, 5 SUB; forms as alu_fast's EGr, GEr, EIr. */
+/* dst: the register the result goes to (SUB; CMP writes none). */
+static inline __attribute__((always_inline)) void fused_sub(struct emu_cpu *c,
+                                                            const struct emu_insn *i,
+                                                            unsigned op, unsigned size,
+                                                            unsigned cond, unsigned dst,
+                                                            uint64_t a, uint64_t b)
+{
+    uint64_t r = fast_alu(c, op, size, a, b);
+
+    if (op != 7)
+        emu_set_reg(c, dst, size, r);
+    fused_jcc(c, i, sub_cond(cond, size, a, b));
+}
+
 #define FUSED_SUB(OP, S, CC)                                                   \
     FAST(fused_EGr_##OP##_##S##_##CC)                                          \
     {                                                                          \
-        uint64_t a = emu_reg(c, i->rm, S), b = emu_reg(c, i->reg, S);          \
-        uint64_t r = fast_alu(c, OP, S, a, b);                                 \
-        if (OP != 7)                                                           \
-            emu_set_reg(c, i->rm, S, r);                                       \
-        fused_jcc(c, i, sub_cond(CC, S, a, b));                                \
+        fused_sub(c, i, OP, S, CC, i->rm, emu_reg(c, i->rm, S), emu_reg(c, i->reg, S)); \
     }                                                                          \
     FAST(fused_GEr_##OP##_##S##_##CC)                                          \
     {                                                                          \
-        uint64_t a = emu_reg(c, i->reg, S), b = emu_reg(c, i->rm, S);          \
-        uint64_t r = fast_alu(c, OP, S, a, b);                                 \
-        if (OP != 7)                                                           \
-            emu_set_reg(c, i->reg, S, r);                                      \
-        fused_jcc(c, i, sub_cond(CC, S, a, b));                                \
+        fused_sub(c, i, OP, S, CC, i->reg, emu_reg(c, i->reg, S), emu_reg(c, i->rm, S)); \
     }                                                                          \
     FAST(fused_EIr_##OP##_##S##_##CC)                                          \
     {                                                                          \
-        uint64_t a = emu_reg(c, i->rm, S), b = i->imm;                         \
-        uint64_t r = fast_alu(c, OP, S, a, b);                                 \
-        if (OP != 7)                                                           \
-            emu_set_reg(c, i->rm, S, r);                                       \
-        fused_jcc(c, i, sub_cond(CC, S, a, b));                                \
+        fused_sub(c, i, OP, S, CC, i->rm, emu_reg(c, i->rm, S), i->imm);       \
     }
+static inline __attribute__((always_inline)) void fused_test(struct emu_cpu *c,
+                                                             const struct emu_insn *i,
+                                                             unsigned size, unsigned cond,
+                                                             uint64_t r)
+{
+    emu_cc_set(c, CC_LOGIC, size, 0, 0, r);
+    fused_jcc(c, i, logic_cond(cond, size, r));
+}
+
 #define FUSED_TEST(S, CC)                                                      \
     FAST(fused_testGr_##S##_##CC)                                              \
     {                                                                          \
-        uint64_t r = emu_reg(c, i->rm, S) & emu_reg(c, i->reg, S);             \
-        emu_cc_set(c, CC_LOGIC, S, 0, 0, r);                                   \
-        fused_jcc(c, i, logic_cond(CC, S, r));                                 \
+        fused_test(c, i, S, CC, emu_reg(c, i->rm, S) & emu_reg(c, i->reg, S)); \
     }                                                                          \
     FAST(fused_testIr_##S##_##CC)                                              \
     {                                                                          \
-        uint64_t r = emu_reg(c, i->rm, S) & i->imm;                            \
-        emu_cc_set(c, CC_LOGIC, S, 0, 0, r);                                   \
-        fused_jcc(c, i, logic_cond(CC, S, r));                                 \
+        fused_test(c, i, S, CC, emu_reg(c, i->rm, S) & i->imm);                \
     }
 #define FUSED_ALL(S, CC) FUSED_SUB(7, S, CC) FUSED_SUB(5, S, CC) FUSED_TEST(S, CC)
 #define FUSED_CONDS(S)                                                         \
