@@ -10,6 +10,7 @@ VMON = os.environ.get("VMON", os.path.join(ROOT, "build", "vmon"))
 GUEST_TESTS = os.environ.get("GUEST_TESTS", os.path.join(ROOT, "build", "guest-tests"))
 BENCH_OUT = os.environ.get("BENCH_OUT", os.path.join(ROOT, "build", "bench"))
 QEMU = os.environ.get("QEMU", "qemu-system-x86_64")
+KIT = os.environ.get("GUEST_KIT", os.path.join(ROOT, "build", "guest"))
 DEBUG_EXIT = ["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]
 
 
@@ -86,3 +87,38 @@ def machine_line():
     except OSError:
         pass
     return f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, nproc {os.cpu_count()}, {model}"
+
+
+def kit_initrd(tmp, name, script):
+    """The guest kit's initramfs plus /tests/NAME.sh (run by vmon.test=NAME)."""
+    root = os.path.join(tmp, "extra", "tests")
+    os.makedirs(root)
+    with open(os.path.join(root, f"{name}.sh"), "w") as f:
+        f.write(script)
+    extra = subprocess.run("find . | cpio -o -H newc --quiet", shell=True,
+                           cwd=os.path.join(tmp, "extra"), check=True,
+                           capture_output=True).stdout
+    out = os.path.join(tmp, "initrd")
+    with open(os.path.join(KIT, "initrd.cpio.gz"), "rb") as f, open(out, "wb") as o:
+        kit = f.read()
+        # Linux looks for the next archive of an initramfs at a 4-byte boundary.
+        o.write(kit + b"\0" * (-len(kit) % 4) + extra)
+    return out
+
+
+def byte_sink(srv, got):
+    """Append the byte count of each connection to srv, in order, until the
+    listening socket closes."""
+    while True:
+        try:
+            c, _ = srv.accept()
+        except OSError:
+            return
+        n = 0
+        while True:
+            b = c.recv(1 << 16)
+            if not b:
+                break
+            n += len(b)
+        got.append(n)
+        c.close()

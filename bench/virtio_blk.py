@@ -36,9 +36,8 @@ import tempfile
 import threading
 
 sys.path.insert(0, os.path.dirname(__file__))
-from common import QEMU, ROOT, VMON, machine_line, median, ratio  # noqa: E402
+from common import KIT, QEMU, ROOT, VMON, byte_sink, kit_initrd, machine_line, median, ratio  # noqa: E402,E501
 
-KIT = os.environ.get("GUEST_KIT", os.path.join(ROOT, "build", "guest"))
 # One boot plus its transfers; a loaded host needs a few minutes, a hung
 # guest would otherwise hold the run forever.
 BOOT_TIMEOUT = 600
@@ -90,32 +89,8 @@ def kit_has_randio():
 
 
 def make_initrd(tmp, iters):
-    root = os.path.join(tmp, "extra", "tests")
-    os.makedirs(root)
-    with open(os.path.join(root, "bench.sh"), "w") as f:
-        f.write(SCRIPT % {"iters": iters, "mb": DISK_MB, "ops": RANDOM_OPS,
-                          "netblocks": NET_MB * 16})
-    extra = subprocess.run("find . | cpio -o -H newc --quiet", shell=True,
-                           cwd=os.path.join(tmp, "extra"), check=True,
-                           capture_output=True).stdout
-    out = os.path.join(tmp, "initrd")
-    with open(os.path.join(KIT, "initrd.cpio.gz"), "rb") as f, open(out, "wb") as o:
-        kit = f.read()
-        # Linux looks for the next archive of an initramfs at a 4-byte boundary.
-        o.write(kit + b"\0" * (-len(kit) % 4) + extra)
-    return out
-
-
-def sink(srv, got):
-    c, _ = srv.accept()
-    n = 0
-    while True:
-        b = c.recv(1 << 16)
-        if not b:
-            break
-        n += len(b)
-    got.append(n)
-    c.close()
+    return kit_initrd(tmp, "bench", SCRIPT % {"iters": iters, "mb": DISK_MB, "ops": RANDOM_OPS,
+                                              "netblocks": NET_MB * 16})
 
 
 def boot(which, tmp, initrd, images, aio=None):
@@ -124,7 +99,7 @@ def boot(which, tmp, initrd, images, aio=None):
     srv.bind(("127.0.0.1", 0))
     srv.listen(1)
     got = []
-    threading.Thread(target=sink, args=(srv, got), daemon=True).start()
+    threading.Thread(target=byte_sink, args=(srv, got), daemon=True).start()
     port = srv.getsockname()[1]
     disks = []
     for i, (dev, fmt) in enumerate(DISKS + EMPTY_DISKS):

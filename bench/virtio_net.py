@@ -23,9 +23,8 @@ import tempfile
 import threading
 
 sys.path.insert(0, os.path.dirname(__file__))
-from common import QEMU, ROOT, VMON, machine_line, median, ratio  # noqa: E402
+from common import KIT, QEMU, ROOT, VMON, byte_sink, kit_initrd, machine_line, median, ratio  # noqa: E402,E501
 
-KIT = os.environ.get("GUEST_KIT", os.path.join(ROOT, "build", "guest"))
 # One boot plus its transfers; a loaded host needs a few minutes, a hung
 # guest would otherwise hold the run forever.
 BOOT_TIMEOUT = 600
@@ -47,36 +46,7 @@ echo N-END
 
 
 def make_initrd(tmp, iters, mb):
-    root = os.path.join(tmp, "extra", "tests")
-    os.makedirs(root)
-    with open(os.path.join(root, "netbench.sh"), "w") as f:
-        f.write(SCRIPT % {"iters": iters, "blocks": mb * 16})
-    extra = subprocess.run("find . | cpio -o -H newc --quiet", shell=True,
-                           cwd=os.path.join(tmp, "extra"), check=True,
-                           capture_output=True).stdout
-    out = os.path.join(tmp, "initrd")
-    with open(os.path.join(KIT, "initrd.cpio.gz"), "rb") as f, open(out, "wb") as o:
-        kit = f.read()
-        # Linux looks for the next archive of an initramfs at a 4-byte boundary.
-        o.write(kit + b"\0" * (-len(kit) % 4) + extra)
-    return out
-
-
-def sink(srv, got):
-    """Byte count of each connection, in order, until the socket closes."""
-    while True:
-        try:
-            c, _ = srv.accept()
-        except OSError:
-            return
-        n = 0
-        while True:
-            b = c.recv(1 << 16)
-            if not b:
-                break
-            n += len(b)
-        got.append(n)
-        c.close()
+    return kit_initrd(tmp, "netbench", SCRIPT % {"iters": iters, "blocks": mb * 16})
 
 
 def boot(which, initrd, iters, mb):
@@ -85,7 +55,7 @@ def boot(which, initrd, iters, mb):
     srv.bind(("127.0.0.1", 0))
     srv.listen(1)
     got = []
-    t = threading.Thread(target=sink, args=(srv, got), daemon=True)
+    t = threading.Thread(target=byte_sink, args=(srv, got), daemon=True)
     t.start()
     port = srv.getsockname()[1]
     common = ["-m", "256", "-nographic", "-no-reboot", "-kernel", os.path.join(KIT, "vmlinuz"),
