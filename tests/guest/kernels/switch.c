@@ -28,7 +28,7 @@
  * takes 32 random bytes, checks the used index moved by exactly one (a
  * request lost or answered twice fails) and the INTx status, and prints
  * "switch: virtio N ok". */
-#include "rt.h"
+#include "pci.h"
 
 #define VEC_TIMER 0x40
 #define LVT_PERIODIC (1u << 17)
@@ -75,23 +75,6 @@ static uint8_t vq_buf[32] __attribute__((aligned(64)));
 static uint64_t v_common, v_notify, v_isr;
 static uint32_t v_notify_mult;
 static uint16_t v_used_seen;
-
-static uint32_t pci_read(unsigned slot, unsigned reg)
-{
-    outl(0xcf8, 0x80000000u | slot << 11 | (reg & 0xfc));
-    return inl(0xcfc);
-}
-
-static void pci_write(unsigned slot, unsigned reg, uint32_t v)
-{
-    outl(0xcf8, 0x80000000u | slot << 11 | (reg & 0xfc));
-    outl(0xcfc, v);
-}
-
-static uint8_t pci_read8(unsigned slot, unsigned reg)
-{
-    return (uint8_t)(pci_read(slot, reg) >> (8 * (reg & 3)));
-}
 
 #define MMIO(t, a) (*(volatile t *)(uintptr_t)(a))
 

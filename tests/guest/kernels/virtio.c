@@ -6,10 +6,8 @@
  * buffer outside guest RAM, an indirect table with a bad length, a head
  * index out of range -- and checks that each sets DEVICE_NEEDS_RESET
  * while vmon keeps running, and that a reset brings the device back. */
-#include "rt.h"
+#include "pci.h"
 
-#define PCI_ADDR 0xcf8
-#define PCI_DATA 0xcfc
 #define BAR_BASE 0xe0000000ULL
 #define MSIX_BASE 0xe0100000ULL
 #define QSZ 8
@@ -35,31 +33,6 @@ static struct desc table[2] __attribute__((aligned(16)));
 static uint64_t common, isr, notify, device;
 static uint32_t notify_mult;
 static uint16_t used_seen;
-
-static uint32_t pci_read(unsigned dev, unsigned reg)
-{
-    outl(PCI_ADDR, 0x80000000u | dev << 11 | (reg & 0xfc));
-    return inl(PCI_DATA);
-}
-
-static void pci_write(unsigned dev, unsigned reg, uint32_t v)
-{
-    outl(PCI_ADDR, 0x80000000u | dev << 11 | (reg & 0xfc));
-    outl(PCI_DATA, v);
-}
-
-static uint8_t pci_read8(unsigned dev, unsigned reg)
-{
-    return (uint8_t)(pci_read(dev, reg) >> (8 * (reg & 3)));
-}
-
-static uint8_t rd8(uint64_t a) { return *(volatile uint8_t *)a; }
-static uint16_t rd16(uint64_t a) { return *(volatile uint16_t *)a; }
-static uint32_t rd32(uint64_t a) { return *(volatile uint32_t *)a; }
-static void wr8(uint64_t a, uint8_t v) { *(volatile uint8_t *)a = v; }
-static void wr16(uint64_t a, uint16_t v) { *(volatile uint16_t *)a = v; }
-static void wr32(uint64_t a, uint32_t v) { *(volatile uint32_t *)a = v; }
-static void wr64(uint64_t a, uint64_t v) { wr32(a, (uint32_t)v); wr32(a + 4, (uint32_t)(v >> 32)); }
 
 static uint8_t status(void) { return rd8(common + 0x14); }
 
