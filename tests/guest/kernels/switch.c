@@ -28,7 +28,7 @@
  * takes 32 random bytes, checks the used index moved by exactly one (a
  * request lost or answered twice fails) and the INTx status, and prints
  * "switch: virtio N ok". */
-#include "pci.h"
+#include "virtio.h"
 
 #define VEC_TIMER 0x40
 #define LVT_PERIODIC (1u << 17)
@@ -61,66 +61,23 @@ enum { SYS_ROUND = 1, SYS_TIMER_OK, SYS_FAIL, SYS_DONE, SYS_WS_READY };
 
 /* ---- virtio-rng-pci, driven from ring 0 ---- */
 
-#define VIRTIO_BAR 0xe0000000ULL
-#define VIRTIO_MSIX_BAR 0xe0100000ULL
-#define VQ_SIZE 8
-
-struct vdesc { uint64_t addr; uint32_t len; uint16_t flags, next; };
-
 static uint64_t use_virtio;
-static struct vdesc vq_desc[VQ_SIZE] __attribute__((aligned(4096)));
-static volatile uint16_t vq_avail[3 + VQ_SIZE] __attribute__((aligned(4096)));
-static volatile uint8_t vq_used[6 + 8 * VQ_SIZE] __attribute__((aligned(4096)));
+static struct virtio_dev vdev;
+static struct virtq vq;
 static uint8_t vq_buf[32] __attribute__((aligned(64)));
-static uint64_t v_common, v_notify, v_isr;
-static uint32_t v_notify_mult;
-static uint16_t v_used_seen;
-
-#define MMIO(t, a) (*(volatile t *)(uintptr_t)(a))
 
 static void virtio_setup(void)
 {
-    unsigned slot;
+    unsigned slot = virtio_pci_find(VIRTIO_ID_RNG);
 
-    for (slot = 1; slot < 32 && pci_read(slot, 0) != 0x10441af4; slot++)
-        ;
-    if (slot == 32)
+    if (!slot)
         test_fail("virtio=1: no virtio-rng-pci on bus 0");
-    pci_write(slot, 0x10 + 4 * 4, (uint32_t)VIRTIO_BAR);
-    pci_write(slot, 0x10 + 4 * 1, (uint32_t)VIRTIO_MSIX_BAR);
-    pci_write(slot, 0x04, 0x0006);
-    for (uint8_t cap = pci_read8(slot, 0x34); cap; cap = pci_read8(slot, cap + 1)) {
-        uint8_t type = pci_read8(slot, cap + 3);
-        uint64_t at = VIRTIO_BAR + pci_read(slot, cap + 8);
-
-        if (pci_read8(slot, cap) != 0x09)
-            continue;
-        if (type == 1)
-            v_common = at;
-        else if (type == 2) {
-            v_notify = at;
-            v_notify_mult = pci_read(slot, cap + 16);
-        } else if (type == 3)
-            v_isr = at;
-    }
-    if (!v_common || !v_notify || !v_isr)
+    virtio_pci_map(&vdev, slot);
+    if (!vdev.common || !vdev.notify || !vdev.isr)
         test_fail("virtio=1: missing capabilities");
-    MMIO(uint8_t, v_common + 0x14) = 0;
-    MMIO(uint8_t, v_common + 0x14) = 3;
-    MMIO(uint32_t, v_common + 0x08) = 0;
-    MMIO(uint32_t, v_common + 0x0c) = 0;
-    MMIO(uint32_t, v_common + 0x08) = 1;
-    MMIO(uint32_t, v_common + 0x0c) = 1;          /* VERSION_1 */
-    MMIO(uint8_t, v_common + 0x14) = 0xb;
-    if (MMIO(uint8_t, v_common + 0x14) != 0xb)
-        test_fail("virtio=1: FEATURES_OK refused");
-    MMIO(uint16_t, v_common + 0x16) = 0;
-    MMIO(uint16_t, v_common + 0x18) = VQ_SIZE;
-    MMIO(uint64_t, v_common + 0x20) = (uint64_t)(uintptr_t)vq_desc;
-    MMIO(uint64_t, v_common + 0x28) = (uint64_t)(uintptr_t)vq_avail;
-    MMIO(uint64_t, v_common + 0x30) = (uint64_t)(uintptr_t)vq_used;
-    MMIO(uint16_t, v_common + 0x1c) = 1;
-    MMIO(uint8_t, v_common + 0x14) = 0xf;
+    virtio_negotiate(&vdev);
+    virtq_setup(&vdev, &vq, 0, VIRTIO_NO_VECTOR);
+    virtio_driver_ok(&vdev);
     kprintf("switch: virtio-rng-pci in slot %u ready\n", slot);
 }
 
@@ -137,29 +94,26 @@ static inline uint64_t rdtsc_now(void)
  * cycles for the used index to move. */
 static void virtio_round(uint64_t line)
 {
-    uint16_t idx = vq_avail[1], used;
-    uint32_t len;
+    uint16_t idx = vq.avail.idx, used;
+    uint32_t len = 0;
     int nonzero = 0;
     uint64_t t0;
 
     for (unsigned i = 0; i < sizeof(vq_buf); i++)
         vq_buf[i] = 0;
-    vq_desc[idx % VQ_SIZE] = (struct vdesc){ (uint64_t)(uintptr_t)vq_buf, sizeof(vq_buf), 2, 0 };
-    vq_avail[2 + idx % VQ_SIZE] = (uint16_t)(idx % VQ_SIZE);
-    __asm__ volatile("" ::: "memory");
-    vq_avail[1] = (uint16_t)(idx + 1);
-    MMIO(uint16_t, v_notify + MMIO(uint16_t, v_common + 0x1e) * v_notify_mult) = 0;
+    vq.desc[idx % VIRTQ_SIZE] = (struct virtq_desc){ (uint64_t)(uintptr_t)vq_buf, sizeof(vq_buf),
+                                                    VIRTQ_DESC_WRITE, 0 };
+    virtq_submit(&vq, (uint16_t)(idx % VIRTQ_SIZE));
     t0 = rdtsc_now();
-    used = *(volatile uint16_t *)(vq_used + 2);
-    while (used == v_used_seen && rdtsc_now() - t0 < 10000000000ull) {
+    used = vq.used.idx;
+    while (used == vq.used_seen && rdtsc_now() - t0 < 10000000000ull) {
         __asm__ volatile("pause" ::: "memory");
-        used = *(volatile uint16_t *)(vq_used + 2);
+        used = vq.used.idx;
     }
-    if (used != (uint16_t)(v_used_seen + 1))
+    if (used != (uint16_t)(vq.used_seen + 1))
         test_fail("round %lu: virtio used index %u, expected %u", line, used,
-                  (uint16_t)(v_used_seen + 1));
-    __builtin_memcpy(&len, (const void *)(vq_used + 4 + 8 * (v_used_seen % VQ_SIZE) + 4), 4);
-    v_used_seen = used;
+                  (uint16_t)(vq.used_seen + 1));
+    virtq_take_used(&vq, &len);
     for (unsigned i = 0; i < sizeof(vq_buf); i++)
         nonzero |= vq_buf[i];
     if (len != sizeof(vq_buf) || !nonzero)
@@ -168,13 +122,13 @@ static void virtio_round(uint64_t line)
     /* INTx mode: the used buffer notification shows in the ISR (and reading
      * it drops the line); the device must still be DRIVER_OK. */
     {
-        uint8_t isr_bits = MMIO(uint8_t, v_isr);
+        uint8_t isr_bits = rd8(vdev.isr);
 
         /* The device publishes the used index before it raises the ISR. */
         t0 = rdtsc_now();
         while (!(isr_bits & 1) && rdtsc_now() - t0 < 10000000000ull)
-            isr_bits = MMIO(uint8_t, v_isr);
-        if (!(isr_bits & 1) || MMIO(uint8_t, v_common + 0x14) != 0xf)
+            isr_bits = rd8(vdev.isr);
+        if (!(isr_bits & 1) || virtio_status(&vdev) != VIRTIO_ST_READY)
             test_fail("round %lu: virtio ISR or status lost", line);
     }
     kprintf("switch: virtio %lu ok\n", line);
