@@ -7,90 +7,25 @@
  * unoffered feature, a queue size or ring outside guest RAM, more chains in
  * flight than the ring holds, a queue the device does not have) is refused
  * by the check without changing the device. */
-#include <stdarg.h>
-#include <stddef.h>
-#include <setjmp.h>
-#include <cmocka.h>
 #include <errno.h>
-#include <stdlib.h>
-#include <string.h>
 
-#include "accel/accel.h"
-#include "config/config.h"
 #include "hw/pc_devices.h"
-#include "hw/pci.h"
-#include "machine/machine.h"
 #include "migration/migration.h"
 #include "virtio/virtio_devices.h"
-#include "virtio/virtio_pci.h"
+#include "test_virtio_helpers.h"
 
-#define BAR4 0xe0000000ULL
-#define BAR1 0xe0100000ULL
-#define COMMON BAR4
-#define NOTIFY (BAR4 + 0x3000)
-#define DESC 0x10000
-#define AVAIL 0x11000
-#define USED 0x12000
-#define BUF 0x20000
-#define QSZ 8
-
-static int nr_msi;
-
-static void fake_set_irq(struct machine *m, unsigned gsi, int level)
-{
-}
-
-static void fake_send_msi(struct machine *m, uint64_t addr, uint32_t data)
-{
-    nr_msi++;
-}
-
-static const struct accel_ops fake_accel = {
-    .name = "test", .set_irq = fake_set_irq, .send_msi = fake_send_msi,
-};
-static struct vm_config cfg = { .ram_size = 16 * MiB, .smp = 1 };
-static struct machine *M;
 static struct virtio_dev *V;
-
-static void cfg_write(unsigned slot, unsigned reg, uint32_t v, unsigned size)
-{
-    uint32_t addr = 0x80000000u | slot << 11 | (reg & 0xfc);
-
-    machine_pio(M, 0xcf8, &addr, 4, true);
-    machine_pio(M, (uint16_t)(0xcfc + (reg & 3)), &v, size, true);
-}
-
-static uint64_t rd(uint64_t gpa, unsigned size)
-{
-    uint64_t v = 0;
-
-    assert_true(machine_mmio(M, gpa, &v, size, false));
-    return v;
-}
-
-static void wr(uint64_t gpa, uint64_t v, unsigned size)
-{
-    assert_true(machine_mmio(M, gpa, &v, size, true));
-}
 
 static int setup(void **st)
 {
-    M = calloc(1, sizeof(*M));
-    nr_msi = 0;
-    assert_int_equal(machine_init(M, &cfg), 0);
-    M->accel = &fake_accel;
-    assert_int_equal(pci_host_create(M), 0);
-    assert_int_equal(virtio_rng_create(M, NULL), 0);
-    V = M->devices[M->nr_devices - 1].opaque;
+    V = vfx_setup(virtio_rng_create, NULL);
     assert_string_equal(M->devices[M->nr_devices - 1].name, "virtio-rng-pci");
     return 0;
 }
 
 static int teardown(void **st)
 {
-    M->accel = NULL;
-    machine_destroy(M);
-    free(M);
+    vfx_teardown();
     return 0;
 }
 
@@ -98,51 +33,16 @@ static int teardown(void **st)
  * EVENT_IDX, DRIVER_OK, and two requests answered. */
 static void drive_device(void)
 {
-    struct vring_desc *d = machine_gpa_to_hva(M, DESC, 16 * QSZ);
-    uint16_t *avail = machine_gpa_to_hva(M, AVAIL, 6 + 2 * QSZ);
+    struct vring_desc *d = vfx_desc(0);
 
-    cfg_write(1, 0x10 + 4 * 4, (uint32_t)BAR4, 4);
-    cfg_write(1, 0x10 + 4 * 1, (uint32_t)BAR1, 4);
-    cfg_write(1, 0x04, 0x0006, 2);
-    memset(machine_gpa_to_hva(M, DESC, 0x3000), 0, 0x3000);
-    wr(BAR1 + 0, 0xfee00000, 4);
-    wr(BAR1 + 8, 0x41, 4);
-    wr(BAR1 + 12, 0, 4);
-    for (unsigned c = 0x34, cap = 0;; c = cap + 1) {
-        uint32_t addr = 0x80000000u | 1 << 11 | (c & 0xfc), v = 0;
-
-        machine_pio(M, 0xcf8, &addr, 4, true);
-        machine_pio(M, (uint16_t)(0xcfc + (c & 3)), &v, 1, false);
-        cap = v;
-        assert_true(cap);
-        addr = 0x80000000u | 1 << 11 | (cap & 0xfc);
-        machine_pio(M, 0xcf8, &addr, 4, true);
-        machine_pio(M, (uint16_t)(0xcfc + (cap & 3)), &v, 1, false);
-        if ((v & 0xff) == 0x11) {
-            cfg_write(1, cap + 2, 0x8000, 2);
-            break;
-        }
-    }
-    wr(COMMON + 0x14, 3, 1);
-    wr(COMMON + 0x00, 0, 4);
-    wr(COMMON + 0x08, 0, 4);
-    wr(COMMON + 0x0c, 1u << 29, 4);                 /* EVENT_IDX */
-    wr(COMMON + 0x08, 1, 4);
-    wr(COMMON + 0x0c, 1, 4);                        /* VERSION_1 */
-    wr(COMMON + 0x14, 0xb, 1);
-    wr(COMMON + 0x16, 0, 2);
-    wr(COMMON + 0x18, QSZ, 2);
-    wr(COMMON + 0x1a, 0, 2);
-    wr(COMMON + 0x20, DESC, 8);
-    wr(COMMON + 0x28, AVAIL, 8);
-    wr(COMMON + 0x30, USED, 8);
-    wr(COMMON + 0x1c, 1, 2);
-    wr(COMMON + 0x14, 0xf, 1);
+    vfx_map_bars();
+    vfx_msix_vector0();
+    vfx_negotiate(1ULL << VIRTIO_F_EVENT_IDX | 1ULL << VIRTIO_F_VERSION_1);
+    vfx_queue_setup(0, 0);
+    vfx_driver_ok();
     for (int i = 0; i < 2; i++) {
         d[i] = (struct vring_desc){ BUF + 64 * i, 16, VRING_DESC_F_WRITE, 0 };
-        avail[2 + avail[1] % QSZ] = (uint16_t)i;
-        avail[1]++;
-        wr(NOTIFY, 0, 2);
+        vfx_submit(0, (uint16_t)i);
     }
     assert_int_equal(V->vq[0].used_idx, 2);
 }
@@ -173,8 +73,8 @@ static void test_round_trip(void **st)
 {
     struct virtio_plain_state before, after;
     struct vmbuf b;
-    struct vring_desc *d = machine_gpa_to_hva(M, DESC, 16 * QSZ);
-    uint16_t *avail = machine_gpa_to_hva(M, AVAIL, 6 + 2 * QSZ);
+    struct vring_desc *d = vfx_desc(0);
+    uint16_t *avail = gpa(AVAIL, 6 + 2 * QSZ);
     int msi;
 
     drive_device();
@@ -198,11 +98,10 @@ static void test_round_trip(void **st)
     assert_int_equal(rd(COMMON + 0x14, 1), 0xf);
     msi = nr_msi;
     d[2] = (struct vring_desc){ BUF + 128, 16, VRING_DESC_F_WRITE, 0 };
-    avail[2 + avail[1] % QSZ] = 2;
-    avail[1]++;
+    vfx_offer(0, 2);
     /* The driver asks for an interrupt at the next used entry. */
     avail[2 + QSZ] = 2;
-    wr(NOTIFY, 0, 2);
+    vfx_kick(0);
     assert_int_equal(V->vq[0].used_idx, 3);
     assert_int_equal(nr_msi, msi + 1);
     vmbuf_free(&b);
