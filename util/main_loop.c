@@ -292,5 +292,8 @@ void main_loop_run(void)
         }
         run_expired_timers();
     }
+    /* The quit is used up: a later main_loop_run() runs again (tests step
+     * the loop between checks). */
+    quit_requested = false;
     machine_unlock();
 }

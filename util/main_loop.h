@@ -26,7 +26,7 @@ bool timer_pending(const struct timer *t);
 
 /* Run fn(opaque) on the main loop thread soon.  Any thread; never blocks. */
 void main_loop_call(callback_fn fn, void *opaque);
-/* Run until main_loop_quit(). */
+/* Run until main_loop_quit(); it can be run again after that. */
 void main_loop_run(void);
 void main_loop_quit(void);
 
