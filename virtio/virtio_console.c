@@ -192,6 +192,12 @@ static void con_queue_notify(struct virtio_dev *v, unsigned q)
     struct vq_elem e = { 0 };
     bool pushed = false;
 
+    /* The control queues exist only with MULTIPORT (virtio 1.x 5.3.2): a
+     * driver without it gets no control messages and sends none. */
+    if ((q == CON_CTRL_RXQ || q == CON_CTRL_TXQ) && !multiport(c)) {
+        LOG(LOG_GUEST_ERRORS, "virtio-serial: control queue %u used without MULTIPORT\n", q);
+        return;
+    }
     if (q == CON_RXQ) {
         con_flush_input(c);
         if (c->chr)
