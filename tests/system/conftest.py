@@ -104,3 +104,13 @@ def accel(request, vmon):
 @pytest.fixture(scope="session")
 def kernels():
     return guest_kernels.load()
+
+
+@pytest.fixture
+def guests():
+    """A list the test appends each vmon it starts to (anything with a
+    kill() method); they are all killed at teardown, pass or fail."""
+    made = []
+    yield made
+    for g in made:
+        g.kill()

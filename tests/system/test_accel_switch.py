@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from test_snapshot import Guest, guests  # noqa: F401  (fixture)
+from test_snapshot import Guest
 
 pytestmark = pytest.mark.skipif(not os.access("/dev/kvm", os.R_OK | os.W_OK),
                                 reason="kvm: /dev/kvm not usable here")
@@ -22,7 +22,7 @@ def switch(g, accel):
 
 
 @pytest.mark.parametrize("start,smp", [("emu", 1), ("kvm", 1), ("emu", 2)])
-def test_twenty_switches(tmp_path, guests, start, smp):  # noqa: F811
+def test_twenty_switches(tmp_path, guests, start, smp):
     g = Guest(tmp_path, start, append="rounds=0 every=500000000", extra=["-smp", str(smp)])
     guests.append(g)
     g.wait_rounds(1)
@@ -38,7 +38,7 @@ def test_twenty_switches(tmp_path, guests, start, smp):  # noqa: F811
     g.check_consistent()
 
 
-def test_switch_runs_to_pass(tmp_path, guests):  # noqa: F811
+def test_switch_runs_to_pass(tmp_path, guests):
     """A finite run switched mid-way ends with PASS (timer check included)."""
     g = Guest(tmp_path, "kvm", append="rounds=12 every=500000000")
     guests.append(g)
@@ -54,7 +54,7 @@ def test_switch_runs_to_pass(tmp_path, guests):  # noqa: F811
     g.check_consistent()
 
 
-def test_switch_while_paused_stays_paused(tmp_path, guests):  # noqa: F811
+def test_switch_while_paused_stays_paused(tmp_path, guests):
     g = Guest(tmp_path, "emu")
     guests.append(g)
     g.wait_rounds(1)
@@ -72,7 +72,7 @@ def test_switch_while_paused_stays_paused(tmp_path, guests):  # noqa: F811
     assert g.quit() == 0
 
 
-def test_switch_errors(tmp_path, guests):  # noqa: F811
+def test_switch_errors(tmp_path, guests):
     g = Guest(tmp_path, "emu")
     guests.append(g)
     r = g.q.cmd("x-accel-switch", {"accel": "hvf"})
@@ -82,7 +82,7 @@ def test_switch_errors(tmp_path, guests):  # noqa: F811
     assert g.quit() == 0
 
 
-def test_switch_with_virtio(tmp_path, guests):  # noqa: F811
+def test_switch_with_virtio(tmp_path, guests):
     """emu -> kvm -> emu with a virtio-rng-pci the kernel drives from ring 0
     at every progress line (switch.c virtio=1): the device keeps its queue
     and answers under each accelerator; virtio-blk requests in flight would

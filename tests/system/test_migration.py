@@ -27,14 +27,6 @@ def free_port():
     return port
 
 
-@pytest.fixture
-def guests():
-    made = []
-    yield made
-    for g in made:
-        g.kill()
-
-
 def wait_event(g, name, pred=lambda e: True, timeout=120):
     """The first event called name (matching pred) seen on g's QMP, waiting
     for it if needed; consumes nothing else."""

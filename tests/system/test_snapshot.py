@@ -161,14 +161,6 @@ class Guest:
             self.proc.wait()
 
 
-@pytest.fixture
-def guests():
-    made = []
-    yield made
-    for g in made:
-        g.kill()
-
-
 def take_snapshot(g, path):
     g.q.events.clear()
     assert g.q.ret("migrate", {"uri": f"file:{path}"}) == {}

@@ -90,15 +90,7 @@ class Kit:
             self.proc.wait()
 
 
-@pytest.fixture
-def vms():
-    made = []
-    yield made
-    for v in made:
-        v.kill()
-
-
-def test_virtio_blk_snapshot_resume(tmp_path, kit, vms):  # noqa: F811
+def test_virtio_blk_snapshot_resume(tmp_path, kit, guests):  # noqa: F811
     disk = tmp_path / "disk.img"
     disk.write_bytes(b"\0" * (1 << 20))
     initrd = make_initrd(tmp_path, "loop", GUEST_SCRIPT)
@@ -109,7 +101,7 @@ def test_virtio_blk_snapshot_resume(tmp_path, kit, vms):  # noqa: F811
             "-device", "virtio-blk-pci,drive=d0",
             "-device", "virtio-rng-pci"]
     a = Kit(tmp_path, "src", args)
-    vms.append(a)
+    guests.append(a)
     a.wait_for(lambda: len(a.rounds()) >= 4, 600, "the guest loop did not start")
     a.q.ret("stop")
     snap = tmp_path / "snap.vmon"
@@ -120,7 +112,7 @@ def test_virtio_blk_snapshot_resume(tmp_path, kit, vms):  # noqa: F811
     assert all(s == "ok" for _, s in before), before
 
     b = Kit(tmp_path, "dst", args + ["-incoming", f"file:{snap}"])
-    vms.append(b)
+    guests.append(b)
     # Saved while stopped, it resumes stopped (QEMU's globalstate).
     assert b.q.ret("query-status")["status"] == "paused"
     b.q.ret("cont")
@@ -155,7 +147,7 @@ def free_port():
 
 
 @pytest.mark.parametrize("fmt", ["raw", "qcow2"])
-def test_virtio_blk_live_migration(tmp_path, kit, vms, fmt):  # noqa: F811
+def test_virtio_blk_live_migration(tmp_path, kit, guests, fmt):  # noqa: F811
     """The loop migrated live over TCP while it runs, the destination on the
     same image (shared storage).  The destination starts while the source
     still writes to the image, so it opens the disk read-only and unlocked
@@ -182,9 +174,9 @@ def test_virtio_blk_live_migration(tmp_path, kit, vms, fmt):  # noqa: F811
             "-device", "virtio-rng-pci"]
     port = free_port()
     a = Kit(tmp_path, "src", args)
-    vms.append(a)
+    guests.append(a)
     b = Kit(tmp_path, "dst", args + ["-incoming", f"tcp:127.0.0.1:{port}"])
-    vms.append(b)
+    guests.append(b)
     a.wait_for(lambda: len(a.rounds()) >= 4, 600, "the guest loop did not start")
     assert b.q.ret("query-status")["status"] == "inmigrate"
     assert a.q.ret("migrate", {"uri": f"tcp:127.0.0.1:{port}"}) == {}
