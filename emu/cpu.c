@@ -2,7 +2,8 @@
  *
  * A block is a run of decoded instructions starting at a guest-physical
  * address, ending at a branch, at the end of its 4 KiB page or after
- * BLOCK_MAX instructions.  Blocks never span pages, so a write to a page
+ * BLOCK_MAX instructions; a 64-bit Jcc is a side exit (taken, it leaves
+ * the block; not taken, the block goes on).  Blocks never span pages, so a write to a page
  * invalidates exactly the blocks of that page: the soft-TLB marks writable
  * mappings of code pages NOTDIRTY, which sends the first write to the slow
  * path, which drops the page's blocks.  Storage is two arenas allocated
@@ -15,7 +16,7 @@
 
 #define BLOCK_MAX 64
 #define CACHE_BLOCKS 32768
-#define CACHE_INSNS (CACHE_BLOCKS * 16)
+#define CACHE_INSNS (CACHE_BLOCKS * 32)
 #define HASH_BITS 15
 #define NO_BLOCK 0xffffffffu
 
@@ -28,7 +29,7 @@ struct emu_block {
     uint16_t n;
     uint8_t mode;          /* BLOCK_DEAD once dropped */
     uint8_t dead_flags;    /* emu_specialize_block dropped flag computations */
-    uint8_t fused;         /* emu_fuse_block: the last two run as one handler */
+    uint8_t fused;         /* emu_fuse_block fused a pair: some handler runs two */
     uint64_t entry_la;     /* linear address and TLB state (chain_lookup_la) */
     uint64_t entry_tlb;    /* of its last entry through a translation */
 };
@@ -147,7 +148,7 @@ void emu_cache_page_written(struct emu_cpu *c, gpa_t gpa)
         (unsigned long long)(gpa & ~0xfffULL));
     cache_drop_page(c->cache, k);
     /* The running block may be one of them: finish this instruction only. */
-    c->break_block = true;
+    emu_break_block(c);
 }
 
 void emu_cache_invalidate_range(struct emu_cache *cache, gpa_t gpa, uint64_t len)
@@ -199,14 +200,29 @@ static bool insn_ends_block(const struct emu_insn *i)
            f == exec_wrmsr || f == exec_grp6;
 }
 
-static struct emu_block *cache_build(struct emu_cpu *c, gpa_t gpa, const uint8_t *host,
-                                     unsigned avail)
+/* Where the block goes on after i, a (specialised) instruction that ends
+ * a block in general and ends at page offset pos: pos itself for a side
+ * exit, the target of a 64-bit JMP rel on the same page (the block
+ * follows it), or -1 where the block ends. */
+static int block_continues_at(const struct emu_insn *i, unsigned pos)
+{
+    int64_t target;
+
+    if (emu_side_exit(i))
+        return (int)pos;
+    if (!emu_direct_jump(i))
+        return -1;
+    target = (int64_t)pos + (int64_t)i->imm;
+    return target >= 0 && target < 0x1000 ? (int)target : -1;
+}
+
+static struct emu_block *cache_build(struct emu_cpu *c, gpa_t gpa, const uint8_t *host)
 {
     struct emu_cache *cache = c->cache;
     int64_t k = cache_page_index(cache, gpa);
+    const uint8_t *page = host - (gpa & 0xfff);
     struct emu_block *b;
-    unsigned off = 0;
-    bool end;
+    int pos = (int)(gpa & 0xfff);
 
     c->stats.blocks_translated++;
 
@@ -221,18 +237,22 @@ static struct emu_block *cache_build(struct emu_cpu *c, gpa_t gpa, const uint8_t
     b->next[0] = b->next[1] = NO_BLOCK;
     b->entry_tlb = 0;  /* no TLB state is 0 */
     b->n = 0;
-    while (b->n < BLOCK_MAX && off < avail) {
+    while (b->n < BLOCK_MAX && pos >= 0 && pos < 0x1000) {
         struct emu_insn *i = &cache->insns[b->insn0 + b->n];
-        int len = emu_decode(i, host + off, avail - off, c->mode);
+        int len = emu_decode(i, page + pos, 0x1000 - (unsigned)pos, c->mode);
+        bool end;
 
         if (len == 0)
             break;  /* the instruction continues on the next page */
         b->n++;
-        off += len;
+        pos += len;
+        i->stride = sizeof(*i);
+        /* Whether it ends the block is read from the generic handler,
+         * which emu_specialize replaces. */
         end = insn_ends_block(i);
         emu_specialize(i, c->mode);
         if (end)
-            break;
+            pos = block_continues_at(i, (unsigned)pos);
     }
     if (b->n == 0)
         return NULL;
@@ -254,7 +274,9 @@ static void log_block(struct emu_cpu *c, const struct emu_block *b, const uint8_
 {
     static const cs_mode modes[] = { CS_MODE_16, CS_MODE_16, CS_MODE_32, CS_MODE_64 };
     uint64_t rip = c->s->rip;
-    unsigned off = 0;
+    uint64_t page_la = rip & ~0xfffULL;
+    const uint8_t *page = host - (b->gpa & 0xfff);
+    uint64_t pos = b->gpa & 0xfff;
     csh h;
 
     log_printf("IN: rip=%#llx gpa=%#llx (%u insns)\n", (unsigned long long)rip,
@@ -264,17 +286,19 @@ static void log_block(struct emu_cpu *c, const struct emu_block *b, const uint8_
     for (unsigned k = 0; k < b->n; k++) {
         const struct emu_insn *i = &c->cache->insns[b->insn0 + k];
         cs_insn *ci;
-        size_t n = cs_disasm(h, host + off, i->len, rip + off, 1, &ci);
+        size_t n = cs_disasm(h, page + pos, i->len, page_la + pos, 1, &ci);
 
         if (n) {
-            log_printf("  %#llx: %-8s %s%s\n", (unsigned long long)(rip + off), ci[0].mnemonic,
-                       ci[0].op_str, i->fn == emu_exec_ud ? "   [#UD]" : "");
+            log_printf("  %#llx: %-8s %s%s\n", (unsigned long long)(page_la + pos),
+                       ci[0].mnemonic, ci[0].op_str, i->fn == emu_exec_ud ? "   [#UD]" : "");
             cs_free(ci, n);
         } else {
             log_printf("  %#llx: (%u bytes capstone does not know)\n",
-                       (unsigned long long)(rip + off), i->len);
+                       (unsigned long long)(page_la + pos), i->len);
         }
-        off += i->len;
+        pos += i->len;
+        if (emu_direct_jump(i))  /* the block followed it (cache_build) */
+            pos = (pos + i->imm) & 0xfff;
     }
     cs_close(&h);
 }
@@ -406,39 +430,43 @@ static __attribute__((noinline, noreturn)) void break_debug_trap(struct emu_cpu 
     emu_debug_trap(c, c->step_tf);
 }
 
-/* Run n handlers of a block; returns how many instructions were not run
- * because one set break_block (a breakpoint hit that set it raises its
- * #DB trap).  fused: the last handler runs two instructions (emu_fuse_block).
- * Budget and icount are the caller's, per block: a
- * fault longjmps out with the rest of the block already counted, so a
- * slice may end up to a block early, never late.  The mode cannot change
- * inside a block (mode-changing instructions end theirs), so the RIP wrap
- * is chosen once per block. */
+/* Run the handlers of a block from i up to (not including) i + n;
+ * returns how many instructions were not run because one left the block
+ * (a taken side-exit branch, emu_leave_block) or set break_block (a
+ * breakpoint hit that set it raises its #DB trap).  A fused handler runs
+ * two instructions (its entry's stride).  Budget and icount are
+ * the caller's, per block: a fault longjmps out with the rest of the
+ * block already counted, so a slice may end up to a block early, never
+ * late.  The mode cannot change inside a block (mode-changing
+ * instructions end theirs), so the RIP wrap is chosen once per block.
+ * with_flags: each instruction runs alone with all its flags
+ * (emu_fast_with_flags), for a run that stops inside the block. */
 static inline __attribute__((always_inline)) unsigned
 run_insns(struct emu_cpu *c, const struct emu_insn *i, unsigned n, bool wrap, uint64_t mask,
-          bool with_flags, unsigned fused)
+          bool with_flags)
 {
     struct cpu_state *s = c->s;
+    const struct emu_insn *end = i + n;
 
-    while (n) {
-        n--;
+    c->stop = (uintptr_t)end;
+    do {
         c->insn_rip = s->rip;
         s->rip += i->len;
         if (wrap)
             s->rip &= mask;
-        if (with_flags)
+        if (with_flags) {
             emu_fast_with_flags(i)(c, i);
-        else
+            i++;
+        } else {
             i->fn(c, i);
-        i++;
-        if (unlikely(c->break_block)) {
-            c->break_block = false;
-            if (n)
-                n += fused;  /* the fused pair did not run either */
-            if (unlikely(c->dbg_pending))
-                break_debug_trap(c, n);
-            break;
+            i = (const struct emu_insn *)((const char *)i + i->stride);
         }
+    } while ((uintptr_t)i < c->stop);
+    n = (unsigned)(end - i);
+    if (unlikely(c->break_block)) {
+        c->break_block = false;
+        if (unlikely(c->dbg_pending))
+            break_debug_trap(c, n);
     }
     return n;
 }
@@ -649,7 +677,7 @@ static void run_blocks(struct emu_cpu *c)
             if (!b) {
                 b = cache_lookup(cache, gpa, c->mode);
                 if (!b) {
-                    b = cache_build(c, gpa, host, 0x1000 - (la & 0xfff));
+                    b = cache_build(c, gpa, host);
                     if (b && unlikely(log_mask & LOG_IN_ASM))
                         log_block(c, b, host);
                 }
@@ -692,13 +720,13 @@ run:
             /* Stopping inside the block (budget, single-step, breakpoints):
              * every instruction's flags count and each runs alone. */
             left = run_insns(c, i, n, b->mode != EMU_MODE_64,
-                             b->mode == EMU_MODE_32 ? 0xffffffffULL : 0xffffULL, true, 0);
+                             b->mode == EMU_MODE_32 ? 0xffffffffULL : 0xffffULL, true);
         else if (likely(b->mode == EMU_MODE_64))
-            left = run_insns(c, i, n - b->fused, false, 0, false, b->fused);
+            left = run_insns(c, i, n, false, 0, false);
         else if (b->mode == EMU_MODE_32)
-            left = run_insns(c, i, n - b->fused, true, 0xffffffffULL, false, b->fused);
+            left = run_insns(c, i, n, true, 0xffffffffULL, false);
         else
-            left = run_insns(c, i, n - b->fused, true, 0xffffULL, false, b->fused);
+            left = run_insns(c, i, n, true, 0xffffULL, false);
         c->budget += left;
         c->icount -= left;
         if (unlikely(c->step_tf))

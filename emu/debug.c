@@ -109,7 +109,7 @@ void emu_debug_data(struct emu_cpu *c, uint64_t la, unsigned size, bool write)
             continue;
         if (write || dr_rw(c->s->dr[7], n) == DR_RW) {
             c->dbg_pending |= 1u << n;
-            c->break_block = true;  /* the trap follows this instruction */
+            emu_break_block(c);  /* the trap follows this instruction */
         }
     }
 }
@@ -119,7 +119,7 @@ void emu_debug_io(struct emu_cpu *c, uint16_t port, unsigned size)
     for (unsigned n = 0; n < 4; n++) {
         if ((c->dbg_io & (1u << n)) && dr_overlaps(c, n, port, size)) {
             c->dbg_pending |= 1u << n;
-            c->break_block = true;
+            emu_break_block(c);
         }
     }
 }

@@ -171,6 +171,10 @@ struct emu_cpu {
     bool exc_soft_int1;
 
     bool break_block;        /* leave the block after this instruction */
+    /* The run loop executes a block's entries while their address is
+     * below stop; a branch taken out of the middle of a block
+     * (emu_leave_block) and break_block set it to 0. */
+    uintptr_t stop;
     uint8_t stop_req;        /* enum emu_stop an instruction asked for, +1 */
     volatile int kick;       /* emu_kick(): stop soon */
     uint64_t budget;         /* instructions left in this emu_run */

@@ -39,6 +39,9 @@ struct emu_insn {
     uint8_t pfx66;     /* operand-size prefix seen (SSE mandatory prefix) */
     uint8_t rex;
     uint8_t map;       /* 0 one-byte, 1 0F, 2 0F38, 3 0F3A */
+    uint8_t stride;    /* in a block: bytes to the next entry to run (two
+                        * entries after a fused pair), saving the run loop
+                        * a multiply */
 };
 
 #define EMU_NOREG 0xff
@@ -91,17 +94,38 @@ void emu_specialize(struct emu_insn *i, enum emu_mode mode);
  * emu_fast_with_flags() (a run that stops inside the block shows the
  * flags). */
 bool emu_specialize_block(struct emu_insn *ins, unsigned n);
-/* After emu_specialize_block: a register CMP, TEST or SUB followed by the
- * 64-bit Jcc that ends the block gets a handler that runs both (the Jcc's
- * entry stays, unused).  True if so: a full run of the block then makes
- * n - 1 dispatches; a run that stops inside it must use
- * emu_fast_with_flags(), which gives the producer back. */
+/* After emu_specialize_block: each register CMP, TEST or SUB followed by
+ * a 64-bit Jcc gets a handler that runs both, and a stride of two entries (the Jcc's
+ * entry stays, for a run that stops between them).  True if any: a run that stops inside the block must then
+ * use emu_fast_with_flags(), which gives the producer back. */
 bool emu_fuse_block(struct emu_insn *ins, unsigned n);
+/* A specialised instruction that may leave its block in the middle (a
+ * 64-bit Jcc: taken, it ends the block; not taken, the block goes on). */
+bool emu_side_exit(const struct emu_insn *i);
+/* A specialised 64-bit JMP rel: a block that reaches one goes on at its
+ * target when that is on the same page (the entries then follow the
+ * jump, not the addresses). */
+bool emu_direct_jump(const struct emu_insn *i);
 /* The handler that runs i alone with all its flags: i's own unless
  * emu_specialize_block or emu_fuse_block replaced it. */
 emu_exec_fn emu_fast_with_flags(const struct emu_insn *i);
 
 /* --- registers --------------------------------------------------------- */
+
+/* Leave the running block after this instruction (a code-page write, a
+ * mode change, a data breakpoint, ...). */
+static inline void emu_break_block(struct emu_cpu *c)
+{
+    c->break_block = true;
+    c->stop = 0;
+}
+
+/* A branch taken out of the middle of a block: the rest of the block is
+ * not run; RIP already holds the target. */
+static inline void emu_leave_block(struct emu_cpu *c)
+{
+    c->stop = 0;
+}
 
 static inline uint64_t emu_mask(unsigned size)
 {

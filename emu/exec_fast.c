@@ -537,8 +537,10 @@ static inline void fast_branch64(struct emu_cpu *c, uint64_t target)
 #define COND_FORMS(CC)                                                         \
     FAST(jcc64_##CC)                                                           \
     {                                                                          \
-        if (fast_cond(c, CC))                                                  \
+        if (fast_cond(c, CC)) {                                                \
             fast_branch64(c, c->s->rip + i->imm);                              \
+            emu_leave_block(c);                                                \
+        }                                                                      \
     }                                                                          \
     FAST(setcc_r_##CC) { emu_set_reg(c, i->rm, 1, fast_cond(c, CC)); }        \
     FAST(cmov_r_##CC)                                                          \
@@ -642,7 +644,8 @@ static inline __attribute__((always_inline)) bool logic_cond(unsigned cond, unsi
 
 /* The Jcc half of a fused pair: i[1] is the jcc64 that followed in the
  * block.  It becomes the current instruction (its RIP is the one a #GP on
- * a non-canonical target reports) exactly as the run loop would make it. */
+ * a non-canonical target reports) exactly as the run loop would make it;
+ * the loop goes on after it (the producer's stride is two entries). */
 static inline __attribute__((always_inline)) void fused_jcc(struct emu_cpu *c,
                                                             const struct emu_insn *i, bool taken)
 {
@@ -650,8 +653,10 @@ static inline __attribute__((always_inline)) void fused_jcc(struct emu_cpu *c,
 
     c->insn_rip = c->s->rip;
     c->s->rip += j->len;
-    if (taken)
+    if (taken) {
         fast_branch64(c, c->s->rip + j->imm);
+        emu_leave_block(c);
+    }
 }
 
 /* Register forms only: they cannot fault, touch memory or end the block,
@@ -930,23 +935,41 @@ emu_exec_fn emu_fast_with_flags(const struct emu_insn *i)
 
 /* --- CMP/TEST/SUB + Jcc ------------------------------------------------------------ */
 
+_Static_assert(2 * sizeof(struct emu_insn) <= UINT8_MAX, "a fused pair's stride fits a byte");
+
 bool emu_fuse_block(struct emu_insn *ins, unsigned n)
 {
-    struct emu_insn *p, *j;
+    bool any = false;
 
-    if (n < 2)
-        return false;
-    p = &ins[n - 2];
-    j = &ins[n - 1];
-    if (j->fn != jcc64_fast[j->op & 15])
-        return false;
-    for (int sz = 0; sz < 4; sz++) {
-        for (int k = 0; k < FK_N; k++) {
-            if (p->fn == fused_producer(sz, k)) {
-                p->fn = fused_fast[sz][k][j->op & 15];
-                return true;
+    for (unsigned k = 0; k + 1 < n; k++) {
+        struct emu_insn *p = &ins[k], *j = &ins[k + 1];
+        bool done = false;
+
+        if (j->fn != jcc64_fast[j->op & 15])
+            continue;
+        for (int sz = 0; sz < 4 && !done; sz++) {
+            for (int f = 0; f < FK_N && !done; f++) {
+                if (p->fn == fused_producer(sz, f)) {
+                    p->fn = fused_fast[sz][f][j->op & 15];
+                    p->stride = 2 * sizeof(*p);
+                    done = true;
+                }
             }
         }
+        if (done) {
+            any = true;
+            k++;  /* the Jcc is taken; it cannot also produce */
+        }
     }
-    return false;
+    return any;
+}
+
+bool emu_side_exit(const struct emu_insn *i)
+{
+    return i->fn == jcc64_fast[i->op & 15];
+}
+
+bool emu_direct_jump(const struct emu_insn *i)
+{
+    return i->fn == jmp64_rel;
 }

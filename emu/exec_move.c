@@ -428,7 +428,7 @@ static inline uint64_t str_count(struct emu_cpu *c, const struct emu_insn *i,
 static inline void str_yield(struct emu_cpu *c)
 {
     c->s->rip = c->insn_rip;
-    c->break_block = true;
+    emu_break_block(c);
 }
 
 /* Bulk REP MOVS/STOS: 64-bit mode and addressing, DF clear.  As many whole

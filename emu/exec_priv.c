@@ -62,7 +62,7 @@ static void set_cr0(struct emu_cpu *c, uint64_t v)
     if ((old ^ v) & (X86_CR0_PG | X86_CR0_WP | X86_CR0_PE))
         emu_tlb_flush(c, false);
     emu_update_mode(c);
-    c->break_block = true;
+    emu_break_block(c);
 }
 
 static void set_cr4(struct emu_cpu *c, uint64_t v)
@@ -82,7 +82,7 @@ static void set_cr4(struct emu_cpu *c, uint64_t v)
         emu_tlb_flush(c, false);
     if ((old ^ v) & X86_CR4_DE)
         emu_debug_update(c);  /* I/O breakpoints */
-    c->break_block = true;
+    emu_break_block(c);
 }
 
 /* CR8 is the LAPIC's TPR[7:4]: the model keeps PPR and kicks the vCPU when
@@ -151,7 +151,7 @@ static void mov_cr(struct emu_cpu *c, const struct emu_insn *i)
         if (v & ~15ULL)
             emu_fault_err(c, EXC_GP, 0);
         priv_set_cr8(c, v);
-        c->break_block = true;
+        emu_break_block(c);
         break;
     }
 }
@@ -189,7 +189,7 @@ EMU_HANDLER(exec_mov_dr)
         if (dr != 6)
             emu_debug_update(c);
         /* A breakpoint just enabled applies from the next instruction. */
-        c->break_block = true;
+        emu_break_block(c);
     }
 }
 
@@ -542,7 +542,7 @@ EMU_HANDLER(exec_wrmsr)
             (unsigned long long)v);
         emu_fault_err(c, EXC_GP, 0);
     }
-    c->break_block = true;
+    emu_break_block(c);
 }
 
 /* --- SYSCALL / SYSRET ------------------------------------------------------------ */
@@ -740,7 +740,7 @@ static void far_via_gate(struct emu_cpu *c, uint16_t gsel, uint64_t g, bool call
     }
     s->rip = off;
     emu_update_mode(c);
-    c->break_block = true;
+    emu_break_block(c);
 }
 
 /* Far JMP/CALL (direct or m16:xx) to sel:off: a code segment at the
@@ -766,7 +766,7 @@ static void far_transfer(struct emu_cpu *c, uint16_t sel, uint64_t off, unsigned
             s->seg[S_CS].base = (uint64_t)sel << 4;
         }
         s->rip = off & emu_mask(size);
-        c->break_block = true;
+        emu_break_block(c);
         return;
     }
     if ((sel & ~3u) == 0)
@@ -807,7 +807,7 @@ static void far_transfer(struct emu_cpu *c, uint16_t sel, uint64_t off, unsigned
     emu_seg_from_desc(&s->seg[S_CS], (uint16_t)((sel & ~3u) | c->cpl), d);
     s->rip = off & emu_mask(size);
     emu_update_mode(c);
-    c->break_block = true;
+    emu_break_block(c);
 }
 
 EMU_HANDLER(exec_jmp_far)
@@ -858,7 +858,7 @@ EMU_HANDLER(exec_retf)
         }
         s->gpr[R_ESP] = (sp & ~m) | ((sp + 2 * size + imm) & m);
         s->rip = rip & emu_mask(size);
-        c->break_block = true;
+        emu_break_block(c);
         return;
     }
     if ((sel & ~3u) == 0)
@@ -885,14 +885,14 @@ EMU_HANDLER(exec_retf)
         s->gpr[R_ESP] = size == 8 ? nsp + imm : (uint32_t)((nsp & ~nm) | ((nsp + imm) & nm));
         s->rip = rip & emu_mask(size);
         emu_null_inaccessible_segs(c);
-        c->break_block = true;
+        emu_break_block(c);
         return;
     }
     emu_seg_from_desc(&s->seg[S_CS], (uint16_t)((sel & ~3u) | c->cpl), d);
     s->gpr[R_ESP] = (sp & ~m) | ((sp + 2 * size + imm) & m);
     s->rip = rip & emu_mask(size);
     emu_update_mode(c);
-    c->break_block = true;
+    emu_break_block(c);
 }
 
 EMU_HANDLER(exec_rdtscp)

@@ -86,7 +86,7 @@ void emu_pio_out(struct emu_cpu *c, uint16_t port, unsigned size, uint64_t v)
     /* A device may have asked the machine to stop (debug-exit, reset):
      * leave the block so the kick is seen before the next instruction. */
     if (__atomic_load_n(&c->kick, __ATOMIC_RELAXED))
-        c->break_block = true;
+        emu_break_block(c);
 }
 
 /* Port access rights (SDM vol. 1, 19.5): in protected mode with CPL > IOPL
@@ -163,7 +163,7 @@ static void string_io(struct emu_cpu *c, const struct emu_insn *i, bool out)
 
         if (k == REP_IO_CHUNK || (k && c->break_block)) {
             s->rip = c->insn_rip;
-            c->break_block = true;
+            emu_break_block(c);
             return;
         }
         if (out) {

@@ -242,7 +242,7 @@ static void iret_real(struct emu_cpu *c, const struct emu_insn *i)
     s->rip = ip;
     emu_set_rflags(c, (old & keep) | (fl & ~keep));
     c->s->events.nmi_masked = 0;
-    c->break_block = true;
+    emu_break_block(c);
 }
 
 /* IRET at CPL 0 whose EFLAGS image has VM set: pop ESP, SS, ES, DS, FS, GS
@@ -263,7 +263,7 @@ static void iret_to_vm86(struct emu_cpu *c, uint64_t eip, uint16_t cs, uint64_t 
     s->rip = eip & 0xffff;
     s->events.nmi_masked = 0;
     emu_update_mode(c);
-    c->break_block = true;
+    emu_break_block(c);
 }
 
 /* Load CS for a return to privilege rpl (IRET/RETF). */
@@ -358,7 +358,7 @@ EMU_HANDLER(exec_iret)
     /* Data segments the new privilege may not use become null (outer). */
     if (outer)
         emu_null_inaccessible_segs(c);
-    c->break_block = true;
+    emu_break_block(c);
 }
 
 /* Deliver a pending NMI unless NMIs are blocked (an NMI handler runs until

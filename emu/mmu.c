@@ -352,7 +352,7 @@ static void mmu_mmio_write(struct emu_cpu *c, gpa_t gpa, unsigned size, uint64_t
     /* A device may have asked the machine to stop (debug-exit, reset):
      * leave the block so the kick is seen before the next instruction. */
     if (__atomic_load_n(&c->kick, __ATOMIC_RELAXED))
-        c->break_block = true;
+        emu_break_block(c);
 }
 
 uint64_t emu_read_slow(struct emu_cpu *c, uint64_t la, unsigned size, enum emu_access acc)

@@ -162,7 +162,7 @@ void emu_task_switch(struct emu_cpu *c, uint16_t sel, enum emu_task_reason why, 
     /* An exception's error code goes on the new task's stack. */
     if (has_err)
         emu_push(c, s->seg[S_CS].db ? 4 : 2, err);
-    c->break_block = true;
+    emu_break_block(c);
     LOG(LOG_INT, "emu: task switch %04x -> %04x (%s)\n", old_sel, sel,
         why == TASK_JMP ? "jmp" : why == TASK_CALL ? "call" : why == TASK_INT ? "int" : "iret");
 }

@@ -351,6 +351,78 @@ static void test_fused_jcc_at_budget_end(void **state)
     emu_tm_destroy(&t);
 }
 
+/* A 64-bit Jcc does not end its block: taken, it leaves the block from
+ * the middle; not taken, the block goes on, with CMP/TEST/SUB + Jcc pairs
+ * fused anywhere in it; a JMP to the same page is followed.  Every budget must stop after exactly that many
+ * instructions, in the state single steps reach: registers, RIP and the
+ * arithmetic flags (so a stop between a fused pair's halves shows the
+ * producer's flags), and icount must count exactly what ran. */
+static void test_side_exits_match_single_steps(void **state)
+{
+    static const uint8_t code[] = {
+        0x31, 0xc0,                         /* xor eax, eax */
+        0xb9, 0x05, 0x00, 0x00, 0x00,       /* mov ecx, 5 */
+        0x01, 0xc8,                         /* l: add eax, ecx */
+        0x83, 0xf9, 0x03,                   /* cmp ecx, 3 */
+        0x74, 0x02,                         /* je skip (taken once) */
+        0x01, 0xc0,                         /* add eax, eax */
+        0xf7, 0xc1, 0x01, 0x00, 0x00, 0x00, /* skip: test ecx, 1 */
+        0x74, 0x07,                         /* jz even */
+        0x83, 0xc3, 0x07,                   /* add ebx, 7 */
+        0xeb, 0x02,                         /* jmp even (followed) */
+        0x0f, 0x0b,                         /* ud2 (never run) */
+        0x83, 0xe9, 0x01,                   /* even: sub ecx, 1 */
+        0x75, 0xe3,                         /* jnz l */
+        0xf4,                               /* hlt */
+    };
+    const uint64_t arith = X86_RFLAGS_CF | X86_RFLAGS_PF | X86_RFLAGS_AF | X86_RFLAGS_ZF |
+                           X86_RFLAGS_SF | X86_RFLAGS_OF;
+    struct emu_tm t, ref;
+    unsigned total = 0;
+
+    guest_init(&ref);
+    put(&ref, CODE, code, sizeof(code));
+    /* The reference: one instruction per emu_run, to the HLT. */
+    while (emu_run(&ref.c, 1) == EMU_STOP_BUDGET)
+        total++;
+    emu_sync_state(&ref.c);
+    /* eax: 5 -> 10, 14 -> 28, 31 (je taken), 33 -> 66, 67 -> 134 */
+    assert_int_equal(ref.s.gpr[R_EAX], 134);
+    assert_int_equal(ref.s.gpr[R_EBX], 3 * 7);  /* ecx odd: 5, 3, 1 */
+    assert_int_equal(total, 2 + 5 * 7 + 4 + 3 * 2);
+    emu_tm_destroy(&ref);
+
+    for (unsigned k = 1; k <= total; k++) {
+        guest_init(&ref);
+        put(&ref, CODE, code, sizeof(code));
+        for (unsigned n = 0; n < k; n++)
+            assert_int_equal(emu_run(&ref.c, 1), EMU_STOP_BUDGET);
+        emu_sync_state(&ref.c);
+
+        guest_init(&t);
+        put(&t, CODE, code, sizeof(code));
+        /* Twice: the block cache is built by the first run, the second one
+         * runs the fused handlers. */
+        for (int pass = 0; pass < 2; pass++) {
+            uint64_t icount0 = t.c.icount;
+
+            t.s.rip = CODE;
+            t.s.gpr[R_EAX] = t.s.gpr[R_EBX] = t.s.gpr[R_ECX] = 0;
+            emu_invalidate(&t.c);
+            assert_int_equal(emu_run(&t.c, k), EMU_STOP_BUDGET);
+            emu_sync_state(&t.c);
+            assert_int_equal(t.c.icount - icount0, k);
+            assert_int_equal(t.s.rip, ref.s.rip);
+            assert_int_equal(t.s.gpr[R_EAX], ref.s.gpr[R_EAX]);
+            assert_int_equal(t.s.gpr[R_EBX], ref.s.gpr[R_EBX]);
+            assert_int_equal(t.s.gpr[R_ECX], ref.s.gpr[R_ECX]);
+            assert_int_equal(t.s.rflags & arith, ref.s.rflags & arith);
+        }
+        emu_tm_destroy(&t);
+        emu_tm_destroy(&ref);
+    }
+}
+
 /* Instructions that cross a page are fetched outside the block cache
  * (fetch_slow): a fetch fault names the first missing byte, and the
  * decoded instruction it keeps for the next execution must follow its
@@ -493,6 +565,7 @@ int main(void)
         cmocka_unit_test(test_budget_is_exact),
         cmocka_unit_test(test_dead_flags_at_budget_end),
         cmocka_unit_test(test_fused_jcc_at_budget_end),
+        cmocka_unit_test(test_side_exits_match_single_steps),
         cmocka_unit_test(test_page_crossing_fetch),
         cmocka_unit_test(test_chain_after_remap),
         cmocka_unit_test(test_loop_mips),
