@@ -22,14 +22,14 @@
 
 struct emu_block {
     gpa_t gpa;
-    uint32_t insn0;
+    uint32_t insn0;        /* its instructions, one entry each */
+    uint32_t fast0;        /* the fast sequence (emu_fast_sequence), or insn0 */
     uint32_t hash_next;
     uint32_t page_next;
     uint32_t next[2];      /* predicted successors (verified before use) */
-    uint16_t n;
+    uint16_t n;            /* instructions */
+    uint16_t nfast;        /* entries of the fast sequence */
     uint8_t mode;          /* BLOCK_DEAD once dropped */
-    uint8_t dead_flags;    /* emu_specialize_block dropped flag computations */
-    uint8_t fused;         /* emu_fuse_block fused a pair: some handler runs two */
     uint64_t entry_la;     /* linear address and TLB state (chain_lookup_la) */
     uint64_t entry_tlb;    /* of its last entry through a translation */
 };
@@ -223,12 +223,13 @@ static struct emu_block *cache_build(struct emu_cpu *c, gpa_t gpa, const uint8_t
     const uint8_t *page = host - (gpa & 0xfff);
     struct emu_block *b;
     int pos = (int)(gpa & 0xfff);
+    unsigned n;
 
     c->stats.blocks_translated++;
 
     if (k < 0)
         return NULL;
-    if (cache->nblocks >= CACHE_BLOCKS || cache->ninsns + BLOCK_MAX > CACHE_INSNS)
+    if (cache->nblocks >= CACHE_BLOCKS || cache->ninsns + 2 * BLOCK_MAX > CACHE_INSNS)
         emu_cache_flush(cache);
     b = &cache->blocks[cache->nblocks];
     b->gpa = gpa;
@@ -244,9 +245,10 @@ static struct emu_block *cache_build(struct emu_cpu *c, gpa_t gpa, const uint8_t
 
         if (len == 0)
             break;  /* the instruction continues on the next page */
+        i->nth = (uint8_t)b->n;
+        i->adv = (int16_t)len;
         b->n++;
         pos += len;
-        i->stride = sizeof(*i);
         /* Whether it ends the block is read from the generic handler,
          * which emu_specialize replaces. */
         end = insn_ends_block(i);
@@ -256,9 +258,16 @@ static struct emu_block *cache_build(struct emu_cpu *c, gpa_t gpa, const uint8_t
     }
     if (b->n == 0)
         return NULL;
-    b->dead_flags = emu_specialize_block(&cache->insns[b->insn0], b->n);
-    b->fused = emu_fuse_block(&cache->insns[b->insn0], b->n);
+    emu_specialize_block(&cache->insns[b->insn0], b->n);
     cache->ninsns += b->n;
+    b->fast0 = b->insn0;
+    b->nfast = b->n;
+    n = emu_fast_sequence(&cache->insns[b->insn0], b->n, &cache->insns[cache->ninsns]);
+    if (n) {
+        b->fast0 = cache->ninsns;
+        b->nfast = (uint16_t)n;
+        cache->ninsns += n;
+    }
     if (cache->page_head[k] == NO_BLOCK)
         cache_mark_code_page(cache, gpa & ~0xfffULL);
     b->page_next = cache->page_head[k];
@@ -430,45 +439,72 @@ static __attribute__((noinline, noreturn)) void break_debug_trap(struct emu_cpu 
     emu_debug_trap(c, c->step_tf);
 }
 
-/* Run the handlers of a block from i up to (not including) i + n;
- * returns how many instructions were not run because one left the block
- * (a taken side-exit branch, emu_leave_block) or set break_block (a
- * breakpoint hit that set it raises its #DB trap).  A fused handler runs
- * two instructions (its entry's stride).  Budget and icount are
- * the caller's, per block: a fault longjmps out with the rest of the
- * block already counted, so a slice may end up to a block early, never
- * late.  The mode cannot change inside a block (mode-changing
- * instructions end theirs), so the RIP wrap is chosen once per block.
- * with_flags: each instruction runs alone with all its flags
- * (emu_fast_with_flags), for a run that stops inside the block. */
+/* A full run of a block: its fast sequence, n entries from i.  RIP lives
+ * in a register: before each handler, s->rip is set past the entry (its
+ * adv) and insn_rip to the entry's start; no handler moves RIP without
+ * leaving the block (a taken branch, emu_leave_block, or break_block),
+ * except the ones whose entries say so (a followed JMP's adv, a fused
+ * pair's).  Returns how many of the block's instructions (of ninsns) did
+ * not run because one left the block early (a breakpoint hit that set
+ * break_block raises its #DB trap).  Budget and icount are the caller's,
+ * per block: a fault longjmps out with the rest of the block already
+ * counted, so a slice may end up to a block early, never late.  The mode
+ * cannot change inside a block (mode-changing instructions end theirs),
+ * so the RIP wrap is chosen once per block. */
 static inline __attribute__((always_inline)) unsigned
-run_insns(struct emu_cpu *c, const struct emu_insn *i, unsigned n, bool wrap, uint64_t mask,
-          bool with_flags)
+run_fast(struct emu_cpu *c, const struct emu_insn *i, unsigned n, unsigned ninsns, bool wrap,
+         uint64_t mask)
 {
     struct cpu_state *s = c->s;
     const struct emu_insn *end = i + n;
+    uint64_t rip = s->rip;
+    unsigned left;
+
+    c->stop = (uintptr_t)end;
+    do {
+        c->insn_rip = rip;
+        rip += (uint64_t)(int64_t)i->adv;
+        if (wrap)
+            rip &= mask;
+        s->rip = rip;
+        i->fn(c, i);
+        i++;
+    } while ((uintptr_t)i < c->stop);
+    left = i == end ? 0 : ninsns - i->nth;
+    if (unlikely(c->break_block)) {
+        c->break_block = false;
+        if (unlikely(c->dbg_pending))
+            break_debug_trap(c, left);
+    }
+    return left;
+}
+
+/* A run that stops inside a block (budget, single-step, breakpoints): the
+ * first n of its own entries, each alone with all its flags
+ * (emu_fast_with_flags).  Returns how many of the n did not run, as
+ * run_fast. */
+static unsigned run_exact(struct emu_cpu *c, const struct emu_insn *i, unsigned n)
+{
+    struct cpu_state *s = c->s;
+    const struct emu_insn *end = i + n;
+    uint64_t mask = c->mode == EMU_MODE_64 ? ~0ULL :
+                    c->mode == EMU_MODE_32 ? 0xffffffffULL : 0xffffULL;
+    unsigned left;
 
     c->stop = (uintptr_t)end;
     do {
         c->insn_rip = s->rip;
-        s->rip += i->len;
-        if (wrap)
-            s->rip &= mask;
-        if (with_flags) {
-            emu_fast_with_flags(i)(c, i);
-            i++;
-        } else {
-            i->fn(c, i);
-            i = (const struct emu_insn *)((const char *)i + i->stride);
-        }
+        s->rip = (s->rip + i->len) & mask;
+        emu_fast_with_flags(i)(c, i);
+        i++;
     } while ((uintptr_t)i < c->stop);
-    n = (unsigned)(end - i);
+    left = (unsigned)(end - i);
     if (unlikely(c->break_block)) {
         c->break_block = false;
         if (unlikely(c->dbg_pending))
-            break_debug_trap(c, n);
+            break_debug_trap(c, left);
     }
-    return n;
+    return left;
 }
 
 /* The block that followed prev last time(s), if it is still the right one
@@ -714,19 +750,16 @@ run:
         c->budget -= n;
         c->icount += n;
         c->stats.blocks_executed++;
-        i = &cache->insns[b->insn0];
         prev = b;
-        if (unlikely(n < b->n && (b->dead_flags || b->fused)))
-            /* Stopping inside the block (budget, single-step, breakpoints):
-             * every instruction's flags count and each runs alone. */
-            left = run_insns(c, i, n, b->mode != EMU_MODE_64,
-                             b->mode == EMU_MODE_32 ? 0xffffffffULL : 0xffffULL, true);
+        i = &cache->insns[b->fast0];
+        if (unlikely(n < b->n))
+            left = run_exact(c, &cache->insns[b->insn0], n);
         else if (likely(b->mode == EMU_MODE_64))
-            left = run_insns(c, i, n, false, 0, false);
+            left = run_fast(c, i, b->nfast, n, false, 0);
         else if (b->mode == EMU_MODE_32)
-            left = run_insns(c, i, n, true, 0xffffffffULL, false);
+            left = run_fast(c, i, b->nfast, n, true, 0xffffffffULL);
         else
-            left = run_insns(c, i, n, true, 0xffffULL, false);
+            left = run_fast(c, i, b->nfast, n, true, 0xffffULL);
         c->budget += left;
         c->icount -= left;
         if (unlikely(c->step_tf))

@@ -21,6 +21,8 @@ struct emu_insn {
     int64_t disp;
     uint64_t imm;      /* sign- or zero-extended as the opcode defines */
     uint16_t imm2;     /* ENTER's second immediate, far pointer selector */
+    int16_t adv;       /* in a block's fast sequence: RIP advance (len, or
+                        * past a fused pair, or to a followed JMP's target) */
     uint8_t len;
     uint8_t opsize;    /* 1, 2, 4, 8 */
     uint8_t addrsize;  /* 2, 4, 8 */
@@ -39,9 +41,7 @@ struct emu_insn {
     uint8_t pfx66;     /* operand-size prefix seen (SSE mandatory prefix) */
     uint8_t rex;
     uint8_t map;       /* 0 one-byte, 1 0F, 2 0F38, 3 0F3A */
-    uint8_t stride;    /* in a block: bytes to the next entry to run (two
-                        * entries after a fused pair), saving the run loop
-                        * a multiply */
+    uint8_t nth;       /* in a block: guest instructions before this entry */
 };
 
 #define EMU_NOREG 0xff
@@ -90,15 +90,9 @@ int emu_decode(struct emu_insn *i, const uint8_t *p, unsigned avail, enum emu_mo
 void emu_specialize(struct emu_insn *i, enum emu_mode mode);
 /* After a block is built: instructions whose flags the next one overwrites
  * before anything can see them get handlers that do not compute flags.
- * True if any did: such a block must run to its end, or through
- * emu_fast_with_flags() (a run that stops inside the block shows the
- * flags). */
-bool emu_specialize_block(struct emu_insn *ins, unsigned n);
-/* After emu_specialize_block: each register CMP, TEST or SUB followed by
- * a 64-bit Jcc gets a handler that runs both, and a stride of two entries (the Jcc's
- * entry stays, for a run that stops between them).  True if any: a run that stops inside the block must then
- * use emu_fast_with_flags(), which gives the producer back. */
-bool emu_fuse_block(struct emu_insn *ins, unsigned n);
+ * Such a block must run to its end, or through emu_fast_with_flags() (a
+ * run that stops inside the block shows the flags). */
+void emu_specialize_block(struct emu_insn *ins, unsigned n);
 /* A specialised instruction that may leave its block in the middle (a
  * 64-bit Jcc: taken, it ends the block; not taken, the block goes on). */
 bool emu_side_exit(const struct emu_insn *i);
@@ -106,8 +100,16 @@ bool emu_side_exit(const struct emu_insn *i);
  * target when that is on the same page (the entries then follow the
  * jump, not the addresses). */
 bool emu_direct_jump(const struct emu_insn *i);
+/* After emu_specialize_block, the block's fast sequence into out (room
+ * for n): each register CMP, TEST or SUB followed by a 64-bit Jcc becomes
+ * one entry that runs both, and a followed JMP an entry that only moves
+ * RIP (its adv).  Returns the number of entries, or 0 if the sequence
+ * would be the block's own (nothing fused or followed).  A full run of
+ * the block uses it; a run that stops inside the block uses the block's
+ * own entries through emu_fast_with_flags(). */
+unsigned emu_fast_sequence(const struct emu_insn *ins, unsigned n, struct emu_insn *out);
 /* The handler that runs i alone with all its flags: i's own unless
- * emu_specialize_block or emu_fuse_block replaced it. */
+ * emu_specialize_block replaced it. */
 emu_exec_fn emu_fast_with_flags(const struct emu_insn *i);
 
 /* --- registers --------------------------------------------------------- */

@@ -577,6 +577,13 @@ FAST(jmp64_rel)
     fast_branch64(c, c->s->rip + i->imm);
 }
 
+/* A JMP the block followed to its target on the same page: the run loop
+ * moved RIP there (the entry's adv); a target on the page of a canonical
+ * RIP is canonical. */
+FAST(jmp64_followed)
+{
+}
+
 /* As exec_call_rel/exec_ret with a 64-bit stack: the stack access faults
  * before the #GP for a non-canonical target, and RSP changes only when
  * neither happened. */
@@ -642,19 +649,17 @@ static inline __attribute__((always_inline)) bool logic_cond(unsigned cond, unsi
     return x ^ (cond & 1);
 }
 
-/* The Jcc half of a fused pair: i[1] is the jcc64 that followed in the
- * block.  It becomes the current instruction (its RIP is the one a #GP on
- * a non-canonical target reports) exactly as the run loop would make it;
- * the loop goes on after it (the producer's stride is two entries). */
+/* The Jcc half of a fused pair.  The pair's entry (emu_fast_sequence)
+ * carries the Jcc's length in imm2 and its displacement in disp (unused
+ * by the register-form producers), and the run loop has already moved
+ * RIP past both.  The Jcc becomes the current instruction (its RIP is the
+ * one a #GP on a non-canonical target reports). */
 static inline __attribute__((always_inline)) void fused_jcc(struct emu_cpu *c,
                                                             const struct emu_insn *i, bool taken)
 {
-    const struct emu_insn *j = i + 1;
-
-    c->insn_rip = c->s->rip;
-    c->s->rip += j->len;
+    c->insn_rip = c->s->rip - i->imm2;
     if (taken) {
-        fast_branch64(c, c->s->rip + j->imm);
+        fast_branch64(c, c->s->rip + (uint64_t)i->disp);
         emu_leave_block(c);
     }
 }
@@ -887,10 +892,8 @@ static bool flags_neutral(emu_exec_fn fn)
     return fn == lea_4 || fn == lea_8 || fn == movsxd_r;
 }
 
-bool emu_specialize_block(struct emu_insn *ins, unsigned n)
+void emu_specialize_block(struct emu_insn *ins, unsigned n)
 {
-    bool any = false;
-
     for (unsigned k = 0; k + 1 < n; k++) {
         unsigned j = k + 1;
 
@@ -905,21 +908,14 @@ bool emu_specialize_block(struct emu_insn *ins, unsigned n)
                 if ((f == rot_fast[sz][ror][0] || f == rot_fast[sz][ror][1]) &&
                     writes_all_flags(ins[j].fn)) {
                     ins[k].fn = rot_fast[sz][ror][3];
-                    any = true;
                 }
             }
         }
     }
-    return any;
 }
 
 emu_exec_fn emu_fast_with_flags(const struct emu_insn *i)
 {
-    for (int sz = 0; sz < 4; sz++)
-        for (int k = 0; k < FK_N; k++)
-            for (int cc = 0; cc < 16; cc++)
-                if (i->fn == fused_fast[sz][k][cc])
-                    return fused_producer(sz, k);
     for (int sz = 0; sz < 4; sz++) {
         for (int ror = 0; ror < 2; ror++) {
             if (i->fn == rot_fast[sz][ror][3]) {
@@ -935,33 +931,44 @@ emu_exec_fn emu_fast_with_flags(const struct emu_insn *i)
 
 /* --- CMP/TEST/SUB + Jcc ------------------------------------------------------------ */
 
-_Static_assert(2 * sizeof(struct emu_insn) <= UINT8_MAX, "a fused pair's stride fits a byte");
-
-bool emu_fuse_block(struct emu_insn *ins, unsigned n)
+/* The fused handler for producer p and the 64-bit Jcc j after it, or NULL. */
+static emu_exec_fn fused_handler(const struct emu_insn *p, const struct emu_insn *j)
 {
-    bool any = false;
+    if (j->fn != jcc64_fast[j->op & 15])
+        return NULL;
+    for (int sz = 0; sz < 4; sz++)
+        for (int f = 0; f < FK_N; f++)
+            if (p->fn == fused_producer(sz, f))
+                return fused_fast[sz][f][j->op & 15];
+    return NULL;
+}
 
-    for (unsigned k = 0; k + 1 < n; k++) {
-        struct emu_insn *p = &ins[k], *j = &ins[k + 1];
-        bool done = false;
+unsigned emu_fast_sequence(const struct emu_insn *ins, unsigned n, struct emu_insn *out)
+{
+    unsigned m = 0;
+    bool differs = false;
 
-        if (j->fn != jcc64_fast[j->op & 15])
-            continue;
-        for (int sz = 0; sz < 4 && !done; sz++) {
-            for (int f = 0; f < FK_N && !done; f++) {
-                if (p->fn == fused_producer(sz, f)) {
-                    p->fn = fused_fast[sz][f][j->op & 15];
-                    p->stride = 2 * sizeof(*p);
-                    done = true;
-                }
-            }
-        }
-        if (done) {
-            any = true;
-            k++;  /* the Jcc is taken; it cannot also produce */
+    for (unsigned k = 0; k < n; k++, m++) {
+        const struct emu_insn *i = &ins[k];
+        emu_exec_fn fused = k + 1 < n ? fused_handler(i, &ins[k + 1]) : NULL;
+
+        out[m] = *i;
+        if (fused) {
+            out[m].fn = fused;
+            out[m].adv = (int16_t)(i->len + ins[k + 1].len);
+            out[m].imm2 = ins[k + 1].len;
+            out[m].disp = (int64_t)ins[k + 1].imm;
+            k++;
+            differs = true;
+        } else if (emu_direct_jump(i) && k + 1 < n) {
+            /* Followed (block_continues_at): the target is on this page,
+             * so the advance fits an int16_t. */
+            out[m].fn = jmp64_followed;
+            out[m].adv = (int16_t)(i->len + (int64_t)i->imm);
+            differs = true;
         }
     }
-    return any;
+    return differs ? m : 0;
 }
 
 bool emu_side_exit(const struct emu_insn *i)
