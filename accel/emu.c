@@ -302,11 +302,13 @@ static void emu_dma_invalidate(struct emu_machine *em)
 static int emu_vcpu_init(struct vcpu *v)
 {
     struct emu_machine *em = v->m->accel_priv;
-    struct emu_vcpu *ev = calloc(1, sizeof(*ev));
+    struct emu_vcpu *ev;
     int ret;
 
-    if (!ev)
+    /* The soft-TLB entries are 32-byte aligned (malloc gives 16). */
+    if (posix_memalign((void **)&ev, _Alignof(struct emu_vcpu), sizeof(*ev)))
         return -ENOMEM;
+    memset(ev, 0, sizeof(*ev));
     ev->v = v;
     ev->em = em;
     ret = emu_cpu_init(&ev->c, &v->state, v->m, em->cache);

@@ -161,9 +161,9 @@ void emu_cache_invalidate_range(struct emu_cache *cache, gpa_t gpa, uint64_t len
     }
 }
 
-static void tlb_mark_notdirty(struct emu_tlb_entry *e, gpa_t page)
+static void tlb_mark_notdirty(struct emu_cpu *c, struct emu_tlb_entry *e, gpa_t page)
 {
-    if (e->gpa == page && !(e->tag_write & EMU_TLB_INVALID))
+    if (emu_tlb_page_of(c, e)->gpa == page && !(e->tag_write & EMU_TLB_INVALID))
         e->tag_write |= EMU_TLB_NOTDIRTY;
 }
 
@@ -178,9 +178,9 @@ static void cache_mark_code_page(struct emu_cache *cache, gpa_t page)
 
         /* Every valid entry is on one of the fill lists. */
         for (unsigned j = 0; j < c->tlb_nlocal; j++)
-            tlb_mark_notdirty(&base[c->tlb_local[j]], page);
+            tlb_mark_notdirty(c, &base[c->tlb_local[j]], page);
         for (unsigned j = 0; j < c->tlb_nglobal; j++)
-            tlb_mark_notdirty(&base[c->tlb_global[j]], page);
+            tlb_mark_notdirty(c, &base[c->tlb_global[j]], page);
     }
 }
 
@@ -703,7 +703,7 @@ static void run_blocks(struct emu_cpu *c)
         e = emu_tlb_entry(c, la);
         if (likely(e->tag_code == (la & ~0xfffULL))) {
             host = (uint8_t *)(uintptr_t)(la + e->addend);
-            gpa = e->gpa | (la & 0xfff);
+            gpa = emu_tlb_page_of(c, e)->gpa | (la & 0xfff);
         } else {
             gpa = emu_translate(c, la, ACC_EXEC, &host);
         }

@@ -76,9 +76,17 @@ struct emu_lazy {
 #define EMU_TLB_LISTED_LOCAL 1   /* on tlb_local */
 #define EMU_TLB_LISTED_GLOBAL 2  /* on tlb_global */
 
+/* What every access reads, 32 bytes so an entry never straddles two
+ * cache lines (at 48 bytes half of them did, and the tag compare of a
+ * memory operand missed L1 more often). */
 struct emu_tlb_entry {
     uint64_t tag_read, tag_write, tag_code;
     uintptr_t addend;  /* host = linear + addend (RAM pages) */
+} __attribute__((aligned(32)));
+
+/* The rest of an entry, for fills, flushes and the slow paths
+ * (emu_tlb_page_of). */
+struct emu_tlb_page {
     gpa_t gpa;         /* physical page */
     uint8_t global;
     uint8_t used;      /* EMU_TLB_LISTED_*: on emu_cpu's fill lists */
@@ -106,6 +114,7 @@ struct emu_cpu {
     uint8_t phys_bits;   /* MAXPHYADDR for reserved-bit checks */
 
     struct emu_tlb_entry tlb[2][EMU_TLB_SIZE];
+    struct emu_tlb_page tlb_page[2][EMU_TLB_SIZE];
     /* Entries filled since the flush that drops them, as non-global and
      * global translations, so a flush touches only those: a CR3 write
      * (every kernel entry and exit under PTI) walks only tlb_local.  Every

@@ -310,6 +310,12 @@ EMU_INLINE struct emu_tlb_entry *emu_tlb_entry(struct emu_cpu *c, uint64_t la)
     return &c->tlb[c->mmu_idx][(la >> 12) & (EMU_TLB_SIZE - 1)];
 }
 
+static inline struct emu_tlb_page *emu_tlb_page_of(struct emu_cpu *c,
+                                                   const struct emu_tlb_entry *e)
+{
+    return &c->tlb_page[0][0] + (e - &c->tlb[0][0]);
+}
+
 EMU_INLINE bool emu_in_page(uint64_t la, unsigned size)
 {
     return (la & 0xfff) + size <= 0x1000;

@@ -30,10 +30,10 @@ static void tlb_bump(struct emu_cpu *c)
     c->tlb_gen = __atomic_add_fetch(&counter, 2, __ATOMIC_RELAXED);
 }
 
-static void tlb_invalidate(struct emu_tlb_entry *e)
+static void tlb_invalidate(struct emu_cpu *c, struct emu_tlb_entry *e)
 {
     e->tag_read = e->tag_write = e->tag_code = EMU_TLB_INVALID;
-    e->global = 0;
+    emu_tlb_page_of(c, e)->global = 0;
 }
 
 void emu_tlb_flush(struct emu_cpu *c, bool keep_global)
@@ -43,19 +43,20 @@ void emu_tlb_flush(struct emu_cpu *c, bool keep_global)
     tlb_bump(c);
     for (unsigned n = 0; n < c->tlb_nlocal; n++) {
         struct emu_tlb_entry *e = &base[c->tlb_local[n]];
+        struct emu_tlb_page *pg = emu_tlb_page_of(c, e);
 
         /* Refilled as global since it was listed: tlb_global has it. */
-        if (!(keep_global && e->global))
-            tlb_invalidate(e);
-        e->used &= (uint8_t)~EMU_TLB_LISTED_LOCAL;
+        if (!(keep_global && pg->global))
+            tlb_invalidate(c, e);
+        pg->used &= (uint8_t)~EMU_TLB_LISTED_LOCAL;
     }
     c->tlb_nlocal = 0;
     if (!keep_global) {
         for (unsigned n = 0; n < c->tlb_nglobal; n++) {
             struct emu_tlb_entry *e = &base[c->tlb_global[n]];
 
-            tlb_invalidate(e);
-            e->used = 0;
+            tlb_invalidate(c, e);
+            emu_tlb_page_of(c, e)->used = 0;
         }
         c->tlb_nglobal = 0;
     }
@@ -70,8 +71,8 @@ void emu_tlb_reset(struct emu_cpu *c)
         for (unsigned j = 0; j < EMU_TLB_SIZE; j++) {
             struct emu_tlb_entry *e = &c->tlb[k][j];
 
-            tlb_invalidate(e);
-            e->used = 0;
+            tlb_invalidate(c, e);
+            emu_tlb_page_of(c, e)->used = 0;
         }
     }
     c->tlb_nlocal = c->tlb_nglobal = 0;
@@ -86,10 +87,8 @@ void emu_tlb_flush_page(struct emu_cpu *c, gva_t la)
         struct emu_tlb_entry *e = &c->tlb[k][(la >> 12) & (EMU_TLB_SIZE - 1)];
 
         if ((e->tag_read & ~0xfffULL) == page || (e->tag_write & ~0xfffULL) == page ||
-            (e->tag_code & ~0xfffULL) == page) {
-            e->tag_read = e->tag_write = e->tag_code = EMU_TLB_INVALID;
-            e->global = 0;
-        }
+            (e->tag_code & ~0xfffULL) == page)
+            tlb_invalidate(c, e);
     }
 }
 
@@ -257,6 +256,7 @@ static struct emu_tlb_entry *mmu_fill(struct emu_cpu *c, uint64_t la, enum emu_a
 {
     struct cpu_state *s = c->s;
     struct emu_tlb_entry *e = emu_tlb_entry(c, la);
+    struct emu_tlb_page *pg = emu_tlb_page_of(c, e);
     bool user = c->mmu_idx == 1;
     uint64_t page = la & ~0xfffULL;
     struct mmu_walk w;
@@ -300,13 +300,13 @@ static struct emu_tlb_entry *mmu_fill(struct emu_cpu *c, uint64_t la, enum emu_a
     }
     e->tag_code = w.nx ? EMU_TLB_INVALID : page | flags;
     e->addend = host ? (uintptr_t)host - (uintptr_t)page : 0;
-    e->gpa = w.gpa;
-    e->global = w.g;
-    if (w.g && !(e->used & EMU_TLB_LISTED_GLOBAL)) {
-        e->used |= EMU_TLB_LISTED_GLOBAL;
+    pg->gpa = w.gpa;
+    pg->global = w.g;
+    if (w.g && !(pg->used & EMU_TLB_LISTED_GLOBAL)) {
+        pg->used |= EMU_TLB_LISTED_GLOBAL;
         c->tlb_global[c->tlb_nglobal++] = (uint16_t)(e - &c->tlb[0][0]);
-    } else if (!w.g && !(e->used & EMU_TLB_LISTED_LOCAL)) {
-        e->used |= EMU_TLB_LISTED_LOCAL;
+    } else if (!w.g && !(pg->used & EMU_TLB_LISTED_LOCAL)) {
+        pg->used |= EMU_TLB_LISTED_LOCAL;
         c->tlb_local[c->tlb_nlocal++] = (uint16_t)(e - &c->tlb[0][0]);
     }
     LOG(LOG_MMU, "emu: TLB fill la=%#llx -> gpa=%#llx%s%s%s\n", (unsigned long long)page,
@@ -328,12 +328,12 @@ gpa_t emu_translate(struct emu_cpu *c, uint64_t la, enum emu_access acc, uint8_t
             emu_fault_err(c, EXC_GP, 0);  /* cannot happen: fill faults first */
     }
     if (acc == ACC_WRITE && (tag & EMU_TLB_NOTDIRTY)) {
-        emu_cache_page_written(c, e->gpa);
-        if (!dirty_log_mark_gpa(c->m, e->gpa, 1))
+        emu_cache_page_written(c, emu_tlb_page_of(c, e)->gpa);
+        if (!dirty_log_mark_gpa(c->m, emu_tlb_page_of(c, e)->gpa, 1))
             e->tag_write &= ~EMU_TLB_NOTDIRTY;
     }
     *hostp = (tag & EMU_TLB_MMIO) ? NULL : (uint8_t *)(uintptr_t)(la + e->addend);
-    return e->gpa | (la & 0xfff);
+    return emu_tlb_page_of(c, e)->gpa | (la & 0xfff);
 }
 
 static uint64_t mmu_mmio_read(struct emu_cpu *c, gpa_t gpa, unsigned size)
