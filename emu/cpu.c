@@ -32,7 +32,7 @@ struct emu_block {
     uint8_t mode;          /* BLOCK_DEAD once dropped */
     uint64_t entry_la;     /* linear address and TLB state (chain_lookup_la) */
     uint64_t entry_tlb;    /* of its last entry through a translation */
-};
+} __attribute__((aligned(64)));  /* a block transition touches one line */
 
 /* Mode of a dropped block: matches no lookup, so a stale chain prediction
  * pointing at it is refused. */
@@ -76,7 +76,11 @@ struct emu_cache *emu_cache_new(struct machine *m)
     cache->m = m;
     cache->npages_low = m->lowmem_size >> 12;
     cache->npages = cache->npages_low + (m->highmem_size >> 12);
-    cache->blocks = calloc(CACHE_BLOCKS, sizeof(*cache->blocks));
+    if (posix_memalign((void **)&cache->blocks, _Alignof(struct emu_block),
+                       CACHE_BLOCKS * sizeof(*cache->blocks)))
+        cache->blocks = NULL;
+    else
+        memset(cache->blocks, 0, CACHE_BLOCKS * sizeof(*cache->blocks));
     cache->insns = calloc(CACHE_INSNS, sizeof(*cache->insns));
     cache->page_head = malloc((cache->npages + 1) * sizeof(uint32_t));
     if (!cache->blocks || !cache->insns || !cache->page_head) {
@@ -405,7 +409,6 @@ static inline void exec_one(struct emu_cpu *c, const struct emu_insn *i)
         s->rip &= c->mode == EMU_MODE_32 ? 0xffffffffULL : 0xffffULL;
     i->fn(c, i);
     c->budget--;
-    c->icount++;
 }
 
 /* c->dbg_step was set (TF, RF or an instruction breakpoint may be in
@@ -435,7 +438,6 @@ static __attribute__((noinline)) bool debug_before(struct emu_cpu *c, uint64_t l
 static __attribute__((noinline, noreturn)) void break_debug_trap(struct emu_cpu *c, unsigned n)
 {
     c->budget += n;
-    c->icount -= n;
     emu_debug_trap(c, c->step_tf);
 }
 
@@ -748,7 +750,6 @@ run:
         if (unlikely(one))
             n = 1;  /* single-step or breakpoints: checks around each one */
         c->budget -= n;
-        c->icount += n;
         c->stats.blocks_executed++;
         prev = b;
         i = &cache->insns[b->fast0];
@@ -761,7 +762,6 @@ run:
         else
             left = run_fast(c, i, b->nfast, n, true, 0xffffULL);
         c->budget += left;
-        c->icount -= left;
         if (unlikely(c->step_tf))
             emu_debug_trap(c, true);
     }
@@ -854,7 +854,7 @@ static bool take_interrupt(struct emu_cpu *c)
     return true;
 }
 
-enum emu_stop emu_run(struct emu_cpu *c, uint64_t budget)
+static enum emu_stop run_slice(struct emu_cpu *c, uint64_t budget)
 {
     struct cpu_state *s = c->s;
 
@@ -874,4 +874,15 @@ enum emu_stop emu_run(struct emu_cpu *c, uint64_t budget)
     if (c->stop_req)
         return (enum emu_stop)(c->stop_req - 1);
     return EMU_STOP_BUDGET;
+}
+
+enum emu_stop emu_run(struct emu_cpu *c, uint64_t budget)
+{
+    enum emu_stop r = run_slice(c, budget);
+
+    /* The budget is charged per block and given back for what a block
+     * did not run, so what it lost is what retired (plus the rest of a
+     * block an exception left): counted once here, not per block. */
+    __atomic_store_n(&c->icount, c->icount + (budget - c->budget), __ATOMIC_RELAXED);
+    return r;
 }
