@@ -441,44 +441,74 @@ static __attribute__((noinline, noreturn)) void break_debug_trap(struct emu_cpu 
     emu_debug_trap(c, c->step_tf);
 }
 
+/* Whether the run loop must look before running another block: a kick,
+ * a stop request, an NMI, a deliverable interrupt that may be pending
+ * (the LAPIC's hint), single-stepping or per-block logging. */
+static inline bool attention_needed(struct emu_cpu *c)
+{
+    const struct cpu_state *s = c->s;
+
+    return __atomic_load_n(&c->kick, __ATOMIC_ACQUIRE) || c->stop_req ||
+           s->events.nmi_pending || c->dbg_step || unlikely(log_mask & LOG_CPU) ||
+           (c->irq_pending && (s->rflags & X86_RFLAGS_IF) &&
+            (!c->irq_hint || atomic_load_explicit(c->irq_hint, memory_order_relaxed)));
+}
+
 /* A full run of a block: its fast sequence, n entries from i.  RIP lives
  * in a register: before each handler, s->rip is set past the entry (its
  * adv) and insn_rip to the entry's start; no handler moves RIP without
  * leaving the block (a taken branch, emu_leave_block, or break_block),
  * except the ones whose entries say so (a followed JMP's adv, a fused
- * pair's).  Returns how many of the block's instructions (of ninsns) did
- * not run because one left the block early (a breakpoint hit that set
- * break_block raises its #DB trap).  Budget and icount are the caller's,
- * per block: a fault longjmps out with the rest of the block already
- * counted, so a slice may end up to a block early, never late.  The mode
- * cannot change inside a block (mode-changing instructions end theirs),
- * so the RIP wrap is chosen once per block. */
+ * pair's).  A side exit that branches back to the block's own entry (a
+ * loop) runs the block again here while the budget allows and nothing
+ * needs the run loop's attention: the block is still the one for that
+ * address, since nothing that could change that (a code write, a TLB
+ * flush, a mode change) let the block go on.  Returns how many of the
+ * block's instructions (of ninsns) did not run because one left the block
+ * early in its last run (a breakpoint hit that set break_block raises its
+ * #DB trap).  Budget and icount are the caller's, per block: a fault
+ * longjmps out with the rest of the block already counted, so a slice may
+ * end up to a block early, never late.  The mode cannot change inside a
+ * block (mode-changing instructions end theirs), so the RIP wrap is
+ * chosen once per block. */
 static inline __attribute__((always_inline)) unsigned
-run_fast(struct emu_cpu *c, const struct emu_insn *i, unsigned n, unsigned ninsns, bool wrap,
+run_fast(struct emu_cpu *c, const struct emu_insn *first, unsigned n, unsigned ninsns, bool wrap,
          uint64_t mask)
 {
     struct cpu_state *s = c->s;
-    const struct emu_insn *end = i + n;
-    uint64_t rip = s->rip;
+    const struct emu_insn *end = first + n;
+    const uint64_t entry = s->rip;
     unsigned left;
 
-    c->stop = (uintptr_t)end;
-    do {
-        c->insn_rip = rip;
-        rip += (uint64_t)(int64_t)i->adv;
-        if (wrap)
-            rip &= mask;
-        s->rip = rip;
-        i->fn(c, i);
-        i++;
-    } while ((uintptr_t)i < c->stop);
-    left = i == end ? 0 : ninsns - i->nth;
-    if (unlikely(c->break_block)) {
-        c->break_block = false;
-        if (unlikely(c->dbg_pending))
-            break_debug_trap(c, left);
+    for (;;) {
+        const struct emu_insn *i = first;
+        uint64_t rip = entry;
+
+        c->stop = (uintptr_t)end;
+        do {
+            c->insn_rip = rip;
+            rip += (uint64_t)(int64_t)i->adv;
+            if (wrap)
+                rip &= mask;
+            s->rip = rip;
+            i->fn(c, i);
+            i++;
+        } while ((uintptr_t)i < c->stop);
+        if (i == end)
+            left = 0;
+        else
+            left = ninsns - i->nth;
+        if (unlikely(c->break_block)) {
+            c->break_block = false;
+            if (unlikely(c->dbg_pending))
+                break_debug_trap(c, left);
+            return left;
+        }
+        if (!left || s->rip != entry || c->budget + left < ninsns || attention_needed(c))
+            return left;
+        c->budget -= ninsns - left;
+        c->stats.blocks_executed++;
     }
-    return left;
 }
 
 /* A run that stops inside a block (budget, single-step, breakpoints): the

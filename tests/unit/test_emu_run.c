@@ -423,6 +423,58 @@ static void test_side_exits_match_single_steps(void **state)
     }
 }
 
+/* A block whose side exit branches back to its own entry (a loop whose
+ * body takes no other exit) is run again inside the run loop's fast path:
+ * every budget must still stop after exactly that many instructions, in
+ * the state single steps reach. */
+static void test_loop_block_budget(void **state)
+{
+    static const uint8_t code[] = {
+        0xb9, 0x64, 0x00, 0x00, 0x00,       /* mov ecx, 100 */
+        0x31, 0xc0,                         /* xor eax, eax */
+        0x01, 0xc8,                         /* l: add eax, ecx */
+        0x83, 0xf8, 0xff,                   /* cmp eax, -1 */
+        0x74, 0x05,                         /* je out (never taken) */
+        0x83, 0xe9, 0x01,                   /* sub ecx, 1 */
+        0x75, 0xf4,                         /* jnz l */
+        0xf4,                               /* out: hlt */
+    };
+    enum { TOTAL = 2 + 100 * 5 };
+    static struct { uint64_t rip, eax, ecx; } ref[TOTAL + 1];
+    struct emu_tm t;
+
+    guest_init(&t);
+    put(&t, CODE, code, sizeof(code));
+    for (unsigned k = 1; k <= TOTAL; k++) {
+        assert_int_equal(emu_run(&t.c, 1), EMU_STOP_BUDGET);
+        emu_sync_state(&t.c);
+        ref[k].rip = t.s.rip;
+        ref[k].eax = t.s.gpr[R_EAX];
+        ref[k].ecx = t.s.gpr[R_ECX];
+    }
+    assert_int_equal(emu_run(&t.c, 1), EMU_STOP_HALT);
+    assert_int_equal(t.s.gpr[R_EAX], 5050);
+    emu_tm_destroy(&t);
+
+    guest_init(&t);
+    put(&t, CODE, code, sizeof(code));
+    for (unsigned k = 1; k <= TOTAL; k++) {
+        uint64_t icount0 = t.c.icount;
+
+        t.s.rip = CODE;
+        emu_invalidate(&t.c);
+        assert_int_equal(emu_run(&t.c, k), EMU_STOP_BUDGET);
+        emu_sync_state(&t.c);
+        assert_int_equal(t.c.icount - icount0, k);
+        assert_int_equal(t.s.rip, ref[k].rip);
+        assert_int_equal(t.s.gpr[R_EAX], ref[k].eax);
+        assert_int_equal(t.s.gpr[R_ECX], ref[k].ecx);
+    }
+    t.s.rip = CODE;
+    assert_int_equal(emu_run(&t.c, TOTAL + 1), EMU_STOP_HALT);
+    emu_tm_destroy(&t);
+}
+
 /* Instructions that cross a page are fetched outside the block cache
  * (fetch_slow): a fetch fault names the first missing byte, and the
  * decoded instruction it keeps for the next execution must follow its
@@ -566,6 +618,7 @@ int main(void)
         cmocka_unit_test(test_dead_flags_at_budget_end),
         cmocka_unit_test(test_fused_jcc_at_budget_end),
         cmocka_unit_test(test_side_exits_match_single_steps),
+        cmocka_unit_test(test_loop_block_budget),
         cmocka_unit_test(test_page_crossing_fetch),
         cmocka_unit_test(test_chain_after_remap),
         cmocka_unit_test(test_loop_mips),
