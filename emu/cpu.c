@@ -262,7 +262,6 @@ static struct emu_block *cache_build(struct emu_cpu *c, gpa_t gpa, const uint8_t
     }
     if (b->n == 0)
         return NULL;
-    emu_specialize_block(&cache->insns[b->insn0], b->n);
     cache->ninsns += b->n;
     b->fast0 = b->insn0;
     b->nfast = b->n;
@@ -512,8 +511,7 @@ run_fast(struct emu_cpu *c, const struct emu_insn *first, unsigned n, unsigned n
 }
 
 /* A run that stops inside a block (budget, single-step, breakpoints): the
- * first n of its own entries, each alone with all its flags
- * (emu_fast_with_flags).  Returns how many of the n did not run, as
+ * first n of its own entries, each with all its flags.  Returns how many of the n did not run, as
  * run_fast. */
 static unsigned run_exact(struct emu_cpu *c, const struct emu_insn *i, unsigned n)
 {
@@ -527,7 +525,7 @@ static unsigned run_exact(struct emu_cpu *c, const struct emu_insn *i, unsigned 
     do {
         c->insn_rip = s->rip;
         s->rip = (s->rip + i->len) & mask;
-        emu_fast_with_flags(i)(c, i);
+        i->fn(c, i);
         i++;
     } while ((uintptr_t)i < c->stop);
     left = (unsigned)(end - i);

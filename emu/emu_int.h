@@ -88,11 +88,6 @@ int emu_decode(struct emu_insn *i, const uint8_t *p, unsigned avail, enum emu_mo
  * is one (exec_fast.c).  Block building only: a specialised handler is
  * not one of those insn_ends_block() recognises. */
 void emu_specialize(struct emu_insn *i, enum emu_mode mode);
-/* After a block is built: instructions whose flags the next one overwrites
- * before anything can see them get handlers that do not compute flags.
- * Such a block must run to its end, or through emu_fast_with_flags() (a
- * run that stops inside the block shows the flags). */
-void emu_specialize_block(struct emu_insn *ins, unsigned n);
 /* A specialised instruction that may leave its block in the middle (a
  * 64-bit Jcc: taken, it ends the block; not taken, the block goes on). */
 bool emu_side_exit(const struct emu_insn *i);
@@ -100,17 +95,15 @@ bool emu_side_exit(const struct emu_insn *i);
  * target when that is on the same page (the entries then follow the
  * jump, not the addresses). */
 bool emu_direct_jump(const struct emu_insn *i);
-/* After emu_specialize_block, the block's fast sequence into out (room
- * for n): each register CMP, TEST or SUB followed by a 64-bit Jcc becomes
- * one entry that runs both, and a followed JMP an entry that only moves
- * RIP (its adv).  Returns the number of entries, or 0 if the sequence
- * would be the block's own (nothing fused or followed).  A full run of
- * the block uses it; a run that stops inside the block uses the block's
- * own entries through emu_fast_with_flags(). */
+/* The block's fast sequence into out (room for n): instructions whose
+ * flags the next flag writer overwrites before anything can see them get
+ * handlers that do not compute them; each register CMP, TEST or SUB
+ * followed by a 64-bit Jcc becomes one entry that runs both, and a
+ * followed JMP an entry that only moves RIP (its adv).  Returns the number
+ * of entries, or 0 if the sequence would be the block's own.  A full run
+ * of the block uses it; a run that stops inside the block uses the
+ * block's own entries, whose every instruction shows its flags. */
 unsigned emu_fast_sequence(const struct emu_insn *ins, unsigned n, struct emu_insn *out);
-/* The handler that runs i alone with all its flags: i's own unless
- * emu_specialize_block replaced it. */
-emu_exec_fn emu_fast_with_flags(const struct emu_insn *i);
 
 /* --- registers --------------------------------------------------------- */
 

@@ -316,7 +316,7 @@ static inline __attribute__((always_inline)) void fast_rotate_flags(struct emu_c
 }
 
 /* _nf: the flags are dead (the next instruction of the block overwrites
- * all of them and cannot fault; emu_specialize_block). */
+ * all of them and cannot fault; emu_fast_sequence). */
 #define ROT_FORMS(NAME, ROR, S)                                                \
     FAST(NAME##_r_##S)                                                         \
     {                                                                          \
@@ -385,6 +385,75 @@ IMUL_FORMS(4) IMUL_FORMS(8)
 static const emu_exec_fn imul_fast[2][2][2] = {
     { { imul_GEr_4, imul_GEm_4 }, { imul_GEIr_4, imul_GEIm_4 } },
     { { imul_GEr_8, imul_GEm_8 }, { imul_GEIr_8, imul_GEIm_8 } },
+};
+
+/* --- without flags ---------------------------------------------------------------- */
+
+/* Register forms whose flags the block overwrites before anything can see
+ * them (emu_fast_sequence): the result only.  Each must leave the
+ * registers exactly as its flag-computing form does. */
+static inline __attribute__((always_inline)) uint64_t nf_alu(unsigned op, uint64_t a, uint64_t b)
+{
+    switch (op) {
+    case 0: return a + b;
+    case 1: return a | b;
+    case 4: return a & b;
+    case 5: return a - b;
+    default: return a ^ b;
+    }
+}
+
+#define ALU_NF_FORMS(OP, S)                                                    \
+    FAST(alu_nf_EGr_##OP##_##S)                                                \
+    {                                                                          \
+        emu_set_reg(c, i->rm, S,                                               \
+                    nf_alu(OP, emu_reg(c, i->rm, S), emu_reg(c, i->reg, S)) & emu_mask(S)); \
+    }                                                                          \
+    FAST(alu_nf_GEr_##OP##_##S)                                                \
+    {                                                                          \
+        emu_set_reg(c, i->reg, S,                                              \
+                    nf_alu(OP, emu_reg(c, i->reg, S), emu_reg(c, i->rm, S)) & emu_mask(S)); \
+    }                                                                          \
+    FAST(alu_nf_EIr_##OP##_##S)                                                \
+    {                                                                          \
+        emu_set_reg(c, i->rm, S, nf_alu(OP, emu_reg(c, i->rm, S), i->imm) & emu_mask(S)); \
+    }
+#define ALU_NF_SIZES(OP) ALU_NF_FORMS(OP, 1) ALU_NF_FORMS(OP, 2) ALU_NF_FORMS(OP, 4) ALU_NF_FORMS(OP, 8)
+ALU_NF_SIZES(0) ALU_NF_SIZES(1) ALU_NF_SIZES(4) ALU_NF_SIZES(5) ALU_NF_SIZES(6)
+
+#define ALU_NF_ROW(OP, S) { alu_nf_EGr_##OP##_##S, alu_nf_GEr_##OP##_##S, alu_nf_EIr_##OP##_##S }
+#define ALU_NF_OP(OP) { ALU_NF_ROW(OP, 1), ALU_NF_ROW(OP, 2), ALU_NF_ROW(OP, 4), ALU_NF_ROW(OP, 8) }
+/* [op][size][EGr, GEr, EIr]; ADC, SBB (they read CF) and CMP have none. */
+static const emu_exec_fn alu_nf[8][4][3] = {
+    [0] = ALU_NF_OP(0), [1] = ALU_NF_OP(1), [4] = ALU_NF_OP(4), [5] = ALU_NF_OP(5),
+    [6] = ALU_NF_OP(6),
+};
+
+/* As fast_shift's result, count nonzero and masked. */
+#define SHIFT_NF_FORMS(S)                                                      \
+    FAST(shl_nf_##S)                                                           \
+    {                                                                          \
+        emu_set_reg(c, i->rm, S, (emu_reg(c, i->rm, S) << i->imm) & emu_mask(S)); \
+    }                                                                          \
+    FAST(shr_nf_##S) { emu_set_reg(c, i->rm, S, emu_reg(c, i->rm, S) >> i->imm); } \
+    FAST(sar_nf_##S)                                                           \
+    {                                                                          \
+        int64_t sa = (int64_t)emu_sext(emu_reg(c, i->rm, S), S);               \
+        emu_set_reg(c, i->rm, S, (uint64_t)(sa >> i->imm) & emu_mask(S));     \
+    }
+SHIFT_NF_FORMS(1) SHIFT_NF_FORMS(2) SHIFT_NF_FORMS(4) SHIFT_NF_FORMS(8)
+static const emu_exec_fn shift_nf[4][3] = {
+    { shl_nf_1, shr_nf_1, sar_nf_1 }, { shl_nf_2, shr_nf_2, sar_nf_2 },
+    { shl_nf_4, shr_nf_4, sar_nf_4 }, { shl_nf_8, shr_nf_8, sar_nf_8 },
+};
+
+FAST(imul_nf_GEr_4) { c->s->gpr[i->reg] = (uint32_t)(emu_reg(c, i->reg, 4) * emu_reg(c, i->rm, 4)); }
+FAST(imul_nf_GEIr_4) { c->s->gpr[i->reg] = (uint32_t)(emu_reg(c, i->rm, 4) * i->imm); }
+FAST(imul_nf_GEr_8) { c->s->gpr[i->reg] = emu_reg(c, i->reg, 8) * emu_reg(c, i->rm, 8); }
+FAST(imul_nf_GEIr_8) { c->s->gpr[i->reg] = emu_reg(c, i->rm, 8) * i->imm; }
+/* [64-bit][with immediate] */
+static const emu_exec_fn imul_nf[2][2] = {
+    { imul_nf_GEr_4, imul_nf_GEIr_4 }, { imul_nf_GEr_8, imul_nf_GEIr_8 },
 };
 
 /* --- MOV, MOVZX, MOVSX, MOVSXD, LEA ---------------------------------------------- */
@@ -856,8 +925,9 @@ void emu_specialize(struct emu_insn *i, enum emu_mode mode)
 /* --- dead flags ---------------------------------------------------------------- */
 
 /* Handlers that overwrite CF PF AF ZF SF OF without reading them and
- * cannot fault: register-only ALU ops but ADC/SBB, TEST, and shifts by a
- * nonzero immediate. */
+ * cannot fault: register-only ALU ops but ADC/SBB, TEST, shifts by a
+ * nonzero immediate and register IMUL (its lazy record replaces them
+ * all). */
 static bool writes_all_flags(emu_exec_fn fn)
 {
     for (int sz = 0; sz < 4; sz++) {
@@ -874,6 +944,10 @@ static bool writes_all_flags(emu_exec_fn fn)
             if (fn == shift_fast[sz][k][0])
                 return true;
     }
+    for (int w = 0; w < 2; w++)
+        for (int imm = 0; imm < 2; imm++)
+            if (fn == imul_fast[w][imm][0])
+                return true;
     return false;
 }
 
@@ -892,41 +966,48 @@ static bool flags_neutral(emu_exec_fn fn)
     return fn == lea_4 || fn == lea_8 || fn == movsxd_r;
 }
 
-void emu_specialize_block(struct emu_insn *ins, unsigned n)
-{
-    for (unsigned k = 0; k + 1 < n; k++) {
-        unsigned j = k + 1;
-
-        /* The next flag writer, past instructions that cannot fault and
-         * leave the flags alone. */
-        while (j + 1 < n && flags_neutral(ins[j].fn))
-            j++;
-        for (int sz = 0; sz < 4; sz++) {
-            for (int ror = 0; ror < 2; ror++) {
-                emu_exec_fn f = ins[k].fn;
-
-                if ((f == rot_fast[sz][ror][0] || f == rot_fast[sz][ror][1]) &&
-                    writes_all_flags(ins[j].fn)) {
-                    ins[k].fn = rot_fast[sz][ror][3];
-                }
-            }
-        }
-    }
-}
-
-emu_exec_fn emu_fast_with_flags(const struct emu_insn *i)
+/* The handler that runs a register ALU op, shift by an immediate, IMUL or
+ * rotate by an immediate without computing flags, or NULL. */
+static emu_exec_fn nf_variant(emu_exec_fn fn)
 {
     for (int sz = 0; sz < 4; sz++) {
-        for (int ror = 0; ror < 2; ror++) {
-            if (i->fn == rot_fast[sz][ror][3]) {
-                unsigned bits = 8u << sz;
-                bool keep_of = i->op < 0xd0 && (i->imm & (bits - 1)) != 1;
-
-                return rot_fast[sz][ror][keep_of];
-            }
+        for (int op = 0; op < 8; op++) {
+            if (!alu_nf[op][sz][0])
+                continue;
+            if (fn == alu_fast[op][sz][F_EGr])
+                return alu_nf[op][sz][0];
+            if (fn == alu_fast[op][sz][F_GEr])
+                return alu_nf[op][sz][1];
+            if (fn == alu_fast[op][sz][F_EIr])
+                return alu_nf[op][sz][2];
         }
+        for (int k = 0; k < 3; k++)
+            if (fn == shift_fast[sz][k][0])
+                return shift_nf[sz][k];
+        for (int ror = 0; ror < 2; ror++)
+            if (fn == rot_fast[sz][ror][0] || fn == rot_fast[sz][ror][1])
+                return rot_fast[sz][ror][3];
     }
-    return i->fn;
+    for (int w = 0; w < 2; w++)
+        for (int imm = 0; imm < 2; imm++)
+            if (fn == imul_fast[w][imm][0])
+                return imul_nf[w][imm];
+    return NULL;
+}
+
+/* For each instruction whose flags the next flag writer overwrites before
+ * anything can see them (only instructions that cannot fault and leave
+ * the flags alone in between), the handler that skips them, or NULL. */
+static emu_exec_fn dead_flags_handler(const struct emu_insn *ins, unsigned n, unsigned k)
+{
+    emu_exec_fn nf = nf_variant(ins[k].fn);
+    unsigned j = k + 1;
+
+    if (!nf || j >= n)
+        return NULL;
+    while (j + 1 < n && flags_neutral(ins[j].fn))
+        j++;
+    return writes_all_flags(ins[j].fn) ? nf : NULL;
 }
 
 /* --- CMP/TEST/SUB + Jcc ------------------------------------------------------------ */
@@ -951,9 +1032,13 @@ unsigned emu_fast_sequence(const struct emu_insn *ins, unsigned n, struct emu_in
     for (unsigned k = 0; k < n; k++, m++) {
         const struct emu_insn *i = &ins[k];
         emu_exec_fn fused = k + 1 < n ? fused_handler(i, &ins[k + 1]) : NULL;
+        emu_exec_fn nf = dead_flags_handler(ins, n, k);
 
         out[m] = *i;
-        if (fused) {
+        if (nf) {
+            out[m].fn = nf;
+            differs = true;
+        } else if (fused) {
             out[m].fn = fused;
             out[m].adv = (int16_t)(i->len + ins[k + 1].len);
             out[m].imm2 = ins[k + 1].len;

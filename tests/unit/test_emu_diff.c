@@ -9,10 +9,10 @@
  * as pairs behind a random flag-setting register instruction, so that they
  * read the lazy flags that instruction left (one block under emu), not
  * only materialised RFLAGS; and register ALU ops, TEST and shifts run
- * behind a register ROL/ROR by an immediate (and sometimes a MOV or LEA
- * between the two) and before a JMP +0 that ends
- * the block, so emu runs the whole block with the rotate's flags dropped
- * as dead (emu_specialize_block).  Set EMU_DIFF_SEED to replay a run; a failure
+ * behind a random register rotate, ALU op, shift or IMUL (and sometimes a
+ * MOV or LEA between the two) and before a JMP +0, so emu runs the whole
+ * block with the first one's flags dropped as dead (emu_fast_sequence;
+ * a UD2 after each case ends the block there).  Set EMU_DIFF_SEED to replay a run; a failure
  * prints the seed, the instruction bytes and the inputs. */
 #include <cpuid.h>
 #include <setjmp.h>
@@ -74,7 +74,7 @@ enum {
     T_P66 = 1 << 20,    /* mandatory 66 prefix (SSE) */
     T_ALIGN = 1 << 21,  /* memory operand 16-byte aligned most of the time */
     T_PAIR = 1 << 22,   /* preceded by a random flag-setting instruction */
-    T_ROTPAIR = 1 << 23, /* preceded by ROL/ROR r, imm8 and followed by JMP +0 */
+    T_ROTPAIR = 1 << 23, /* preceded by a dead-flag producer, followed by JMP +0 */
 };
 #define T_SSE (T_NO16 | T_ALIGN)
 
@@ -524,15 +524,23 @@ static int teardown(void **state)
     return 0;
 }
 
-/* Run the case under emu; returns the exception vector + 1, or 0. */
+/* Run the case under emu; returns the exception vector + 1, or 0.  A UD2
+ * follows the case and sits at the taken-branch target: the case's block
+ * ends with it, so emu runs the case as one full block (its fast sequence:
+ * fused pairs, dead flags), and the #UD at either place is where the case
+ * ended. */
 static int emu_case(const uint8_t *insn, unsigned len, unsigned ninsns, const uint8_t *mem_in,
                     struct regs *out)
 {
+    static const uint8_t ud2[] = { 0x0f, 0x0b };
     struct cpu_state *s = &tm.s;
+    uint8_t *code_pa = tm.m.ram + G_CODE_PA + TEST_OFF;
     enum emu_stop st;
 
-    memcpy(tm.m.ram + G_CODE_PA + TEST_OFF, insn, len);
-    emu_cache_invalidate_range(tm.cache, G_CODE_PA + TEST_OFF, len);
+    memcpy(code_pa, insn, len);
+    memcpy(code_pa + len, ud2, sizeof(ud2));
+    memcpy(code_pa + len + TAKEN_DISP, ud2, sizeof(ud2));
+    emu_cache_invalidate_range(tm.cache, G_CODE_PA + TEST_OFF, len + TAKEN_DISP + sizeof(ud2));
     memcpy(tm.m.ram + G_DATA_PA, mem_in, DATA_SIZE);
     memcpy(s->gpr, n_in.gpr, sizeof(s->gpr));
     memcpy(s->fpu.xmm, n_in.xmm, sizeof(n_in.xmm));
@@ -540,11 +548,14 @@ static int emu_case(const uint8_t *insn, unsigned len, unsigned ninsns, const ui
     s->rip = TEST_VA;
     s->rflags = (n_in.rflags & (F_CMP)) | X86_RFLAGS_FIXED | X86_RFLAGS_IF;
     emu_invalidate(&tm.c);
-    st = emu_run(&tm.c, ninsns);
+    st = emu_run(&tm.c, ninsns + 1);
     emu_sync_state(&tm.c);
     memcpy(out->gpr, s->gpr, sizeof(s->gpr));
     memcpy(out->xmm, s->fpu.xmm, sizeof(out->xmm));
     out->rflags = s->rflags;
+    if (st == EMU_STOP_EXCEPTION && tm.c.exc_vector == EXC_UD &&
+        (s->rip == TEST_VA + len || s->rip == TEST_VA + len + TAKEN_DISP))
+        return 0;
     if (st == EMU_STOP_EXCEPTION)
         return tm.c.exc_vector + 1;
     return 0;
@@ -673,22 +684,60 @@ static bool vendor_no16(const struct tmpl *t)
     return !host_is_intel && ((t->fl & T_BRANCH) || name_is(t, "shld ") || name_is(t, "shrd "));
 }
 
-/* ROL or ROR of a random register (any size) by a random imm8, at b, for
- * a T_ROTPAIR case; returns its length. */
+/* A random register instruction whose flags the tested one overwrites, at
+ * b, for a T_ROTPAIR case; returns its length.  Under emu its flags are
+ * dead (emu_fast_sequence gives it a handler that skips them): ROL/ROR by
+ * an imm8, ADD/OR/AND/SUB/XOR r,r or r,imm8, SHL/SHR/SAR by an imm8, IMUL
+ * r,r or r,r,imm8, of any size. */
 static unsigned rot_extra;  /* the last T_ROTPAIR case has a middle instruction */
 
 static unsigned gen_rot_producer(uint8_t *b)
 {
-    rot_extra = 0;
+    static const uint8_t alu_ops[] = { 0, 1, 4, 5, 6 };
+    static const uint8_t shift_ops[] = { 4, 5, 7 };
     unsigned n = 0, sizei = (unsigned)rnd_below(4), r = (unsigned)rnd_below(16);
-    uint8_t rex = 0x40 | (r >= 8 ? 1 : 0) | (sizei == 3 ? 8 : 0);
+    unsigned r2 = (unsigned)rnd_below(16), kind = (unsigned)rnd_below(5);
+    uint8_t rex;
 
+    rot_extra = 0;
+    if (kind == 4 && sizei == 0)
+        sizei = 2;  /* IMUL has no byte form */
+    rex = (uint8_t)(0x40 | (r >= 8 ? 1 : 0) | (r2 >= 8 ? 4 : 0) | (sizei == 3 ? 8 : 0));
     if (sizei == 1)
         b[n++] = 0x66;
     b[n++] = rex;
-    b[n++] = sizei ? 0xc1 : 0xc0;
-    b[n++] = (uint8_t)(0xc0 | (rnd_below(2) << 3) | (r & 7));
-    b[n++] = (uint8_t)(rnd_below(4) ? rnd() : 1);
+    switch (kind) {
+    case 0:  /* ROL/ROR r, imm8 */
+        b[n++] = sizei ? 0xc1 : 0xc0;
+        b[n++] = (uint8_t)(0xc0 | (rnd_below(2) << 3) | (r & 7));
+        b[n++] = (uint8_t)(rnd_below(4) ? rnd() : 1);
+        break;
+    case 1:  /* ALU r/m, r (register form) */
+        b[n++] = (uint8_t)((alu_ops[rnd_below(5)] << 3) | (sizei ? 1 : 0));
+        b[n++] = (uint8_t)(0xc0 | ((r2 & 7) << 3) | (r & 7));
+        break;
+    case 2:  /* ALU r/m, imm8 */
+        b[n++] = sizei ? 0x83 : 0x80;
+        b[n++] = (uint8_t)(0xc0 | (alu_ops[rnd_below(5)] << 3) | (r & 7));
+        b[n++] = (uint8_t)rnd();
+        break;
+    case 3:  /* SHL/SHR/SAR r, imm8 */
+        b[n++] = sizei ? 0xc1 : 0xc0;
+        b[n++] = (uint8_t)(0xc0 | (shift_ops[rnd_below(3)] << 3) | (r & 7));
+        b[n++] = (uint8_t)(rnd_below(4) ? rnd() : 1);
+        break;
+    default:  /* IMUL r, r/m or IMUL r, r/m, imm8 */
+        if (rnd_below(2)) {
+            b[n++] = 0x0f;
+            b[n++] = 0xaf;
+            b[n++] = (uint8_t)(0xc0 | ((r2 & 7) << 3) | (r & 7));
+        } else {
+            b[n++] = 0x6b;
+            b[n++] = (uint8_t)(0xc0 | ((r2 & 7) << 3) | (r & 7));
+            b[n++] = (uint8_t)rnd();
+        }
+        break;
+    }
     if (rnd_below(2)) {
         /* Half the time a flag-neutral instruction in between, which the
          * dead-flag scan looks past: mov r64, r64 or lea r64, [r + 8]. */
@@ -966,7 +1015,7 @@ static void gen_case(const struct tmpl *t, struct gen *g, uint8_t *mem)
         }
     }
     if (t->fl & T_ROTPAIR) {
-        b[n++] = 0xeb;  /* jmp +0: ends the block right after the pair */
+        b[n++] = 0xeb;  /* jmp +0: emu follows it (the entry only moves RIP) */
         b[n++] = 0;
     }
     g->len = n;
