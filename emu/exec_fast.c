@@ -470,6 +470,40 @@ MOV_FORMS(1) MOV_FORMS(2) MOV_FORMS(4) MOV_FORMS(8)
 #define MOV_ROW(S) { mov_EGr_##S, mov_EGm_##S, mov_GEr_##S, mov_GEm_##S, mov_EIr_##S, mov_EIm_##S }
 static const emu_exec_fn mov_fast[4][F_NFORMS] = { MOV_ROW(1), MOV_ROW(2), MOV_ROW(4), MOV_ROW(8) };
 
+/* Flat 64-bit memory operands (64-bit mode and addressing, no FS/GS
+ * segment: the offset is the linear address): a base register plus
+ * displacement (b) or plus a scaled index too (bi), without emu_ea's and
+ * emu_linear's tests of the operand's form.  Faults as the generic path:
+ * the same TLB access. */
+#define FLAT_B() (c->s->gpr[i->base] + (uint64_t)i->disp)
+#define FLAT_BI() (c->s->gpr[i->base] + (c->s->gpr[i->index] << i->scale) + (uint64_t)i->disp)
+#define MOV_FLAT_FORMS(S)                                                      \
+    FAST(mov_GEb_##S) { emu_set_reg(c, i->reg, S, emu_read_la(c, FLAT_B(), S)); } \
+    FAST(mov_GEbi_##S) { emu_set_reg(c, i->reg, S, emu_read_la(c, FLAT_BI(), S)); } \
+    FAST(mov_EGb_##S) { emu_write_la(c, FLAT_B(), S, emu_reg(c, i->reg, S)); }  \
+    FAST(mov_EGbi_##S) { emu_write_la(c, FLAT_BI(), S, emu_reg(c, i->reg, S)); }
+MOV_FLAT_FORMS(1) MOV_FLAT_FORMS(2) MOV_FLAT_FORMS(4) MOV_FLAT_FORMS(8)
+
+/* [size][load b, load bi, store b, store bi] */
+#define MOV_FLAT_ROW(S) { mov_GEb_##S, mov_GEbi_##S, mov_EGb_##S, mov_EGbi_##S }
+static const emu_exec_fn mov_flat[4][4] = {
+    MOV_FLAT_ROW(1), MOV_FLAT_ROW(2), MOV_FLAT_ROW(4), MOV_FLAT_ROW(8),
+};
+
+/* MOVZX from a flat operand with a base and displacement. */
+FAST(movzx_b_4_1) { emu_set_reg(c, i->reg, 4, emu_read_la(c, FLAT_B(), 1)); }
+FAST(movzx_b_4_2) { emu_set_reg(c, i->reg, 4, emu_read_la(c, FLAT_B(), 2)); }
+
+/* 0 if the memory operand of i is not flat, 1 for base + displacement, 2
+ * for base + scaled index + displacement (the FLAT_ forms). */
+static int flat_form(const struct emu_insn *i, enum emu_mode mode)
+{
+    if (mode != EMU_MODE_64 || i->addrsize != 8 || i->seg == S_FS || i->seg == S_GS ||
+        i->base >= 16)
+        return 0;
+    return i->index == EMU_NOREG ? 1 : i->index < 16 ? 2 : 0;
+}
+
 /* Destination size D from a source of size SS, zero- or sign-extended. */
 #define MOVX_FORMS(D, SS)                                                      \
     FAST(movzx_r_##D##_##SS) { emu_set_reg(c, i->reg, D, emu_reg(c, i->rm, SS)); } \
@@ -888,9 +922,13 @@ void emu_specialize(struct emu_insn *i, enum emu_mode mode)
     } else if ((fn == exec_imul_GE || fn == exec_imul_GEI) && sz >= 2) {
         i->fn = imul_fast[sz == 3][fn == exec_imul_GEI][m];
     } else if (fn == exec_mov_EG) {
-        i->fn = mov_fast[sz][m ? F_EGm : F_EGr];
+        int flat = m ? flat_form(i, mode) : 0;
+
+        i->fn = flat ? mov_flat[sz][1 + flat] : mov_fast[sz][m ? F_EGm : F_EGr];
     } else if (fn == exec_mov_GE) {
-        i->fn = mov_fast[sz][m ? F_GEm : F_GEr];
+        int flat = m ? flat_form(i, mode) : 0;
+
+        i->fn = flat ? mov_flat[sz][flat - 1] : mov_fast[sz][m ? F_GEm : F_GEr];
     } else if (fn == exec_mov_EI) {
         i->fn = mov_fast[sz][m ? F_EIm : F_EIr];
     } else if (fn == exec_mov_rI) {
@@ -899,6 +937,8 @@ void emu_specialize(struct emu_insn *i, enum emu_mode mode)
         unsigned ssize = (i->op & 1) ? 1 : 0;  /* B6/BE byte, B7/BF word */
 
         i->fn = movx_fast[fn == exec_movsx][ssize][sz - 1][m];
+        if (fn == exec_movzx && m && sz == 2 && flat_form(i, mode) == 1)
+            i->fn = ssize ? movzx_b_4_2 : movzx_b_4_1;
     } else if (fn == exec_movsxd && mode == EMU_MODE_64 && i->opsize == 8) {
         i->fn = m ? movsxd_m : movsxd_r;
     } else if (fn == exec_lea && m && (i->opsize == 4 || i->opsize == 8)) {
