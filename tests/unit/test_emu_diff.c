@@ -740,13 +740,24 @@ static unsigned gen_rot_producer(uint8_t *b)
     }
     if (rnd_below(2)) {
         /* Half the time a flag-neutral instruction in between, which the
-         * dead-flag scan looks past: mov r64, r64 or lea r64, [r + 8]. */
+         * dead-flag scan looks past: mov r64/r32, r64/r32 or
+         * lea r64, [r + 8]. */
         unsigned d = (unsigned)rnd_below(16), src = (unsigned)rnd_below(16);
 
         b[n++] = (uint8_t)(0x48 | (d >= 8 ? 4 : 0) | (src >= 8 ? 1 : 0));
         if (rnd_below(2) || (src & 7) == 4 || (src & 7) == 5) {
-            b[n++] = 0x8b;
-            b[n++] = (uint8_t)(0xc0 | ((d & 7) << 3) | (src & 7));
+            /* mov r64 or r32 (folded into the next instruction's entry
+             * under emu), either direction */
+            if (rnd_below(2))
+                b[n - 1] &= (uint8_t)~8;
+            if (rnd_below(2)) {
+                b[n++] = 0x8b;
+                b[n++] = (uint8_t)(0xc0 | ((d & 7) << 3) | (src & 7));
+            } else {
+                b[n - 1] = (uint8_t)((b[n - 1] & 0xf8) | (src >= 8 ? 4 : 0) | (d >= 8 ? 1 : 0));
+                b[n++] = 0x89;
+                b[n++] = (uint8_t)(0xc0 | ((src & 7) << 3) | (d & 7));
+            }
         } else {
             b[n++] = 0x8d;
             b[n++] = (uint8_t)(0x40 | ((d & 7) << 3) | (src & 7));
