@@ -599,7 +599,7 @@ static uint32_t implicit_regs(const struct tmpl *t)
  * never a memory base or index).  Only instructions whose Jcc-visible
  * flags (CF PF ZF SF OF) are defined on every vendor: ALU ops, TEST,
  * INC/DEC, NEG, shifts by 1.  CMP, TEST and SUB before a 64-bit Jcc run
- * fused with it (emu_fuse_block), so they come up most often. */
+ * fused with it (emu_fast_sequence), so they come up most often. */
 static unsigned gen_flag_producer(uint8_t *b)
 {
     static const uint8_t shift_digit[3] = { 4, 5, 7 };
