@@ -734,6 +734,34 @@ static inline __attribute__((always_inline)) bool sub_cond(unsigned cond, unsign
     return x ^ (cond & 1);
 }
 
+/* The condition cond after r = a + b (ADD), from the operands. */
+static inline __attribute__((always_inline)) bool add_cond(unsigned cond, unsigned size,
+                                                           uint64_t a, uint64_t b)
+{
+    uint64_t m = emu_mask(size), r;
+    unsigned top = size * 8 - 1;
+    bool cf, zf, sf, of, x;
+
+    a &= m;
+    b &= m;
+    r = (a + b) & m;
+    cf = r < a;
+    zf = r == 0;
+    sf = (r >> top) & 1;
+    of = (((a ^ r) & (b ^ r)) >> top) & 1;
+    switch (cond >> 1) {
+    case 0: x = of; break;
+    case 1: x = cf; break;
+    case 2: x = zf; break;
+    case 3: x = cf || zf; break;
+    case 4: x = sf; break;
+    case 5: x = !__builtin_parityll(r & 0xff); break;
+    case 6: x = sf != of; break;
+    default: x = zf || sf != of; break;
+    }
+    return x ^ (cond & 1);
+}
+
 /* The condition cond after a logical result r (TEST): CF = OF = 0. */
 static inline __attribute__((always_inline)) bool logic_cond(unsigned cond, unsigned size,
                                                              uint64_t r)
@@ -771,7 +799,7 @@ static inline __attribute__((always_inline)) void fused_jcc(struct emu_cpu *c,
  * so the pair behaves exactly as its two instructions; the lazy flags are
  * recorded as alu_fast/test_fast record them, for any later reader.
  * OP 7 CMP, 5 SUB; forms as alu_fast's EGr, GEr, EIr. */
-/* dst: the register the result goes to (SUB; CMP writes none). */
+/* dst: the register the result goes to (ADD, SUB; CMP writes none). */
 static inline __attribute__((always_inline)) void fused_sub(struct emu_cpu *c,
                                                             const struct emu_insn *i,
                                                             unsigned op, unsigned size,
@@ -782,7 +810,7 @@ static inline __attribute__((always_inline)) void fused_sub(struct emu_cpu *c,
 
     if (op != 7)
         emu_set_reg(c, dst, size, r);
-    fused_jcc(c, i, sub_cond(cond, size, a, b));
+    fused_jcc(c, i, op == 0 ? add_cond(cond, size, a, b) : sub_cond(cond, size, a, b));
 }
 
 #define FUSED_SUB(OP, S, CC)                                                   \
@@ -816,7 +844,7 @@ static inline __attribute__((always_inline)) void fused_test(struct emu_cpu *c,
     {                                                                          \
         fused_test(c, i, S, CC, emu_reg(c, i->rm, S) & i->imm);                \
     }
-#define FUSED_ALL(S, CC) FUSED_SUB(7, S, CC) FUSED_SUB(5, S, CC) FUSED_TEST(S, CC)
+#define FUSED_ALL(S, CC) FUSED_SUB(7, S, CC) FUSED_SUB(5, S, CC) FUSED_SUB(0, S, CC) FUSED_TEST(S, CC)
 #define FUSED_CONDS(S)                                                         \
     FUSED_ALL(S, 0) FUSED_ALL(S, 1) FUSED_ALL(S, 2) FUSED_ALL(S, 3)            \
     FUSED_ALL(S, 4) FUSED_ALL(S, 5) FUSED_ALL(S, 6) FUSED_ALL(S, 7)            \
@@ -830,11 +858,13 @@ FUSED_CONDS(1) FUSED_CONDS(2) FUSED_CONDS(4) FUSED_CONDS(8)
                           K##_##S##_8, K##_##S##_9, K##_##S##_10, K##_##S##_11,       \
                           K##_##S##_12, K##_##S##_13, K##_##S##_14, K##_##S##_15 }
 /* The pair kinds, each with the producer it replaces. */
-enum { FK_CMP_EG, FK_CMP_GE, FK_CMP_EI, FK_SUB_EG, FK_SUB_GE, FK_SUB_EI, FK_TEST_G, FK_TEST_I,
-       FK_N };
+enum { FK_CMP_EG, FK_CMP_GE, FK_CMP_EI, FK_SUB_EG, FK_SUB_GE, FK_SUB_EI, FK_ADD_EG, FK_ADD_GE,
+       FK_ADD_EI, FK_TEST_G, FK_TEST_I, FK_N };
 #define FUSED_SIZE(S) { FUSED_TAB(fused_EGr_7, S), FUSED_TAB(fused_GEr_7, S),         \
                         FUSED_TAB(fused_EIr_7, S), FUSED_TAB(fused_EGr_5, S),         \
                         FUSED_TAB(fused_GEr_5, S), FUSED_TAB(fused_EIr_5, S),         \
+                        FUSED_TAB(fused_EGr_0, S), FUSED_TAB(fused_GEr_0, S),         \
+                        FUSED_TAB(fused_EIr_0, S),                                    \
                         FUSED_TAB(fused_testGr, S), FUSED_TAB(fused_testIr, S) }
 static const emu_exec_fn fused_fast[4][FK_N][16] = {
     FUSED_SIZE(1), FUSED_SIZE(2), FUSED_SIZE(4), FUSED_SIZE(8),
@@ -850,6 +880,9 @@ static emu_exec_fn fused_producer(int sz, int k)
     case FK_SUB_EG: return alu_fast[5][sz][F_EGr];
     case FK_SUB_GE: return alu_fast[5][sz][F_GEr];
     case FK_SUB_EI: return alu_fast[5][sz][F_EIr];
+    case FK_ADD_EG: return alu_fast[0][sz][F_EGr];
+    case FK_ADD_GE: return alu_fast[0][sz][F_GEr];
+    case FK_ADD_EI: return alu_fast[0][sz][F_EIr];
     case FK_TEST_G: return test_fast[sz][0];
     default: return test_fast[sz][2];
     }

@@ -598,8 +598,8 @@ static uint32_t implicit_regs(const struct tmpl *t)
  * immediate); the others write RSP, which no pair consumer uses (no stack,
  * never a memory base or index).  Only instructions whose Jcc-visible
  * flags (CF PF ZF SF OF) are defined on every vendor: ALU ops, TEST,
- * INC/DEC, NEG, shifts by 1.  CMP, TEST and SUB before a 64-bit Jcc run
- * fused with it (emu_fast_sequence), so they come up most often. */
+ * INC/DEC, NEG, shifts by 1.  CMP, TEST, SUB and ADD before a 64-bit Jcc
+ * run fused with it (emu_fast_sequence), so they come up most often. */
 static unsigned gen_flag_producer(uint8_t *b)
 {
     static const uint8_t shift_digit[3] = { 4, 5, 7 };
@@ -621,10 +621,10 @@ static unsigned gen_flag_producer(uint8_t *b)
     case 5: op = 0xd0; digit = shift_digit[rnd_below(3)]; break;      /* shl/shr/sar 1 */
     case 6: op = 0x80; digit = 7; break;                               /* cmp r, imm */
     case 7: op = 0xf6; digit = 0; break;                               /* test r, imm */
-    default: /* sub r, imm: writes RSP; or cmp again */
+    default: /* add or sub r, imm: writes RSP; or cmp again */
         op = 0x80;
-        digit = rnd_below(2) ? 5 : 7;
-        if (digit == 5)
+        digit = (unsigned[]){ 0, 5, 7 }[rnd_below(3)];
+        if (digit != 7)
             dst = R_ESP;
         break;
     }
