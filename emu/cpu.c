@@ -440,6 +440,18 @@ static __attribute__((noinline, noreturn)) void break_debug_trap(struct emu_cpu 
     emu_debug_trap(c, c->step_tf);
 }
 
+/* A handler set break_block: clear it (and raise a data breakpoint's #DB
+ * trap, giving back the left instructions not run).  True if it was set. */
+static inline bool took_break(struct emu_cpu *c, unsigned left)
+{
+    if (!c->break_block)
+        return false;
+    c->break_block = false;
+    if (unlikely(c->dbg_pending))
+        break_debug_trap(c, left);
+    return true;
+}
+
 /* Whether the run loop must look before running another block: a kick,
  * a stop request, an NMI, a deliverable interrupt that may be pending
  * (the LAPIC's hint), single-stepping or per-block logging. */
@@ -497,12 +509,8 @@ run_fast(struct emu_cpu *c, const struct emu_insn *first, unsigned n, unsigned n
             left = 0;
         else
             left = ninsns - i->nth;
-        if (unlikely(c->break_block)) {
-            c->break_block = false;
-            if (unlikely(c->dbg_pending))
-                break_debug_trap(c, left);
+        if (unlikely(took_break(c, left)))
             return left;
-        }
         if (!left || s->rip != entry || c->budget + left < ninsns || attention_needed(c))
             return left;
         c->budget -= ninsns - left;
@@ -529,11 +537,7 @@ static unsigned run_exact(struct emu_cpu *c, const struct emu_insn *i, unsigned 
         i++;
     } while ((uintptr_t)i < c->stop);
     left = (unsigned)(end - i);
-    if (unlikely(c->break_block)) {
-        c->break_block = false;
-        if (unlikely(c->dbg_pending))
-            break_debug_trap(c, left);
-    }
+    took_break(c, left);
     return left;
 }
 

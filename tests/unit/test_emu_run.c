@@ -426,7 +426,7 @@ static void test_side_exits_match_single_steps(void **state)
 /* Run code at CODE from the given registers to its HLT, either in whole
  * blocks (fused pairs) or one instruction per emu_run (the block's own
  * entries, lazy flags read by the plain Jcc). */
-static void run_add_jcc(struct emu_tm *t, const uint8_t *code, size_t len, uint64_t rax,
+static void run_pair_to_hlt(struct emu_tm *t, const uint8_t *code, size_t len, uint64_t rax,
                         uint64_t rbx, bool single)
 {
     put(t, CODE, code, len);
@@ -497,8 +497,8 @@ static void test_fused_pairs_match_single_steps(void **state)
                                     break;
                                 code[n - 6] = (uint8_t)vals[y];
                             }
-                            run_add_jcc(&a, code, n, vals[x], vals[y], false);
-                            run_add_jcc(&b, code, n, vals[x], vals[y], true);
+                            run_pair_to_hlt(&a, code, n, vals[x], vals[y], false);
+                            run_pair_to_hlt(&b, code, n, vals[x], vals[y], true);
                             assert_int_equal(a.s.gpr[R_ECX], b.s.gpr[R_ECX]);
                             assert_int_equal(a.s.gpr[R_EAX], b.s.gpr[R_EAX]);
                             assert_int_equal(a.s.gpr[R_EBX], b.s.gpr[R_EBX]);
